@@ -1,0 +1,78 @@
+# apl — build, test, demo, bench, install.
+#   make                         ./apl against Debian's libtorch (CPU)
+#   make LIBTORCH=/opt/libtorch  against another libtorch (CUDA zip or a pip wheel's torch/ folder)
+#   make deps | test | demo | bench [QUICK=1] | install PREFIX=/usr/local
+# New .c/.cpp files in core/ and lua/ are picked up by the globs below: nobody edits a file list.
+
+PREFIX   ?= /usr/local
+CC       ?= gcc
+CXX      ?= g++
+LIBTORCH ?=
+OPT      ?= -O2
+
+ifeq ($(LIBTORCH),)
+TORCH_INC  := -I/usr/include/torch/csrc/api/include
+TORCH_LIBS := -ltorch_cpu -lc10
+else
+TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
+TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(abspath $(LIBTORCH))/lib -Wl,--no-as-needed \
+              -ltorch -ltorch_cpu -lc10 $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) \
+              -Wl,--as-needed
+endif
+
+LUA_INC  := $(shell pkg-config --cflags lua5.4)
+LUA_LIBS := $(shell pkg-config --libs lua5.4)
+DEP_LIBS := $(LUA_LIBS) -lcjson -lpcre2-8 -lcurl -lreadline -lm -lpthread -ldl
+
+CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -Icore $(LUA_INC) -I/usr/include/cjson
+CXXFLAGS += $(OPT) -g -std=c++17 -Wall -Wextra -fPIC -Icore $(TORCH_INC) -Wno-unused-parameter
+LDFLAGS  += -rdynamic
+
+CORE_C   := $(sort $(wildcard core/*.c))
+CORE_CXX := $(sort $(wildcard core/*.cpp))
+LUA_C    := $(sort $(wildcard lua/*.c))
+OBJ      := $(patsubst %.c,build/%.o,$(CORE_C) $(LUA_C)) $(patsubst %.cpp,build/%.o,$(CORE_CXX))
+CORE_OBJ := $(patsubst %.c,build/%.o,$(CORE_C)) $(patsubst %.cpp,build/%.o,$(CORE_CXX))
+CTESTS   := $(patsubst tests/c/%.c,build/tests/%,$(sort $(wildcard tests/c/test_*.c)))
+
+.PHONY: all deps test demo bench install clean
+all: apl
+
+apl: $(OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $(OBJ) $(TORCH_LIBS) $(DEP_LIBS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+build/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+# C unit tests link the core (not lua/main.c).
+build/tests/%: tests/c/%.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(CORE_OBJ) -lstdc++ $(TORCH_LIBS) $(DEP_LIBS)
+
+deps:
+	@sh tools/deps.sh
+
+test: apl $(CTESTS)
+	@./apl tests/run.lua $(TESTS)
+
+demo: apl
+	./apl recipes/demo.lua
+
+bench: apl
+	./apl bench/run.lua $(if $(QUICK),--quick)
+
+install: apl
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/apl
+	cp -r lua acquisition recipes $(DESTDIR)$(PREFIX)/share/apl/
+	install -m 755 apl $(DESTDIR)$(PREFIX)/share/apl/apl
+	ln -sf ../share/apl/apl $(DESTDIR)$(PREFIX)/bin/apl
+
+clean:
+	rm -rf build apl
+
+-include $(OBJ:.o=.d)

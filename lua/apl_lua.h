@@ -1,0 +1,58 @@
+/* apl_lua.h — what every binding file (lua/l*.c) shares: raising errors the STYLE.md way and
+ * moving tensors between C and Lua.
+ *
+ *   static int l_model_forward(lua_State *L) {
+ *       apl_model *m = check_model(L, 1);
+ *       apl_tensor *ids = apl_lua_checktensor(L, 2);
+ *       apl_tensor *logits;
+ *       apl_lua_check(L, apl_model_forward(m, ids, NULL, NULL, &logits), "apl.model.forward");
+ *       apl_lua_pushtensor(L, logits, "apl.model.forward");   // Lua owns it now
+ *       return 1;
+ *   }
+ *
+ * Free C temporaries before calling anything here that can raise: raising never returns.
+ */
+#ifndef APL_LUA_H
+#define APL_LUA_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "status.h"
+#include "torch_shim.h"
+
+#define APL_TENSOR_MT "apl.Tensor"
+
+/* The apl.Tensor userdata: one handle, NULL once freed (so :free() is safe twice). */
+typedef struct { apl_tensor *t; } apl_tensor_box;
+
+/* Raises "fname: <message>". Never returns. */
+int apl_lua_error(lua_State *L, const char *fname, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Raises "fname: apl_last_error()" when st != APL_OK. */
+void apl_lua_check(lua_State *L, apl_status st, const char *fname);
+/* For expected failures: pushes nil, "fname: apl_last_error()" and returns 2. */
+int apl_lua_fail(lua_State *L, const char *fname);
+
+/* Pushes a new apl.Tensor userdata that owns t. When t is NULL, raises "fname: <last error>". */
+void apl_lua_pushtensor(lua_State *L, apl_tensor *t, const char *fname);
+/* Like pushtensor, and records `base` (a stack index) as the new tensor's user value, so that
+ * the base object is collected only after the tensor. */
+void apl_lua_pushtensor_ref(lua_State *L, apl_tensor *t, int base, const char *fname);
+apl_tensor *apl_lua_checktensor(lua_State *L, int idx);
+apl_tensor *apl_lua_totensor(lua_State *L, int idx); /* NULL when not a live apl.Tensor */
+
+/* Reads an optional field of the table at idx (idx may hold nil): integer / number / string / bool. */
+lua_Integer apl_lua_optint_field(lua_State *L, int idx, const char *k, lua_Integer def);
+lua_Number apl_lua_optnum_field(lua_State *L, int idx, const char *k, lua_Number def);
+const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def);
+int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def);
+
+/* The progress callback that prints a status line with counts and ETA to stderr (lprogress.c). */
+typedef struct apl_lua_progress apl_lua_progress;
+void apl_lua_progress_cb(void *ud, const char *phase, long done, long total);
+
+/* Registered modules: main.c preloads each luaopen_* that is linked in. */
+int luaopen_apl_tensor(lua_State *L);
+
+#endif

@@ -1,0 +1,120 @@
+/* lcommon.c — error raising, tensor userdata and option-table helpers shared by all bindings. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "apl_lua.h"
+
+int apl_lua_error(lua_State *L, const char *fname, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return luaL_error(L, "%s: %s", fname, msg);
+}
+
+void apl_lua_check(lua_State *L, apl_status st, const char *fname)
+{
+    if (st != APL_OK) apl_lua_error(L, fname, "%s", apl_last_error());
+}
+
+int apl_lua_fail(lua_State *L, const char *fname)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", fname, apl_last_error());
+    return 2;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensor userdata (the metatable itself is made by luaopen_apl_tensor in ltensor.c) */
+
+void apl_lua_pushtensor_ref(lua_State *L, apl_tensor *t, int base, const char *fname)
+{
+    if (!t) apl_lua_error(L, fname, "%s", apl_last_error());
+    base = lua_absindex(L, base);
+    /* The box is created empty first; if the allocation raises, t is not yet owned by anything,
+     * so a leak of one handle on out-of-memory is the worst case, never a double free. */
+    apl_tensor_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+    b->t = NULL;
+    luaL_setmetatable(L, APL_TENSOR_MT);
+    b->t = t;
+    if (base) {
+        lua_pushvalue(L, base);
+        lua_setiuservalue(L, -2, 1);
+    }
+}
+
+void apl_lua_pushtensor(lua_State *L, apl_tensor *t, const char *fname)
+{
+    apl_lua_pushtensor_ref(L, t, 0, fname);
+}
+
+apl_tensor *apl_lua_totensor(lua_State *L, int idx)
+{
+    apl_tensor_box *b = luaL_testudata(L, idx, APL_TENSOR_MT);
+    return b ? b->t : NULL;
+}
+
+apl_tensor *apl_lua_checktensor(lua_State *L, int idx)
+{
+    apl_tensor_box *b = luaL_checkudata(L, idx, APL_TENSOR_MT);
+    if (!b->t) luaL_argerror(L, idx, "tensor was freed");
+    return b->t;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Option tables */
+
+static int push_field(lua_State *L, int idx, const char *k)
+{
+    if (!lua_istable(L, idx)) return 0;
+    if (lua_getfield(L, idx, k) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+lua_Integer apl_lua_optint_field(lua_State *L, int idx, const char *k, lua_Integer def)
+{
+    idx = lua_absindex(L, idx);
+    if (!push_field(L, idx, k)) return def;
+    int ok;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "option '%s' must be an integer, got %s", k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number apl_lua_optnum_field(lua_State *L, int idx, const char *k, lua_Number def)
+{
+    idx = lua_absindex(L, idx);
+    if (!push_field(L, idx, k)) return def;
+    int ok;
+    lua_Number v = lua_tonumberx(L, -1, &ok);
+    if (!ok) luaL_error(L, "option '%s' must be a number, got %s", k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The string stays valid while the option table holds it. */
+const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def)
+{
+    idx = lua_absindex(L, idx);
+    if (!push_field(L, idx, k)) return def;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "option '%s' must be a string, got %s", k, luaL_typename(L, -1));
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def)
+{
+    idx = lua_absindex(L, idx);
+    if (!push_field(L, idx, k)) return def;
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}

@@ -1,0 +1,86 @@
+-- tests/run.lua — runs the C unit tests (build/tests/test_*) and the Lua tests (tests/lua/test_*.lua)
+-- and ends with the line "N passed, N failed[, N skipped]". Arguments select Lua test files.
+--   ./apl tests/run.lua                         everything
+--   ./apl tests/run.lua tests/lua/test_tensor.lua
+local T = require "apl.test"
+local root = T.root()
+local passed, failed, skipped = 0, 0, 0
+local failures = {}
+
+local function list(cmd)
+    local out = {}
+    local p = io.popen(cmd)
+    for l in p:lines() do out[#out + 1] = l end
+    p:close()
+    return out
+end
+
+local function run_c_tests()
+    for _, bin in ipairs(list("ls " .. root .. "/build/tests/test_* 2>/dev/null")) do
+        io.write("== ", bin, "\n")
+        local p = io.popen(bin .. " 2>&1")
+        local out = p:read("a")
+        local ok = p:close()
+        io.write(out)
+        local np, nf = out:match("(%d+) passed, (%d+) failed")
+        np, nf = tonumber(np) or 0, tonumber(nf) or 0
+        if not ok and nf == 0 then nf = 1 end
+        passed, failed = passed + np, failed + nf
+        if not ok then failures[#failures + 1] = bin end
+    end
+end
+
+local function load_lua_tests(files)
+    for _, f in ipairs(files) do
+        T.current_file = f
+        local ok, err = xpcall(dofile, debug.traceback, f)
+        if not ok then
+            failed = failed + 1
+            failures[#failures + 1] = f .. " (load): " .. tostring(err)
+            io.write("NOT OK  loading ", f, "\n", tostring(err), "\n")
+        end
+    end
+end
+
+local function run_cases()
+    local last_file
+    for _, c in ipairs(T.cases) do
+        if c.file ~= last_file then io.write("== ", c.file, "\n"); last_file = c.file end
+        local t0 = os.clock()
+        local ok, err = xpcall(c.fn, function(e)
+            if T.is_skip(e) then return e end
+            return debug.traceback(tostring(e), 2)
+        end)
+        collectgarbage()
+        if ok then
+            passed = passed + 1
+            io.write(string.format("ok      %s (%.1fs)\n", c.name, os.clock() - t0))
+        elseif T.is_skip(err) then
+            skipped = skipped + 1
+            io.write("skipped ", c.name, ": ", tostring(err.reason), "\n")
+        else
+            failed = failed + 1
+            failures[#failures + 1] = c.file .. ": " .. c.name
+            io.write("NOT OK  ", c.name, "\n", err, "\n")
+        end
+        io.flush()
+    end
+end
+
+local files = {}
+for i = 1, #arg do files[#files + 1] = arg[i] end
+if #files == 0 then
+    run_c_tests()
+    files = list("ls " .. root .. "/tests/lua/test_*.lua")
+end
+load_lua_tests(files)
+run_cases()
+for _, d in ipairs(T.tmpdirs or {}) do os.execute("rm -rf '" .. d .. "'") end
+
+if #failures > 0 then
+    io.write("\nfailed:\n")
+    for _, f in ipairs(failures) do io.write("  ", f, "\n") end
+end
+io.write(string.format("%d passed, %d failed%s\n", passed, failed,
+    skipped > 0 and string.format(", %d skipped", skipped) or ""))
+os.exit(failed == 0 and 0 or 1)
