@@ -49,10 +49,14 @@ build/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
-# C unit tests link the core (not lua/main.c).
-build/tests/%: tests/c/%.c $(CORE_OBJ)
+# C unit tests link the core as an archive, so each pulls in only the modules it uses.
+build/libaplcore.a: $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $(CORE_OBJ)
+
+build/tests/%: tests/c/%.c build/libaplcore.a tests/c/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(CORE_OBJ) -lstdc++ $(TORCH_LIBS) $(DEP_LIBS)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< build/libaplcore.a -lstdc++ $(TORCH_LIBS) $(DEP_LIBS)
 
 deps:
 	@sh tools/deps.sh

@@ -1,0 +1,29 @@
+/* check.h — the C unit tests' tiny harness: CHECK counts, NEAR compares with a tolerance, and
+ * DONE() prints the "N passed, N failed" line that tests/run.lua adds up. */
+#ifndef APL_CHECK_H
+#define APL_CHECK_H
+#include <math.h>
+#include <stdio.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            printf("NOT OK  %s:%d: %s: ", __FILE__, __LINE__, #cond);                              \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define NEAR(a, b, tol) CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g", (double)(a), (double)(b))
+
+#define DONE()                                                                                     \
+    do {                                                                                           \
+        printf("%d passed, %d failed\n", check_passed, check_failed);                              \
+        return check_failed ? 1 : 0;                                                               \
+    } while (0)
+#endif
