@@ -1,0 +1,98 @@
+-- apl.demo_data — short movie-review-like texts for the demo, from templates and word lists.
+--
+--   local demo_data = require "apl.demo_data"
+--   local reviews = demo_data.reviews{ n = 3000, seed = 1 }   -- { {text=, sentiment="pos"}, ... }
+--   demo_data.write_imdb("build/demo/aclImdb", { train = 400, test = 100, seed = 2 })
+--
+-- Half the reviews are positive, half negative; some mention a contrary detail, so sentiment is
+-- learnable but not a single word. The sentiment words come from apl.sentiment's lists, which is
+-- what lets the demo's word-list oracle judge the tiny model's completions.
+local rng = require "apl.rng"
+local sentiment = require "apl.sentiment"
+
+local M = {}
+
+local W = {
+    noun = { "movie", "film", "story", "plot", "acting", "cast", "ending", "script", "music",
+             "director", "hero", "villain", "dialogue", "camera work", "pacing", "first half" },
+    adv = { "very", "really", "quite", "truly", "so", "rather", "pretty" },
+    opener = { "this movie", "the film", "this film", "the movie", "the story", "this one" },
+    pos_adj = { "good", "great", "wonderful", "brilliant", "funny", "beautiful", "moving",
+                "charming", "clever", "delightful", "superb", "fresh", "excellent", "touching",
+                "lovely", "enjoyable", "warm", "gripping", "fun", "smart", "sweet", "strong" },
+    neg_adj = { "bad", "boring", "dull", "awful", "terrible", "slow", "silly", "weak", "poor",
+                "messy", "predictable", "lifeless", "painful", "bland", "tedious", "clumsy",
+                "forgettable", "flat", "cheap", "annoying", "mediocre", "wooden" },
+    pos_verb = { "loved", "enjoyed", "adored", "liked" },
+    neg_verb = { "hated", "disliked", "regretted" },
+    pos_end = { "i would recommend it .", "a real gem .", "one of the best this year .",
+                "i want to see it again .", "worth every minute ." },
+    neg_end = { "skip this one .", "a waste of time .", "one of the worst this year .",
+                "i want my money back .", "not worth a minute ." },
+}
+
+-- Every template word the oracle should react to must be in its lists.
+for _, w in ipairs(W.pos_adj) do assert(sentiment.score(w) > 0, w) end
+for _, w in ipairs(W.neg_adj) do assert(sentiment.score(w) < 0, w) end
+
+local TEMPLATES = {
+    "{opener} was {adv} {adj} .",
+    "i {verb} the {noun} .",
+    "the {noun} was {adj} and the {noun} was {adv} {adj} .",
+    "{opener} is {adj} from start to finish .",
+    "overall a {adj} {noun} .",
+    "the {noun} felt {adv} {adj} .",
+    "my friends {verb} it too .",
+    "{end}",
+}
+
+local CONTRARY = "the {noun} was {other} but the {noun} was {adv} {adj} ."
+
+local function fill(template, r, mood)
+    local other = mood == "pos" and "neg" or "pos"
+    return (template:gsub("{(%w+)}", function(slot)
+        local list = W[slot] or (slot == "adj" and W[mood .. "_adj"]) or (slot == "other" and W[other .. "_adj"])
+            or (slot == "verb" and W[mood .. "_verb"]) or (slot == "end" and W[mood .. "_end"])
+        return list[r:int(1, #list)]
+    end))
+end
+
+-- One review: an opening sentence, one or two more, sometimes a contrary detail.
+local function review(r, mood)
+    local parts = { fill(TEMPLATES[r:int(1, 4)], r, mood) }
+    for _ = 1, r:int(1, 2) do parts[#parts + 1] = fill(TEMPLATES[r:int(2, #TEMPLATES)], r, mood) end
+    if r:uniform() < 0.2 then table.insert(parts, 2, fill(CONTRARY, r, mood)) end
+    return table.concat(parts, " ")
+end
+
+-- opts: n (reviews), seed. Alternates positive and negative.
+function M.reviews(opts)
+    local r = rng.new(opts.seed or 0, "demo-reviews")
+    local out = {}
+    for i = 1, opts.n do
+        local mood = i % 2 == 1 and "pos" or "neg"
+        out[i] = { text = review(r, mood), sentiment = mood }
+    end
+    return out
+end
+
+-- Writes reviews in the aclImdb layout ({train,test}/{pos,neg}/<i>_<rating>.txt), so the demo
+-- reads its prompt pool through the same loader as the IMDB recipe.
+function M.write_imdb(dir, opts)
+    local all = M.reviews { n = opts.train + opts.test, seed = opts.seed }
+    for _, split in ipairs { "train", "test" } do
+        for _, mood in ipairs { "pos", "neg" } do
+            assert(os.execute(string.format("mkdir -p '%s/%s/%s'", dir, split, mood)))
+        end
+    end
+    for i, rv in ipairs(all) do
+        local split = i <= opts.train and "train" or "test"
+        local path = string.format("%s/%s/%s/%d_%d.txt", dir, split, rv.sentiment, i, rv.sentiment == "pos" and 9 or 2)
+        local f = assert(io.open(path, "w"))
+        f:write(rv.text)
+        f:close()
+    end
+    return dir
+end
+
+return M
