@@ -1,0 +1,287 @@
+/* loracle.c — apl.core.oracle: the C half of apl.oracle (lua/apl/oracle.lua drives it).
+ *
+ *   local core = require "apl.core.oracle"
+ *   local h <close> = core.http_new{url=, api_key_env=, ca_file=, timeout=, max_in_flight=,
+ *                                   rpm=, tpm=, max_tries=, backoff=, backoff_max=, seed=}
+ *   h:submit(id, body, est_tokens)
+ *   for _, r in ipairs(h:wait(0.25)) do ... r.id, r.status, r.body, r.error, r.tries end
+ *   h:outstanding(); h:stats() -> {requests, retries, in_flight, queued}
+ *   core.chat_request{model=, system=, user=, temperature=, max_tokens=} -> json
+ *   core.chat_parse(body) -> content, prompt_tokens, completion_tokens | nil, msg
+ *   local l, lines, warning = core.ledger_open(path); l:append(json); l:close()
+ *   core.key(s1, s2, ...) -> 16 hex digits;  core.now() -> seconds;  core.sleep(s)
+ *
+ * The API key is read here with getenv and handed straight to the C transport; it never
+ * becomes a Lua value.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "apl_lua.h"
+#include "ledger.h"
+#include "oracle_http.h"
+
+#define HTTP_MT "apl.OracleHTTP"
+#define LEDGER_MT "apl.Ledger"
+
+typedef struct { apl_http *h; } http_box;
+typedef struct { apl_ledger *l; } ledger_box;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Transport */
+
+static apl_http *check_http(lua_State *L)
+{
+    http_box *b = luaL_checkudata(L, 1, HTTP_MT);
+    if (!b->h) luaL_argerror(L, 1, "oracle transport was freed");
+    return b->h;
+}
+
+static int l_oracle_http_new(lua_State *L)
+{
+    const char *fname = "apl.oracle.openai";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    apl_http_opts o = apl_http_defaults();
+    o.url = apl_lua_optstr_field(L, 1, "url", NULL);
+    o.ca_file = apl_lua_optstr_field(L, 1, "ca_file", NULL);
+    o.timeout_s = apl_lua_optnum_field(L, 1, "timeout", o.timeout_s);
+    o.max_in_flight = (int)apl_lua_optint_field(L, 1, "max_in_flight", o.max_in_flight);
+    o.rpm = apl_lua_optnum_field(L, 1, "rpm", 0);
+    o.tpm = apl_lua_optnum_field(L, 1, "tpm", 0);
+    o.max_tries = (int)apl_lua_optint_field(L, 1, "max_tries", o.max_tries);
+    o.backoff_s = apl_lua_optnum_field(L, 1, "backoff", o.backoff_s);
+    o.backoff_max_s = apl_lua_optnum_field(L, 1, "backoff_max", o.backoff_max_s);
+    o.seed = (uint64_t)apl_lua_optint_field(L, 1, "seed", 0);
+    const char *env = apl_lua_optstr_field(L, 1, "api_key_env", NULL);
+    if (env) {
+        o.api_key = getenv(env);
+        if (!o.api_key || !*o.api_key)
+            return apl_lua_error(L, fname, "environment variable %s (api_key_env) is not set", env);
+    }
+    http_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->h = NULL;
+    luaL_setmetatable(L, HTTP_MT);
+    apl_lua_check(L, apl_http_new(&o, &b->h), fname);
+    return 1;
+}
+
+static int l_oracle_http_submit(lua_State *L)
+{
+    apl_http *h = check_http(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    const char *body = luaL_checkstring(L, 3);
+    lua_Integer est = luaL_optinteger(L, 4, 1);
+    apl_lua_check(L, apl_http_submit(h, (long)id, body, (long)est), "apl.oracle.label");
+    return 0;
+}
+
+static int l_oracle_http_wait(lua_State *L)
+{
+    apl_http *h = check_http(L);
+    double max_wait = luaL_optnumber(L, 2, 0.25);
+    const apl_http_result *r;
+    size_t n;
+    apl_lua_check(L, apl_http_wait(h, max_wait, &r, &n), "apl.oracle.label");
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, r[i].id);
+        lua_setfield(L, -2, "id");
+        lua_pushinteger(L, r[i].status);
+        lua_setfield(L, -2, "status");
+        lua_pushstring(L, r[i].body);
+        lua_setfield(L, -2, "body");
+        lua_pushinteger(L, r[i].tries);
+        lua_setfield(L, -2, "tries");
+        if (r[i].error) {
+            lua_pushstring(L, r[i].error);
+            lua_setfield(L, -2, "error");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int l_oracle_http_outstanding(lua_State *L)
+{
+    lua_pushinteger(L, apl_http_outstanding(check_http(L)));
+    return 1;
+}
+
+static int l_oracle_http_stats(lua_State *L)
+{
+    apl_http_stats s = apl_http_get_stats(check_http(L));
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, s.requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, s.retries);
+    lua_setfield(L, -2, "retries");
+    lua_pushinteger(L, s.in_flight);
+    lua_setfield(L, -2, "in_flight");
+    lua_pushinteger(L, s.queued);
+    lua_setfield(L, -2, "queued");
+    return 1;
+}
+
+/* __gc, __close and :free(): cancels transfers still in flight; safe twice. */
+static int l_oracle_http_free(lua_State *L)
+{
+    http_box *b = luaL_checkudata(L, 1, HTTP_MT);
+    apl_http_free(b->h);
+    b->h = NULL;
+    return 0;
+}
+
+static int l_oracle_http_tostring(lua_State *L)
+{
+    http_box *b = luaL_checkudata(L, 1, HTTP_MT);
+    lua_pushfstring(L, HTTP_MT " (%s)", b->h ? "open" : "freed");
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Chat protocol */
+
+static int l_oracle_chat_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *model = apl_lua_optstr_field(L, 1, "model", NULL);
+    const char *system = apl_lua_optstr_field(L, 1, "system", NULL);
+    const char *user = apl_lua_optstr_field(L, 1, "user", NULL);
+    double temperature = apl_lua_optnum_field(L, 1, "temperature", 0.05);
+    lua_Integer max_tokens = apl_lua_optint_field(L, 1, "max_tokens", 0);
+    if (!model || !user) return apl_lua_error(L, "apl.oracle.label", "chat request needs model and user");
+    char *body;
+    apl_lua_check(L, apl_chat_request(model, system, user, temperature, (long)max_tokens, &body),
+                  "apl.oracle.label");
+    lua_pushstring(L, body);
+    free(body);
+    return 1;
+}
+
+static int l_oracle_chat_parse(lua_State *L)
+{
+    const char *body = luaL_checkstring(L, 1);
+    char *content;
+    long pt, ct;
+    apl_status st = apl_chat_parse(body, &content, &pt, &ct);
+    if (st == APL_EFORMAT) {
+        lua_pushnil(L);
+        lua_pushstring(L, apl_last_error());
+        return 2;
+    }
+    apl_lua_check(L, st, "apl.oracle.label");
+    lua_pushstring(L, content);
+    free(content);
+    lua_pushinteger(L, pt);
+    lua_pushinteger(L, ct);
+    return 3;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ledger */
+
+static int l_oracle_ledger_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    ledger_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->l = NULL;
+    luaL_setmetatable(L, LEDGER_MT);
+    apl_lua_check(L, apl_ledger_open(path, &b->l), "apl.oracle: ledger");
+    size_t n = apl_ledger_count(b->l);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, apl_ledger_line(b->l, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (apl_ledger_warning(b->l)) lua_pushstring(L, apl_ledger_warning(b->l));
+    else lua_pushnil(L);
+    return 3;
+}
+
+static int l_oracle_ledger_append(lua_State *L)
+{
+    ledger_box *b = luaL_checkudata(L, 1, LEDGER_MT);
+    const char *line = luaL_checkstring(L, 2);
+    if (!b->l) return apl_lua_error(L, "apl.oracle.label", "ledger is closed");
+    apl_lua_check(L, apl_ledger_append(b->l, line), "apl.oracle.label");
+    return 0;
+}
+
+/* __gc, __close and :close(): releases the file and its lock; safe twice. */
+static int l_oracle_ledger_close(lua_State *L)
+{
+    ledger_box *b = luaL_checkudata(L, 1, LEDGER_MT);
+    apl_ledger_free(b->l);
+    b->l = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Small utilities */
+
+static int l_oracle_key(lua_State *L)
+{
+    int n = lua_gettop(L);
+    const char *parts[16];
+    size_t lens[16];
+    if (n < 1 || n > 16) return apl_lua_error(L, "apl.oracle.key", "takes 1 to 16 strings, got %d", n);
+    for (int i = 0; i < n; i++) parts[i] = luaL_checklstring(L, i + 1, &lens[i]);
+    char key[APL_LEDGER_KEY_LEN + 1];
+    apl_ledger_key(parts, lens, (size_t)n, key);
+    lua_pushstring(L, key);
+    return 1;
+}
+
+static int l_oracle_now(lua_State *L)
+{
+    lua_pushnumber(L, apl_http_now());
+    return 1;
+}
+
+static int l_oracle_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s > 0) {
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+int luaopen_apl_core_oracle(lua_State *L)
+{
+    static const luaL_Reg http_methods[] = {
+        {"submit", l_oracle_http_submit}, {"wait", l_oracle_http_wait},
+        {"outstanding", l_oracle_http_outstanding}, {"stats", l_oracle_http_stats},
+        {"free", l_oracle_http_free}, {NULL, NULL}};
+    static const luaL_Reg ledger_methods[] = {
+        {"append", l_oracle_ledger_append}, {"close", l_oracle_ledger_close}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"http_new", l_oracle_http_new}, {"chat_request", l_oracle_chat_request},
+        {"chat_parse", l_oracle_chat_parse}, {"ledger_open", l_oracle_ledger_open},
+        {"key", l_oracle_key}, {"now", l_oracle_now}, {"sleep", l_oracle_sleep}, {NULL, NULL}};
+
+    luaL_newmetatable(L, HTTP_MT);
+    luaL_newlib(L, http_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_oracle_http_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_oracle_http_free);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_oracle_http_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, LEDGER_MT);
+    luaL_newlib(L, ledger_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_oracle_ledger_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_oracle_ledger_close);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, funcs);
+    return 1;
+}
