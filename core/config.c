@@ -215,13 +215,15 @@ static apl_status parse_llama(const cfg_src *s, apl_config *c)
 }
 
 static const struct {
-    const char *type;
+    const char *type, *hf_class;
     apl_arch_id arch;
     apl_status (*parse)(const cfg_src *, apl_config *);
 } TYPES[] = {
-    {"gpt2", APL_ARCH_GPT2, parse_gpt2},    {"gpt_neox", APL_ARCH_NEOX, parse_neox},
-    {"llama", APL_ARCH_LLAMA, parse_llama}, {"mistral", APL_ARCH_LLAMA, parse_llama},
-    {"qwen2", APL_ARCH_LLAMA, parse_llama},
+    {"gpt2", "GPT2LMHeadModel", APL_ARCH_GPT2, parse_gpt2},
+    {"gpt_neox", "GPTNeoXForCausalLM", APL_ARCH_NEOX, parse_neox},
+    {"llama", "LlamaForCausalLM", APL_ARCH_LLAMA, parse_llama},
+    {"mistral", "MistralForCausalLM", APL_ARCH_LLAMA, parse_llama},
+    {"qwen2", "Qwen2ForCausalLM", APL_ARCH_LLAMA, parse_llama},
 };
 
 static apl_status check_sizes(const char *where, apl_config *c)
@@ -261,6 +263,7 @@ apl_status apl_config_parse(const char *json, const char *where, apl_config *out
         goto done;
     }
     out->arch = TYPES[i].arch;
+    out->hf_class = TYPES[i].hf_class;
     snprintf(out->model_type, sizeof out->model_type, "%s", TYPES[i].type);
     if ((st = TYPES[i].parse(&s, out)) != APL_OK) goto done;
     if ((st = get_num(&s, "initializer_range", 0.02, &out->init_range)) != APL_OK) goto done;

@@ -26,6 +26,7 @@ typedef enum { APL_ACT_GELU, APL_ACT_GELU_TANH, APL_ACT_SILU, APL_ACT_RELU } apl
 typedef struct {
     apl_arch_id arch;
     char model_type[32];
+    const char *hf_class; /* transformers' class, "GPT2LMHeadModel" (static storage) */
     int64_t vocab, hidden, n_layer, n_head, n_kv_head, head_dim, inter, max_pos;
     double norm_eps, init_range;
     apl_act act;

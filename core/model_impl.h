@@ -1,0 +1,89 @@
+/* model_impl.h — what model.c shares with the architecture files (gpt2.c, neox.c, llama.c).
+ *
+ * An architecture describes its parameters as a list of specs (HF name, shape, init, and the
+ * (layer, slot) the forward pass asks for) and gives a forward function over apl_fwd. model.c
+ * owns everything else: loading and saving by name, positions, rotary tables, attention over the
+ * KV cache, and scopes.
+ */
+#ifndef APL_MODEL_IMPL_H
+#define APL_MODEL_IMPL_H
+
+#include "config.h"
+#include "model.h"
+
+#define APL_MAX_SLOTS 16 /* parameters per layer (and globals), per architecture */
+
+typedef enum { APL_INIT_NORMAL, APL_INIT_ONES, APL_INIT_ZEROS } apl_init_kind;
+
+typedef struct {
+    char name[96];
+    int layer; /* -1 for the embeddings and the final norm/head */
+    int slot;  /* the architecture's enum */
+    int ndim;
+    int64_t shape[2];
+    apl_init_kind init;
+} apl_pspec;
+
+/* One forward call, prepared by model.c. */
+typedef struct {
+    int64_t B, T, past;    /* past: positions already in the cache */
+    apl_tensor *ids;       /* (B, T) i64, on the model's device */
+    apl_tensor *mask;      /* (B, past + T) nonzero = real token, or NULL */
+    apl_tensor *pos;       /* (B, T) i64 positions of the new tokens */
+    apl_tensor *cos, *sin; /* (B, 1, T, rot) rotary tables in the model's dtype, or NULL */
+    apl_kv_cache *cache;   /* NULL without a cache */
+} apl_fwd;
+
+typedef struct apl_arch {
+    apl_arch_id id;
+    const char *optional_prefix; /* old checkpoints drop it ("transformer." for GPT-2) */
+    /* Writes the specs (when out is not NULL) in a fixed order; returns their count. */
+    int (*specs)(const apl_config *c, apl_pspec *out);
+    /* Logits (B, T, V), or NULL with the message set. Runs inside a scope held by model.c. */
+    apl_tensor *(*forward)(const apl_model *m, const apl_fwd *f);
+} apl_arch;
+
+struct apl_model {
+    const apl_arch *arch;
+    apl_config cfg;
+    char *config_json;
+    int n;
+    apl_pspec *spec;
+    apl_tensor **p;
+    int *slot_of;                 /* (n_layer + 1) x APL_MAX_SLOTS -> param index or -1 */
+    double *inv_freq;             /* (rot_dims / 2) rotary frequencies, NULL without rotary */
+    apl_dtype dt;
+    apl_device dev;
+};
+
+struct apl_kv_cache {
+    int n_layer;
+    int64_t B, max_len, len;
+    apl_dtype dt;
+    apl_device dev;
+    apl_tensor **k, **v; /* per layer (B, H_kv, max_len, D) */
+};
+
+extern const apl_arch apl_arch_gpt2, apl_arch_neox, apl_arch_llama;
+
+/* Appends a spec; name is a printf format taking the layer. */
+void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt, int ndim,
+                   int64_t d0, int64_t d1, apl_init_kind init);
+
+/* The parameter in (layer, slot), layer -1 for globals; NULL when the config has none (biases). */
+apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
+
+/* Runs block for each layer, each in its own scope, freeing x; returns the last output, which
+ * the caller owns and frees. */
+typedef apl_tensor *(*apl_block_fn)(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *x);
+apl_tensor *apl_model_layers(const apl_model *m, const apl_fwd *f, apl_tensor *x, apl_block_fn block);
+
+apl_tensor *apl_model_heads(apl_tensor *x, int64_t H, int64_t D); /* (B, T, H*D) -> (B, H, T, D) */
+apl_tensor *apl_model_rope(const apl_fwd *f, apl_tensor *x);      /* (B, H, T, D), first rot dims */
+/* Causal attention of q (B, H, T, D) over k, v (B, H_kv, T, D) and the layer's cache; writes k, v
+ * into the cache. Returns (B, T, H*D). */
+apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *q,
+                             apl_tensor *k, apl_tensor *v);
+apl_tensor *apl_model_act(apl_act a, apl_tensor *x);
+
+#endif
