@@ -31,6 +31,8 @@ local function key_hash(...)
     local h = mix(GOLDEN)
     for i = 1, select("#", ...) do
         local k = select(i, ...)
+        -- 2.0 and 2 are the same key: numbers read back from JSON are floats.
+        if math.type(k) == "float" and math.tointeger(k) then k = math.tointeger(k) end
         local v
         if math.type(k) == "integer" then v = k
         elseif type(k) == "number" then v = hash_string(string.format("%.17g", k))

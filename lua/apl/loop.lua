@@ -1,0 +1,449 @@
+-- apl.loop — Active Preference Learning (Algorithm 1), driven by a recipe's table of knobs.
+--
+--   local result = apl.loop.run{
+--       acquisition = "certainty", budget = 768, batch = 128, sample = 4000, epochs = 50,
+--       policy = apl.model.load(dir), tok = tok, oracle = judge, pool = train, test = test,
+--       out = "runs/imdb-certainty-s1",
+--   }
+--
+-- For t = 1 .. floor(budget / batch): sample `sample` prompts (oversample × that many when the
+-- acquisition function has a prefilter, which keeps `sample` of them), generate two completions
+-- per prompt with the current policy, score each pair, keep the top `batch`, ask the oracle,
+-- append, reset the policy to θ0 and fine-tune with DPO on every pair so far, then evaluate the
+-- win-rate when the label count reaches a waypoint. online = true instead keeps the policy and
+-- takes one gradient step on the newest batch.
+--
+-- Every random choice of step t comes from (seed, t), and the run folder records each finished
+-- step, so `resume = dir` continues a crashed run and acquires exactly what the uninterrupted
+-- run would have. Engine calls go through `loop.engine` (override with cfg.engine), which is
+-- what lets tests run the loop on fake models.
+local rng = require "apl.rng"
+local eval = require "apl.eval"
+local runfolder = require "apl.runfolder"
+local report = require "apl.report"
+
+local M = {}
+
+-- The knobs and their defaults (the method's IMDB column of Table 1 where it has one).
+M.defaults = {
+    acquisition = "random",
+    budget = 768,            -- B: labels to acquire
+    batch = 128,             -- M: pairs acquired per step
+    sample = 4000,           -- S: prompts sampled from the pool per step
+    oversample = 8,          -- J: the hybrid ranks J·S prompts by entropy before generating
+    entropy_samples = 8,     -- N: samples per prompt for predictive entropy
+    epochs = 50,
+    beta = 0.2,
+    lr = 1e-6,
+    minibatch = 64,
+    temperature = { train = 0.7, test = 0.25, oracle = 0.05, entropy = 1.0 },
+    max_new_tokens = 64,
+    seed = 0,
+    waypoints = nil,         -- label counts to evaluate at; nil: after every step
+    baseline = "initial",    -- "initial": θ0's completions; "reference": the test rows' references
+    n_test = 256,
+    online = false,
+    gen_batch_size = nil,    -- passed to apl.generate as batch_size
+}
+
+-- Objects in cfg rather than knobs: they are not written to config.json.
+local OBJECTS = { policy = true, ref = true, tok = true, oracle = true, pool = true, test = true,
+                  engine = true, resume = true, out = true, quiet = true }
+
+------------------------------------------------------------------------------------------------
+-- The engine adapter: every call into models, the trainer and the oracle goes through here.
+
+M.engine = {
+    generate = function(model, tok, prompts, opts) return apl.generate(model, tok, prompts, opts) end,
+    rewards = function(policy, ref, tok, prompts, completions, beta)
+        return apl.implicit_reward(policy, ref, tok, prompts, completions, beta):totable()
+    end,
+    trainer = function(opts) return apl.dpo.new(opts) end,
+    clone = function(m) return m:clone() end,
+    copy = function(dst, src) dst:copy_from(src) end,
+    save = function(m, dir) m:save(dir) end,
+    load = function(dir) return apl.model.load(dir) end,
+    free = function(m) m:free() end,
+    oracle_lua = function(fn, opts) return apl.oracle.lua(fn, opts) end,
+    oracle_openai = function(spec) return apl.oracle.openai(spec) end,
+}
+
+------------------------------------------------------------------------------------------------
+-- The context an acquisition function sees (see acquisition/random.lua for the interface).
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+-- Indices of the `m` highest scores; ties keep the earlier one.
+function M.top(scores, m)
+    local idx = {}
+    for i = 1, #scores do idx[i] = i end
+    table.sort(idx, function(x, y)
+        if scores[x] ~= scores[y] then return scores[x] > scores[y] end
+        return x < y
+    end)
+    local out = {}
+    for i = 1, math.min(m, #idx) do out[i] = idx[i] end
+    return out
+end
+
+function Ctx:top(scores, k) return M.top(scores, k) end
+
+local function texts_of(prompts)
+    local out = {}
+    for i, p in ipairs(prompts) do out[i] = type(p) == "table" and p.prompt or p end
+    return out
+end
+
+-- Predictive entropy per prompt: the mean over its own N samples of −Σ token log-probs.
+function Ctx:entropy(prompts)
+    local c = self.config
+    local samples = self.engine.generate(self.policy, self.tok, texts_of(prompts), {
+        n = c.entropy_samples, temperature = c.temperature.entropy, max_new_tokens = c.max_new_tokens,
+        seed = rng.seed(c.seed, self.step, "entropy"), batch_size = c.gen_batch_size })
+    return M.entropy_from_samples(samples)
+end
+
+-- samples[i] holds prompt i's samples ({logprob=}); each prompt's entropy uses only its own.
+function M.entropy_from_samples(samples)
+    local out = {}
+    for i, list in ipairs(samples) do
+        local sum = 0
+        for _, s in ipairs(list) do sum = sum - s.logprob end
+        out[i] = sum / #list
+    end
+    return out
+end
+
+-- DPO implicit rewards r̂ = β·log(πθ(y|x)/π0(y|x)) of both completions of each pair. Computed once
+-- per pair (kept on the pair as r_a, r_b), so the loop's records reuse the acquisition's work.
+function Ctx:implicit_rewards(batch)
+    local todo, prompts, comps = {}, {}, {}
+    for _, p in ipairs(batch) do
+        if not p.r_a then
+            todo[#todo + 1] = p
+            prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.a
+            prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.b
+        end
+    end
+    if #todo > 0 then
+        local r = self.engine.rewards(self.policy, self.ref, self.tok, prompts, comps, self.beta)
+        for i, p in ipairs(todo) do p.r_a, p.r_b = r[2 * i - 1], r[2 * i] end
+    end
+    local ra, rb = {}, {}
+    for i, p in ipairs(batch) do ra[i], rb[i] = p.r_a, p.r_b end
+    return ra, rb
+end
+
+function Ctx:generate(prompts, opts) return self.engine.generate(self.policy, self.tok, texts_of(prompts), opts) end
+
+local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
+M.sigmoid = sigmoid
+
+------------------------------------------------------------------------------------------------
+-- Configuration
+
+local function merge_defaults(cfg)
+    local c = {}
+    for k, v in pairs(M.defaults) do c[k] = v end
+    for k, v in pairs(cfg) do c[k] = v end
+    local temp = {}
+    for k, v in pairs(M.defaults.temperature) do temp[k] = v end
+    for k, v in pairs(cfg.temperature or {}) do temp[k] = v end
+    c.temperature = temp
+    return c
+end
+
+-- The knobs as they go to config.json: plain values only, objects described by their kind.
+local function knobs_of(c)
+    local out = {}
+    for k, v in pairs(c) do
+        if not OBJECTS[k] and type(v) ~= "function" and type(v) ~= "userdata" then out[k] = v end
+    end
+    local o = c.oracle
+    out.oracle = type(o) == "function" and "lua function" or (type(o) == "table" and not o.label and o) or "object"
+    out.pool_size, out.test_size = #c.pool, #(c.test or {})
+    return out
+end
+
+local function check(c)
+    local function need(cond, msg) if not cond then error("apl.loop: " .. msg, 4) end end
+    need(c.policy, "cfg.policy (the initial model θ0) is required")
+    need(c.tok, "cfg.tok (the tokenizer) is required")
+    need(c.oracle, "cfg.oracle (a function(prompt, a, b), a judge spec or an oracle) is required")
+    need(type(c.pool) == "table" and #c.pool > 0, "cfg.pool (a list of {prompt=}) is empty or missing")
+    need(c.batch >= 1 and c.budget >= c.batch, "need 1 <= batch <= budget")
+    need(c.baseline == "initial" or c.baseline == "reference", 'baseline must be "initial" or "reference"')
+    need(not c.waypoints or c.test, "waypoints need cfg.test (held-out prompts)")
+    if c.baseline == "reference" and c.test then
+        need(c.test[1] and c.test[1].reference, 'baseline "reference" needs test rows with a reference')
+    end
+end
+
+-- Knobs that change what a run acquires; a resumed run must agree on all of them.
+local SAME_ON_RESUME = { "acquisition", "budget", "batch", "sample", "oversample", "entropy_samples",
+                         "epochs", "beta", "lr", "minibatch", "max_new_tokens", "seed", "online",
+                         "pool_size" }
+
+local function check_resume(saved, now)
+    for _, k in ipairs(SAME_ON_RESUME) do
+        if saved[k] ~= now[k] then
+            error(string.format("apl.loop: cannot resume: %s was %s in the saved run, now %s",
+                k, tostring(math.tointeger(saved[k]) or saved[k]), tostring(now[k])), 3)
+        end
+    end
+end
+
+local function make_oracle(c, engine, ledger)
+    local o = c.oracle
+    if type(o) == "function" then return engine.oracle_lua(o, { ledger = ledger, seed = c.seed }) end
+    if o.label then return o end
+    local spec = {}
+    for k, v in pairs(o) do spec[k] = v end
+    spec.ledger, spec.seed = spec.ledger or ledger, spec.seed or c.seed
+    return engine.oracle_openai(spec)
+end
+
+------------------------------------------------------------------------------------------------
+-- One step's pieces
+
+-- Prompts for step t: sample S (or J·S for a prefilter) from the pool, then the prefilter.
+local function candidate_prompts(s, acq, ctx, t)
+    local c = s.c
+    local k = acq.prefilter and c.sample * c.oversample or c.sample
+    local prompts = rng.new(c.seed, t, "sample"):sample(c.pool, k)
+    if acq.prefilter then prompts = acq.prefilter(ctx, prompts) end
+    return prompts
+end
+
+-- Two completions per prompt with the current policy; pairs whose completions are identical
+-- carry no preference and are dropped.
+local function candidate_pairs(s, prompts, t)
+    local c = s.c
+    local gens = s.engine.generate(s.policy, c.tok, texts_of(prompts), {
+        n = 2, temperature = c.temperature.train, max_new_tokens = c.max_new_tokens,
+        seed = rng.seed(c.seed, t, "generate"), batch_size = c.gen_batch_size })
+    local batch = {}
+    for i, g in ipairs(gens) do
+        if g[1].text ~= g[2].text then
+            batch[#batch + 1] = { prompt = texts_of(prompts)[i], a = g[1].text, b = g[2].text }
+        end
+    end
+    return batch
+end
+
+local function score_batch(acq, ctx, batch)
+    local scores = acq.score(ctx, batch)
+    if type(scores) ~= "table" or #scores ~= #batch then
+        error(string.format("apl.loop: acquisition %q returned %s scores for %d pairs", ctx.config.acquisition,
+            type(scores) == "table" and #scores or type(scores), #batch), 3)
+    end
+    for i, v in ipairs(scores) do
+        if type(v) ~= "number" or v ~= v then
+            error(string.format("apl.loop: acquisition %q: score %d is %s", ctx.config.acquisition, i, tostring(v)), 3)
+        end
+    end
+    return scores
+end
+
+-- Acquires step t's pairs: select, label, record. Returns the new records.
+local function acquire(s, acq, t)
+    local c = s.c
+    local ctx = setmetatable({ policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, seed = c.seed,
+        step = t, config = c, engine = s.engine, rng = rng.new(c.seed, t, "acquisition") }, Ctx)
+    local batch = candidate_pairs(s, candidate_prompts(s, acq, ctx, t), t)
+    local scores = score_batch(acq, ctx, batch)
+    local chosen = {}
+    for i, k in ipairs(M.top(scores, c.batch)) do chosen[i] = batch[k]; batch[k].score = scores[k] end
+    ctx:implicit_rewards(chosen)
+    local labels = eval.judge(s.oracle, chosen, rng.new(c.seed, t, "order"))
+    local records = {}
+    for i, p in ipairs(chosen) do
+        local prob = sigmoid(p.r_a - p.r_b)
+        local l = labels[i]
+        records[i] = { step = t, prompt = p.prompt, a = p.a, b = p.b, score = p.score,
+            reward_a = p.r_a, reward_b = p.r_b, bt_prob = prob, label = l.preferred,
+            rationale = l.rationale, correct = l.preferred and ((prob > 0.5) == (l.preferred == 1)) or nil }
+        s.run:append("acquired", records[i])
+    end
+    return records
+end
+
+local function training_pairs(records)
+    local out = {}
+    for _, r in ipairs(records) do
+        if r.label then
+            local chosen, rejected = r.a, r.b
+            if r.label == 2 then chosen, rejected = r.b, r.a end
+            out[#out + 1] = { prompt = r.prompt, chosen = chosen, rejected = rejected }
+        end
+    end
+    return out
+end
+
+-- Offline: θ ← θ0, then `epochs` passes over every pair so far, shuffled by (seed, t, epoch).
+-- Resume calls this for the last finished step to rebuild its policy.
+local function train_offline(s, t)
+    local c = s.c
+    local pairs = training_pairs(s.acquired)
+    s.engine.copy(s.policy, s.ref)
+    s.trainer:reset()
+    local metrics = {}
+    if #pairs == 0 then return metrics end
+    for e = 1, c.epochs do
+        metrics = s.trainer:epoch(pairs, { shuffle_seed = rng.seed(c.seed, t, "epoch", e) })
+    end
+    return metrics
+end
+
+-- Online: one gradient step on the newest batch, from fresh optimizer state so that a resumed
+-- run (which restores only the weights) takes the same step.
+local function train_online(s, new_records)
+    local pairs = training_pairs(new_records)
+    s.trainer:reset()
+    if #pairs == 0 then return {} end
+    return s.trainer:step(pairs)
+end
+
+local function policy_dir(s, t) return s.run:path(string.format("policy/step-%d", t)) end
+
+local function save_online_policy(s, t)
+    runfolder.mkdir(policy_dir(s, t))
+    s.engine.save(s.policy, policy_dir(s, t))
+    if t > 1 then os.execute("rm -rf '" .. policy_dir(s, t - 1) .. "'") end
+end
+
+------------------------------------------------------------------------------------------------
+-- Evaluation at waypoints
+
+local function test_rows(c)
+    local out = {}
+    for i = 1, math.min(c.n_test, #c.test) do out[i] = c.test[i] end
+    return out
+end
+
+local function one_completion(s, model, prompts, key)
+    local c = s.c
+    local gens = s.engine.generate(model, c.tok, prompts, { n = 1, temperature = c.temperature.test,
+        max_new_tokens = c.max_new_tokens, seed = rng.seed(c.seed, key), batch_size = c.gen_batch_size })
+    local out = {}
+    for i, g in ipairs(gens) do out[i] = g[1].text end
+    return out
+end
+
+-- The baseline each evaluation compares against: θ0's completions (made once) or references.
+local function baselines(s, rows, prompts)
+    if s.baseline_texts then return s.baseline_texts end
+    if s.c.baseline == "reference" then
+        s.baseline_texts = {}
+        for i, r in ipairs(rows) do s.baseline_texts[i] = r.reference end
+    else
+        s.baseline_texts = one_completion(s, s.ref, prompts, "baseline")
+    end
+    return s.baseline_texts
+end
+
+local function evaluate(s, t, labels)
+    local rows = test_rows(s.c)
+    local prompts = texts_of(rows)
+    local base = baselines(s, rows, prompts)
+    local texts = one_completion(s, s.policy, prompts, "eval")
+    local w = eval.winrate(s.oracle, prompts, texts, base, rng.new(s.c.seed, "eval-order", labels))
+    w.step, w.labels, w.acquisition, w.seed = t, labels, s.c.acquisition, s.c.seed
+    s.run:append("eval", w)
+    return w
+end
+
+local function is_waypoint(c, before, after)
+    if not c.test then return false end
+    if not c.waypoints then return true end
+    for _, w in ipairs(c.waypoints) do
+        if w > before and w <= after then return true end
+    end
+    return false
+end
+
+------------------------------------------------------------------------------------------------
+-- Resume: keep the finished steps, drop the rest, rebuild the policy of the last finished step.
+
+local function resume_state(s)
+    local train = s.run:read("train")
+    local done = 0
+    for _, r in ipairs(train) do done = math.max(done, math.tointeger(r.step)) end
+    local function upto(list)
+        local out = {}
+        for _, r in ipairs(list) do if r.step <= done then out[#out + 1] = r end end
+        return out
+    end
+    s.acquired = upto(s.run:read("acquired"))
+    s.run:rewrite("acquired", s.acquired)
+    s.run:rewrite("eval", upto(s.run:read("eval")))
+    s.run:rewrite("train", upto(train))
+    if done > 0 then
+        if s.c.online then
+            local saved = s.engine.load(policy_dir(s, done))
+            s.engine.copy(s.policy, saved)
+            s.engine.free(saved)
+        else
+            train_offline(s, done)
+        end
+    end
+    return done
+end
+
+local function say(s, fmt, ...)
+    if not s.c.quiet then io.write(string.format(fmt, ...), "\n"); io.flush() end
+end
+
+local function summary(m, w)
+    local parts = {}
+    if m.loss then parts[#parts + 1] = string.format("loss %.4f", m.loss) end
+    if m["rewards/accuracies"] then parts[#parts + 1] = string.format("acc %.2f", m["rewards/accuracies"]) end
+    if w then parts[#parts + 1] = string.format("win-rate %.3f ± %.3f (n=%d)", w.winrate, w.stderr, w.n) end
+    return table.concat(parts, "  ")
+end
+
+------------------------------------------------------------------------------------------------
+
+-- Runs the loop; returns {dir=, evals=, acquired=, config=}.
+function M.run(cfg)
+    local c = merge_defaults(cfg)
+    check(c)
+    local engine = setmetatable(cfg.engine or {}, { __index = M.engine })
+    local acq = require("acquisition." .. c.acquisition)
+    local knobs = knobs_of(c)
+    local run
+    if cfg.resume then
+        run = runfolder.open(cfg.resume)
+        check_resume(run.config, knobs)
+    else
+        run = runfolder.create(c.out or string.format("runs/%s-s%d-%s", c.acquisition, c.seed, os.date("%Y%m%d-%H%M%S")), knobs)
+    end
+    local s = { c = c, engine = engine, run = run, policy = c.policy, acquired = {} }
+    s.ref = engine.clone(c.policy)
+    s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
+    s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
+                                 batch_size = c.minibatch }
+    local steps = c.budget // c.batch
+    local done = cfg.resume and resume_state(s) or 0
+    if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #s.acquired) end
+    for t = done + 1, steps do
+        local t0 = os.time()
+        local before = #s.acquired
+        local new = acquire(s, acq, t)
+        table.move(new, 1, #new, #s.acquired + 1, s.acquired)
+        local metrics = c.online and train_online(s, new) or train_offline(s, t)
+        if c.online then save_online_policy(s, t) end
+        local w = is_waypoint(c, before, #s.acquired) and evaluate(s, t, #s.acquired) or nil
+        local rec = { step = t, labels = #s.acquired, seconds = os.time() - t0 }
+        for k, v in pairs(metrics) do rec[k] = v end
+        run:append("train", rec)   -- written last: a step is finished once its train line exists
+        say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, #s.acquired, summary(metrics, w))
+    end
+    run:close()
+    local plots = report.run_plots(run.dir)
+    engine.free(s.ref)
+    return { dir = run.dir, evals = run:read("eval"), acquired = s.acquired, config = knobs, plots = plots }
+end
+
+return M

@@ -1,0 +1,260 @@
+-- apl.loop end to end: on a fake engine (pure Lua: a one-number "model" whose completions are
+-- positive or negative words), resume equivalence, the report; then 2 steps on a real tiny model.
+local T = require "apl.test"
+local loop = require "apl.loop"
+local rng = require "apl.rng"
+local report = require "apl.report"
+local runfolder = require "apl.runfolder"
+local sentiment = require "apl.sentiment"
+
+local POS, NEG = { "good", "great", "lovely" }, { "bad", "awful", "dull" }
+local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
+
+local function npos(text)
+    local n = 0
+    for w in text:gmatch("%a+") do
+        for _, p in ipairs(POS) do if w == p then n = n + 1 end end
+    end
+    return n
+end
+
+-- log-prob of a completion under a fake model with P(positive word) = sigmoid(bias).
+local function logp(model, text)
+    local p, lp = sigmoid(model.bias), 0
+    for w in text:gmatch("%a+") do
+        lp = lp + math.log(1 / 3) + math.log(npos(w) > 0 and p or 1 - p)
+    end
+    return lp
+end
+
+-- opts.crash_at: the trainer raises during the training of that step (after its labels are in).
+local function fake_engine(opts)
+    opts = opts or {}
+    local e = { resets = 0, oracle_calls = 0 }
+    function e.generate(model, _, prompts, o)
+        local out = {}
+        for i, prompt in ipairs(prompts) do
+            out[i] = {}
+            for j = 1, o.n do
+                local r, words = rng.new(o.seed, prompt, j), {}
+                for k = 1, 3 do
+                    local list = r:uniform() < sigmoid(model.bias) and POS or NEG
+                    words[k] = list[r:int(1, 3)]
+                end
+                local text = " " .. table.concat(words, " ")
+                out[i][j] = { text = text, logprob = logp(model, text) }
+            end
+        end
+        return out
+    end
+    function e.rewards(policy, ref, _, _, completions, beta)
+        local out = {}
+        for i, c in ipairs(completions) do out[i] = beta * (logp(policy, c) - logp(ref, c)) end
+        return out
+    end
+    function e.trainer(o)
+        local tr = {}
+        function tr:reset() e.resets = e.resets + 1 end
+        function tr:epoch(pairs, eo)
+            if opts.crash_at == e.resets then error("simulated crash") end
+            local order = rng.new(eo and eo.shuffle_seed or 0):sample(pairs, #pairs)
+            local right = 0
+            for _, p in ipairs(order) do
+                local d = npos(p.chosen) - npos(p.rejected)
+                o.policy.bias = o.policy.bias * 0.999 + 0.05 * d
+                if d > 0 then right = right + 1 end
+            end
+            return { loss = math.exp(-o.policy.bias), ["rewards/accuracies"] = right / #pairs }
+        end
+        tr.step = tr.epoch
+        return tr
+    end
+    e.clone = function(m) return { bias = m.bias } end
+    e.copy = function(dst, src) dst.bias = src.bias end
+    e.free = function() end
+    e.save = function(m, dir)
+        local f = assert(io.open(dir .. "/bias.txt", "w"))
+        f:write(string.format("%.17g", m.bias))
+        f:close()
+    end
+    e.load = function(dir)
+        local f = assert(io.open(dir .. "/bias.txt"))
+        local b = tonumber(f:read("a"))
+        f:close()
+        return { bias = b }
+    end
+    e.oracle_lua = function(fn)
+        return { label = function(_, pairs)
+            local out = {}
+            for i, p in ipairs(pairs) do
+                e.oracle_calls = e.oracle_calls + 1
+                local pick, why = fn(p.prompt, p.a, p.b)
+                out[i] = { preferred = pick == "A" and 1 or 2, rationale = why }
+            end
+            return out
+        end }
+    end
+    return e
+end
+
+local function prompts(n, prefix)
+    local out = {}
+    for i = 1, n do out[i] = { prompt = string.format("%s %d was", prefix, i) } end
+    return out
+end
+
+local function config(over)
+    local c = { acquisition = "certainty", budget = 8, batch = 4, sample = 8, epochs = 2, seed = 3,
+                entropy_samples = 3, oversample = 2, max_new_tokens = 3, n_test = 6, quiet = true,
+                policy = { bias = 0 }, tok = {}, oracle = sentiment.prefer,
+                pool = prompts(40, "movie"), test = prompts(6, "test") }
+    for k, v in pairs(over or {}) do c[k] = v end
+    return c
+end
+
+local function read_run(dir)
+    local run = runfolder.open(dir)
+    return run:read("acquired"), run:read("eval"), run:read("train")
+end
+
+T.case("fake engine: 2 steps write the run folder, acquire the top pairs, evaluate at waypoints", function()
+    local dir = T.tmpdir() .. "/run"
+    local res = loop.run(config { out = dir, engine = fake_engine(), waypoints = { 4, 8 } })
+    local acquired, evals, train = read_run(dir)
+    T.eq(#acquired, 8)
+    T.eq(#train, 2)
+    T.eq({ evals[1].labels, evals[2].labels }, { 4, 8 })
+    T.eq(res.evals[2].n, 6)
+    for _, f in ipairs { "config.json", "winrate.svg", "bt_hist.svg" } do
+        T.ok(runfolder.exists(dir .. "/" .. f), f .. " written")
+    end
+    for i, r in ipairs(acquired) do
+        T.eq(r.step, i <= 4 and 1 or 2)
+        T.eq(r.score, math.abs(r.reward_a - r.reward_b), 1e-9, "certainty score")
+        T.eq(r.bt_prob, sigmoid(r.reward_a - r.reward_b), 1e-9)
+        local sa, sb = sentiment.score(r.a), sentiment.score(r.b)
+        if sa ~= sb then T.eq(r.label, sa > sb and 1 or 2, "oracle label") end
+        T.ok(r.rationale:find("scores"), "rationale kept")
+        if i > 1 and r.step == acquired[i - 1].step then T.ok(r.score <= acquired[i - 1].score, "sorted") end
+    end
+    T.eq(acquired[1].score, 0, 1e-12, "step 1: policy = θ0, so every implicit reward is 0")
+    T.ok(acquired[5].score > 0, "step 2 scores come from the trained policy")
+    T.ok(evals[2].winrate > 0.5, "training toward positive words wins over θ0")
+    T.eq(runfolder.open(dir).config.acquisition, "certainty")
+    T.assert_error_match(function() loop.run(config { out = dir, engine = fake_engine() }) end, "already holds a run")
+end)
+
+T.case("fake engine: hybrid prefilters by entropy from N samples per prompt", function()
+    local e = fake_engine()
+    local calls = {}
+    local gen = e.generate
+    e.generate = function(m, tok, ps, o) calls[#calls + 1] = { n = o.n, prompts = #ps }; return gen(m, tok, ps, o) end
+    loop.run(config { acquisition = "hybrid", budget = 4, out = T.tmpdir() .. "/h", engine = e })
+    T.eq(calls[1], { n = 3, prompts = 16 }, "entropy over oversample × sample prompts")
+    T.eq(calls[2], { n = 2, prompts = 8 }, "pairs for the sample kept")
+end)
+
+local function resume_case(online)
+    local base = T.tmpdir()
+    local full = loop.run(config { budget = 12, online = online, out = base .. "/full", engine = fake_engine() })
+    local dir = base .. "/crashed"
+    T.assert_error_match(function()
+        loop.run(config { budget = 12, online = online, out = dir, engine = fake_engine { crash_at = 2 } })
+    end, "simulated crash")
+    local partial = read_run(dir)
+    T.eq(#partial, 8, "step 2 was labelled before the crash")
+    local e = fake_engine()
+    local res = loop.run(config { budget = 12, online = online, resume = dir, engine = e })
+    T.eq(e.oracle_calls, 8 + 6 * 2, "steps 2 and 3 labelled again (the ledger makes that free), plus 2 evaluations")
+    local a1, ev1 = read_run(base .. "/full")
+    local a2, ev2 = read_run(dir)
+    T.eq(#a2, 12)
+    T.eq(a2, a1, 0, "acquired set identical to the uninterrupted run")
+    T.eq(ev2, ev1, 1e-12)
+    T.eq(res.evals[3].winrate, full.evals[3].winrate)
+end
+
+T.case("resume after a crash acquires exactly what an uninterrupted run does (offline)", function()
+    resume_case(false)
+end)
+
+T.case("resume restores the saved policy in the online variant", function()
+    resume_case(true)
+end)
+
+T.case("resume refuses a run whose knobs changed", function()
+    local dir = T.tmpdir() .. "/r"
+    loop.run(config { budget = 4, out = dir, engine = fake_engine() })
+    T.assert_error_match(function() loop.run(config { budget = 4, batch = 2, resume = dir, engine = fake_engine() }) end,
+        "cannot resume: batch was 4 in the saved run, now 2")
+end)
+
+T.case("config errors name the knob", function()
+    T.assert_error_match(function() loop.run(config { pool = {} }) end, "apl.loop: cfg.pool")
+    T.assert_error_match(function() loop.run(config { baseline = "human" }) end, 'baseline must be')
+    T.assert_error_match(function() loop.run(config { acquisition = "nope", out = T.tmpdir() .. "/x", engine = fake_engine() }) end,
+        "acquisition.nope")
+end)
+
+T.case("report: mean ± standard error over seeds, one column per acquisition function", function()
+    local base = T.tmpdir()
+    local dirs = {}
+    for _, acq in ipairs { "random", "certainty" } do
+        for seed = 1, 2 do
+            local d = string.format("%s/%s-s%d", base, acq, seed)
+            loop.run(config { acquisition = acq, seed = seed, out = d, engine = fake_engine() })
+            dirs[#dirs + 1] = d
+        end
+    end
+    local r = report(dirs, { quiet = true })
+    T.eq(r.columns, { "random", "certainty" })
+    T.eq(r.rows, { 4, 8 })
+    local w = {}
+    for i = 3, 4 do w[#w + 1] = runfolder.open(dirs[i]):read("eval")[2].winrate end
+    local mean = (w[1] + w[2]) / 2
+    local se = math.abs(w[1] - w[2]) / 2   -- sd/sqrt(2) for two values
+    T.eq(r.cells[2].certainty.mean, mean, 1e-12)
+    T.eq(r.cells[2].certainty.se, se, 1e-12)
+    T.ok(r.text:find("certainty %(2 seeds%)"), r.text)
+    T.ok(runfolder.exists(base .. "/compare.svg"), "comparison plot")
+end)
+
+------------------------------------------------------------------------------------------------
+-- The real engine: a tiny GPT-2 with the demo's tokenizer, 2 steps, a Lua oracle.
+
+local function tiny_setup()
+    if not (apl and apl.generate and apl.dpo and apl.model and apl.oracle and apl.tokenizer) then
+        T.skip("apl.generate / apl.dpo / apl.oracle not built")
+    end
+    local demo_data = require "apl.demo_data"
+    local texts = {}
+    for i, r in ipairs(demo_data.reviews { n = 300, seed = 1 }) do texts[i] = r.text end
+    local dir = T.tmpdir()
+    require("apl.bpe_train").write(dir .. "/tok", texts, { merges = 100 })
+    local tok = apl.tokenizer.load(dir .. "/tok")
+    local model = apl.model.init({ model_type = "gpt2", n_layer = 1, n_embd = 32, n_head = 2,
+        vocab_size = tok:vocab_size(), n_positions = 64 }, { seed = 1 })
+    return tok, model, dir
+end
+
+T.case("real tiny model: 2 steps of certainty with a Lua oracle", function()
+    local tok, model, dir = tiny_setup()
+    local function cfg(over)
+        local c = config { policy = model, tok = tok, lr = 1e-3, minibatch = 4, epochs = 1, max_new_tokens = 6,
+                           n_test = 4, test = prompts(4, "the film") }
+        c.engine = nil
+        for k, v in pairs(over) do c[k] = v end
+        return c
+    end
+    local res = loop.run(cfg { out = dir .. "/run" })
+    local acquired, evals = read_run(dir .. "/run")
+    T.eq(#acquired, 8)
+    T.eq(#evals, 2)
+    for _, r in ipairs(acquired) do
+        T.ok(r.a ~= r.b and r.label, "distinct completions, labelled")
+        T.eq(r.score, math.abs(r.reward_a - r.reward_b), 1e-5)
+    end
+    T.eq(acquired[1].score, 0, 1e-5, "step 1: policy = θ0")
+    T.ok(res.evals[2].winrate >= 0 and res.evals[2].winrate <= 1 and res.evals[2].n == 4)
+    T.ok(runfolder.exists(dir .. "/run/oracle.jsonl"), "oracle ledger")
+end)
