@@ -39,7 +39,7 @@ function M.jsonl(path, opts)
         n = n + 1
         if line:find("%S") then
             local ok, obj = pcall(cjson.decode, line)
-            if not ok or type(obj) ~= "table" then
+            if not ok or type(obj) ~= "table" or #obj > 0 then
                 problems[#problems + 1] = string.format("%s:%d: invalid JSON (%s)", path, n,
                     ok and "not an object" or tostring(obj):gsub("^.-: ", ""))
             elseif opts.fields then
