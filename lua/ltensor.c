@@ -19,6 +19,7 @@
  * and safe twice. A view (select, narrow, reshape, ...) keeps its base userdata as its user value.
  * `==` stays identity: comparisons are the methods eq/ne/lt/le/gt/ge, which return bool tensors.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,6 +175,31 @@ static void check_result2(lua_State *L, apl_tensor *r, apl_tensor *a, apl_tensor
 static int is_integer_dtype(apl_dtype dt) { return dt == APL_I64 || dt == APL_I32 || dt == APL_U8; }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Pushing results */
+
+/* Lua's collector sees an apl.Tensor as a few bytes; charging the tensor's own bytes as GC debt
+ * makes dropped tensors collected at the pace of their real size. (Without it, a loop making
+ * 4 MB tensors grew RSS by 4 GB before the collector ran.) Views are charged too: that only
+ * makes collection a little eager. */
+static void charge_gc(lua_State *L, apl_tensor *t)
+{
+    size_t kb = (size_t)apl_t_numel(t) * apl_dtype_size(apl_t_dtype(t)) / 1024;
+    lua_gc(L, LUA_GCSTEP, kb < 1 ? 1 : kb > INT_MAX ? INT_MAX : (int)kb);
+}
+
+/* apl_lua_pushtensor_ref plus the GC charge; raises "fname: <error>" when t is NULL. */
+static void push_tensor_ref(lua_State *L, apl_tensor *t, int base, const char *fname)
+{
+    apl_lua_pushtensor_ref(L, t, base, fname);
+    charge_gc(L, t);
+}
+
+static void push_tensor(lua_State *L, apl_tensor *t, const char *fname)
+{
+    push_tensor_ref(L, t, 0, fname);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Lifetime */
 
 static int l_tensor_free(lua_State *L)
@@ -285,7 +311,7 @@ static void push_from_lua(lua_State *L, int idx, int opts, const char *fname)
         apl_t_free(raw);
         raw = r;
     }
-    apl_lua_pushtensor(L, raw, fname);
+    push_tensor(L, raw, fname);
 }
 
 /* apl.tensor.new(data[, {dtype=, device=}]): data is a nested table, a number, a boolean or a
@@ -300,7 +326,7 @@ static int l_tensor_new(lua_State *L)
         apl_device dev = apl_t_device(t);
         read_opts(L, 2, &dt, &dev, fname);
         int same = dt == apl_t_dtype(t) && dev == apl_t_device(t);
-        apl_lua_pushtensor(L, same ? apl_t_clone(t) : apl_t_to(t, dt, dev), fname);
+        push_tensor(L, same ? apl_t_clone(t) : apl_t_to(t, dt, dev), fname);
         return 1;
     }
     int tp = lua_type(L, 1);
@@ -339,7 +365,7 @@ static int l_tensor_fill_new(lua_State *L)
     apl_tensor *r = how == FILL_RANDN ? apl_t_randn(shape, ndim, dt, dev, NULL)
                   : how == FILL_RAND  ? apl_t_rand(shape, ndim, dt, dev, NULL)
                                       : apl_t_full(shape, ndim, v, dt, dev);
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -363,7 +389,7 @@ static int l_tensor_arange(lua_State *L)
     apl_dtype dt = all_int ? APL_I64 : APL_F32;
     apl_device dev = APL_CPU;
     read_opts(L, n + 1, &dt, &dev, fname);
-    apl_lua_pushtensor(L, apl_t_arange(b[0], b[1], b[2], dt, dev), fname);
+    push_tensor(L, apl_t_arange(b[0], b[1], b[2], dt, dev), fname);
     return 1;
 }
 
@@ -521,7 +547,7 @@ static int l_tensor_reshape_view(lua_State *L)
         char s[128];
         apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
     }
-    apl_lua_pushtensor_ref(L, r, 1, fname);
+    push_tensor_ref(L, r, 1, fname);
     return 1;
 }
 
@@ -536,7 +562,7 @@ static int l_tensor_expand(lua_State *L)
         char s[128];
         apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
     }
-    apl_lua_pushtensor_ref(L, r, 1, fname);
+    push_tensor_ref(L, r, 1, fname);
     return 1;
 }
 
@@ -546,7 +572,7 @@ static int l_tensor_transpose(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t d0 = lua_isnoneornil(L, 2) ? 0 : arg_dim(L, 2, t, fname);
     int64_t d1 = lua_isnoneornil(L, 3) ? 1 : arg_dim(L, 3, t, fname);
-    apl_lua_pushtensor_ref(L, apl_t_transpose(t, d0, d1), 1, fname);
+    push_tensor_ref(L, apl_t_transpose(t, d0, d1), 1, fname);
     return 1;
 }
 
@@ -560,7 +586,7 @@ static int l_tensor_permute(lua_State *L)
     int ndim = apl_t_ndim(t);
     if (n != ndim) apl_lua_error(L, fname, "got %d dims for a tensor with %d", n, ndim);
     for (int i = 0; i < n; i++) dims[i] = check_dim(L, dims[i], ndim, fname);
-    apl_lua_pushtensor_ref(L, apl_t_permute(t, dims, n), 1, fname);
+    push_tensor_ref(L, apl_t_permute(t, dims, n), 1, fname);
     return 1;
 }
 
@@ -574,7 +600,7 @@ static int l_tensor_narrow(lua_State *L)
     if (len < 0 || start + len > size)
         apl_lua_error(L, fname, "start %lld length %lld out of range for dim %lld of size %lld",
                       (long long)start + 1, (long long)len, (long long)dim + 1, (long long)size);
-    apl_lua_pushtensor_ref(L, apl_t_narrow(t, dim, start, len), 1, fname);
+    push_tensor_ref(L, apl_t_narrow(t, dim, start, len), 1, fname);
     return 1;
 }
 
@@ -583,7 +609,7 @@ static void push_select(lua_State *L, int idx, apl_tensor *t, int64_t dim, lua_I
 {
     if (apl_t_ndim(t) == 0) apl_lua_error(L, fname, "cannot index a 0-dim tensor");
     int64_t k = check_index(L, i, apl_t_size(t, dim), dim, fname);
-    apl_lua_pushtensor_ref(L, apl_t_select(t, dim, k), idx, fname);
+    push_tensor_ref(L, apl_t_select(t, dim, k), idx, fname);
 }
 
 static int l_tensor_select(lua_State *L)
@@ -626,7 +652,7 @@ static int l_tensor_index(lua_State *L)
     }
     apl_tensor *r = apl_t_index_select(t, dim, idx);
     apl_t_free(idx);
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -634,14 +660,14 @@ static int l_tensor_unsqueeze(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t d = check_dim(L, luaL_checkinteger(L, 2), apl_t_ndim(t) + 1, MOD "unsqueeze");
-    apl_lua_pushtensor_ref(L, apl_t_unsqueeze(t, d), 1, MOD "unsqueeze");
+    push_tensor_ref(L, apl_t_unsqueeze(t, d), 1, MOD "unsqueeze");
     return 1;
 }
 
 static int l_tensor_squeeze(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
-    apl_lua_pushtensor_ref(L, apl_t_squeeze(t, arg_dim(L, 2, t, MOD "squeeze")), 1, MOD "squeeze");
+    push_tensor_ref(L, apl_t_squeeze(t, arg_dim(L, 2, t, MOD "squeeze")), 1, MOD "squeeze");
     return 1;
 }
 
@@ -650,6 +676,7 @@ static int l_tensor_join(lua_State *L)
 {
     int stack = (int)lua_tointeger(L, lua_upvalueindex(1));
     const char *fname = lua_tostring(L, lua_upvalueindex(2));
+    lua_settop(L, 2); /* dim stays at 2 while the handle array is pushed above it */
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
     if (n == 0) apl_lua_error(L, fname, "needs at least one tensor");
@@ -669,7 +696,7 @@ static int l_tensor_join(lua_State *L)
     int64_t dim = check_dim(L, luaL_optinteger(L, 2, 1), apl_t_ndim(ts[0]) + stack, fname);
     apl_tensor *r = stack ? apl_t_stack(ts, n, dim) : apl_t_cat(ts, n, dim);
     if (!r) apl_lua_error(L, fname, "shapes %s: %s", lua_tostring(L, -1), apl_last_error());
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -743,7 +770,7 @@ static int l_tensor_unary(lua_State *L)
 {
     apl_unary_op op = (apl_unary_op)lua_tointeger(L, lua_upvalueindex(1));
     apl_tensor *t = apl_lua_checktensor(L, 1);
-    apl_lua_pushtensor(L, apl_t_unary(op, t), lua_tostring(L, lua_upvalueindex(2)));
+    push_tensor(L, apl_t_unary(op, t), lua_tostring(L, lua_upvalueindex(2)));
     return 1;
 }
 
@@ -772,7 +799,7 @@ static int l_tensor_binary(lua_State *L)
     } else {
         return luaL_typeerror(L, 1, "tensor");
     }
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -781,7 +808,7 @@ static int l_tensor_matmul(lua_State *L)
     apl_tensor *a = apl_lua_checktensor(L, 1), *b = apl_lua_checktensor(L, 2);
     apl_tensor *r = apl_t_matmul(a, b);
     check_result2(L, r, a, b, MOD "matmul");
-    apl_lua_pushtensor(L, r, MOD "matmul");
+    push_tensor(L, r, MOD "matmul");
     return 1;
 }
 
@@ -790,7 +817,7 @@ static int l_tensor_where(lua_State *L)
     apl_tensor *c = apl_lua_checktensor(L, 1), *a = apl_lua_checktensor(L, 2);
     apl_tensor *b = apl_lua_checktensor(L, 3), *r = apl_t_where(c, a, b);
     check_result2(L, r, a, b, MOD "where");
-    apl_lua_pushtensor(L, r, MOD "where");
+    push_tensor(L, r, MOD "where");
     return 1;
 }
 
@@ -799,7 +826,7 @@ static int l_tensor_masked_fill(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1), *mask = apl_lua_checktensor(L, 2);
     apl_tensor *r = apl_t_masked_fill(t, mask, luaL_checknumber(L, 3));
     check_result2(L, r, t, mask, MOD "masked_fill");
-    apl_lua_pushtensor(L, r, MOD "masked_fill");
+    push_tensor(L, r, MOD "masked_fill");
     return 1;
 }
 
@@ -807,7 +834,7 @@ static int l_tensor_clamp(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
     double lo = luaL_optnumber(L, 2, -HUGE_VAL), hi = luaL_optnumber(L, 3, HUGE_VAL);
-    apl_lua_pushtensor(L, apl_t_clamp(t, lo, hi), MOD "clamp");
+    push_tensor(L, apl_t_clamp(t, lo, hi), MOD "clamp");
     return 1;
 }
 
@@ -831,7 +858,7 @@ static int l_tensor_reduce(lua_State *L)
     int64_t dim = opt_dim(L, 2, t, fname);
     apl_tensor *r = apl_t_reduce(op, t, dim, lua_toboolean(L, 3));
     if (op == APL_ARGMAX || op == APL_ARGMIN) r = one_based(r);
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -843,10 +870,10 @@ static int l_tensor_extreme(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t dim = opt_dim(L, 2, t, fname);
     int keep = lua_toboolean(L, 3);
-    apl_lua_pushtensor(L, apl_t_reduce(is_max ? APL_AMAX : APL_AMIN, t, dim, keep), fname);
+    push_tensor(L, apl_t_reduce(is_max ? APL_AMAX : APL_AMIN, t, dim, keep), fname);
     if (dim == APL_ALL_DIMS) return 1;
     apl_tensor *idx = apl_t_reduce(is_max ? APL_ARGMAX : APL_ARGMIN, t, dim, keep);
-    apl_lua_pushtensor(L, one_based(idx), fname);
+    push_tensor(L, one_based(idx), fname);
     return 2;
 }
 
@@ -859,7 +886,7 @@ static int l_tensor_along(lua_State *L)
     int64_t dim = check_dim(L, luaL_optinteger(L, 2, -1), apl_t_ndim(t), fname);
     apl_tensor *r = which == 0 ? apl_t_softmax(t, dim) : which == 1 ? apl_t_log_softmax(t, dim)
                                                                      : apl_t_cumsum(t, dim);
-    apl_lua_pushtensor(L, r, fname);
+    push_tensor(L, r, fname);
     return 1;
 }
 
@@ -868,8 +895,8 @@ static int push_pair(lua_State *L, apl_status st, apl_tensor *values, apl_tensor
                      const char *fname)
 {
     apl_lua_check(L, st, fname);
-    apl_lua_pushtensor(L, values, fname);
-    apl_lua_pushtensor(L, one_based(indices), fname);
+    push_tensor(L, values, fname);
+    push_tensor(L, one_based(indices), fname);
     return 2;
 }
 
@@ -884,7 +911,8 @@ static int l_tensor_topk(lua_State *L)
     if (k < 0 || k > apl_t_size(t, dim))
         apl_lua_error(L, fname, "k = %lld out of range for dim %lld of size %lld", (long long)k,
                       (long long)dim + 1, (long long)apl_t_size(t, dim));
-    return push_pair(L, apl_t_topk(t, k, dim, largest, &v, &i), v, i, fname);
+    apl_status st = apl_t_topk(t, k, dim, largest, &v, &i);
+    return push_pair(L, st, v, i, fname);
 }
 
 /* sort([dim = -1[, descending = false]]) -> values, indices */
@@ -893,7 +921,8 @@ static int l_tensor_sort(lua_State *L)
     const char *fname = MOD "sort";
     apl_tensor *t = apl_lua_checktensor(L, 1), *v = NULL, *i = NULL;
     int64_t dim = check_dim(L, luaL_optinteger(L, 2, -1), apl_t_ndim(t), fname);
-    return push_pair(L, apl_t_sort(t, dim, lua_toboolean(L, 3), &v, &i), v, i, fname);
+    apl_status st = apl_t_sort(t, dim, lua_toboolean(L, 3), &v, &i);
+    return push_pair(L, st, v, i, fname);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -901,19 +930,19 @@ static int l_tensor_sort(lua_State *L)
 
 static int l_tensor_clone(lua_State *L)
 {
-    apl_lua_pushtensor(L, apl_t_clone(apl_lua_checktensor(L, 1)), MOD "clone");
+    push_tensor(L, apl_t_clone(apl_lua_checktensor(L, 1)), MOD "clone");
     return 1;
 }
 
 static int l_tensor_contiguous(lua_State *L)
 {
-    apl_lua_pushtensor_ref(L, apl_t_contiguous(apl_lua_checktensor(L, 1)), 1, MOD "contiguous");
+    push_tensor_ref(L, apl_t_contiguous(apl_lua_checktensor(L, 1)), 1, MOD "contiguous");
     return 1;
 }
 
 static int l_tensor_detach(lua_State *L)
 {
-    apl_lua_pushtensor_ref(L, apl_t_detach(apl_lua_checktensor(L, 1)), 1, MOD "detach");
+    push_tensor_ref(L, apl_t_detach(apl_lua_checktensor(L, 1)), 1, MOD "detach");
     return 1;
 }
 
@@ -933,7 +962,7 @@ static int l_tensor_to(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         read_opts(L, 2, &dt, &dev, fname);
     }
-    apl_lua_pushtensor_ref(L, apl_t_to(t, dt, dev), 1, fname);
+    push_tensor_ref(L, apl_t_to(t, dt, dev), 1, fname);
     return 1;
 }
 
@@ -964,6 +993,12 @@ static int l_tensor_no_grad(lua_State *L)
     apl_set_grad_enabled(prev);
     if (st != LUA_OK) return lua_error(L);
     return lua_gettop(L);
+}
+
+static int l_tensor_is_grad_enabled(lua_State *L)
+{
+    lua_pushboolean(L, apl_grad_enabled());
+    return 1;
 }
 
 static int l_tensor_set_num_threads(lua_State *L)
@@ -1057,6 +1092,7 @@ static const luaL_Reg metamethods[] = {
 static const luaL_Reg functions[] = {
     {"new", l_tensor_new}, {"arange", l_tensor_arange}, {"is_tensor", l_tensor_is_tensor},
     {"where", l_tensor_where}, {"manual_seed", l_tensor_manual_seed}, {"no_grad", l_tensor_no_grad},
+    {"is_grad_enabled", l_tensor_is_grad_enabled},
     {"set_num_threads", l_tensor_set_num_threads}, {"get_num_threads", l_tensor_get_num_threads},
     {"cuda_available", l_tensor_cuda_available}, {NULL, NULL},
 };

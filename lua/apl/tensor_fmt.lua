@@ -59,11 +59,11 @@ local function formatter(values, dtype)
     return function(x) return string.rep(" ", width - #fmt(x)) .. fmt(x) end, width
 end
 
--- The entries of a dim, with "..." after the first EDGE when the dim was cut.
-local function entries(list, cut, render)
+-- The entries of a dim, with `dots` after the first EDGE when the dim was cut.
+local function entries(list, cut, render, dots)
     local out = {}
     for i, x in ipairs(list) do
-        if cut and i == EDGE + 1 then out[#out + 1] = "..." end
+        if cut and i == EDGE + 1 then out[#out + 1] = dots end
         out[#out + 1] = render(x)
     end
     return out
@@ -71,7 +71,7 @@ end
 
 local function vector_str(list, cut, fmt, width, indent)
     local per_line = math.max(1, (LINEWIDTH - indent) // (width + 2))
-    local items, lines = entries(list, cut, fmt), {}
+    local items, lines = entries(list, cut, fmt, " ..."), {}
     for i = 1, #items, per_line do
         lines[#lines + 1] = table.concat(items, ", ", i, math.min(i + per_line - 1, #items))
     end
@@ -83,7 +83,7 @@ local function tensor_str(v, dim, ndim, cut, fmt, width, indent)
     if ndim - dim == 1 then return vector_str(v, cut[dim + 1], fmt, width, indent) end
     local items = entries(v, cut[dim + 1], function(x)
         return tensor_str(x, dim + 1, ndim, cut, fmt, width, indent + 1)
-    end)
+    end, "...")
     local sep = "," .. string.rep("\n", ndim - dim - 1) .. string.rep(" ", indent + 1)
     return "[" .. table.concat(items, sep) .. "]"
 end
