@@ -1,0 +1,114 @@
+-- apl.args — a recipe's command line: --flag VALUE, with environment fallbacks, checked up front.
+--
+--   local a = require("apl.args").parse(arg, {
+--       { "model", "DIR", "policy model folder (Hugging Face layout)", env = "APL_MODEL", required = true, dir = true },
+--       { "seed", "N", "random seed", default = 1, number = true },
+--   })
+--   a.model, a.seed          -- dashes become underscores: --judge-url -> a.judge_url
+--
+-- Every problem (a missing value, a folder that is not there, an unset API key variable, an
+-- unknown flag) is reported together with the usage text before any work starts. With
+-- --resume RUN_DIR, values not given again come from RUN_DIR/config.json, where the loop saved
+-- them, so `apl recipes/x.lua --resume runs/x` is enough.
+local cjson = require "cjson"
+
+local M = {}
+
+local function exists(path)
+    local f = io.open(path, "r")
+    if f then f:close() end
+    return f ~= nil
+end
+
+local function key(name) return (name:gsub("-", "_")) end
+
+local function is_dir(path)
+    local ok = os.execute("test -d '" .. path:gsub("'", "'\\''") .. "'")
+    return ok == true
+end
+
+function M.usage(script, spec)
+    local lines = { "usage: apl " .. (script or "recipe.lua") .. " [options]" }
+    for _, s in ipairs(spec) do
+        local extra = {}
+        if s.env then extra[#extra + 1] = "env " .. s.env end
+        if s.default ~= nil then extra[#extra + 1] = "default " .. tostring(s.default) end
+        if s.required then extra[#extra + 1] = "required" end
+        lines[#lines + 1] = string.format("  --%-14s %-5s %s%s", s[1], s[2] or "", s[3] or "",
+            #extra > 0 and " (" .. table.concat(extra, ", ") .. ")" or "")
+    end
+    return table.concat(lines, "\n")
+end
+
+-- The arguments saved with a run (the loop writes cfg.args into config.json).
+local function saved_args(run_dir)
+    local f = io.open(run_dir .. "/config.json", "r")
+    if not f then return nil end
+    local ok, cfg = pcall(cjson.decode, f:read("a"))
+    f:close()
+    return ok and type(cfg) == "table" and cfg.args or nil
+end
+
+-- Parses argv against spec; returns the values, or nil and a message naming every problem.
+function M.check(argv, spec)
+    local by_flag, out, problems = {}, {}, {}
+    for _, s in ipairs(spec) do by_flag[s[1]] = s end
+    local i = 1
+    while i <= #argv do
+        local flag, inline = argv[i]:match("^%-%-([%w-]+)=(.*)$")
+        flag = flag or argv[i]:match("^%-%-([%w-]+)$")
+        local s = flag and by_flag[flag]
+        if flag == "help" then return nil, "help" end
+        if not s then
+            problems[#problems + 1] = "unknown argument " .. argv[i]
+            i = i + 1
+        else
+            local v = inline or argv[i + 1]
+            if v == nil then problems[#problems + 1] = "--" .. flag .. " needs a value" end
+            out[key(flag)] = v
+            i = i + (inline and 1 or 2)
+        end
+    end
+    local saved = out.resume and saved_args(out.resume) or {}
+    for _, s in ipairs(spec) do
+        local k = key(s[1])
+        if out[k] == nil and s.env then out[k] = os.getenv(s.env) end
+        if out[k] == nil or out[k] == "" then out[k] = saved[k] end
+        if out[k] == nil then out[k] = s.default end
+        local v = out[k]
+        if v == nil then
+            if s.required then
+                problems[#problems + 1] = string.format("missing --%s %s%s", s[1], s[2] or "",
+                    s.env and " (or set " .. s.env .. ")" or "")
+            end
+        elseif s.number then
+            out[k] = math.tointeger(tonumber(v)) or tonumber(v)
+            if not out[k] then problems[#problems + 1] = string.format("--%s: %q is not a number", s[1], v) end
+        elseif s.dir and not is_dir(v) then
+            problems[#problems + 1] = string.format("--%s: %s is not a folder", s[1], v)
+        elseif s.exists and not exists(v) then
+            problems[#problems + 1] = string.format("--%s: %s does not exist", s[1], v)
+        elseif s.env_var and (os.getenv(v) or "") == "" then
+            problems[#problems + 1] = string.format("--%s: the environment variable %s is not set", s[1], v)
+        end
+    end
+    if #problems > 0 then return nil, table.concat(problems, "\n") end
+    return out
+end
+
+-- Like check, but a problem prints the message and the usage and exits (status 2; 0 for --help):
+-- a recipe started with the wrong arguments should stop before loading anything.
+function M.parse(argv, spec)
+    local out, err = M.check(argv, spec)
+    if out then return out end
+    local script = argv[0]
+    if err == "help" then
+        io.write(M.usage(script, spec), "\n")
+        os.exit(0)
+    end
+    io.stderr:write("apl ", script or "", ": ", err:gsub("\n", "\napl " .. (script or "") .. ": "), "\n\n",
+        M.usage(script, spec), "\n")
+    os.exit(2)
+end
+
+return M
