@@ -1,0 +1,122 @@
+-- bench/common.lua — what every bench/<area>.lua script shares: the --quick flag, the thread
+-- count, a wall clock, peak RSS, timing with warm-up, medians and spreads, and JSON-line output.
+--
+--   local B = dofile((package.apl_root or ".") .. "/bench/common.lua")
+--   local secs = B.time(function() model:forward(x) end)      -- 1 warm-up, then B.reps() runs
+--   B.emit_rate("generation", "tok/s", 8 * 64, secs, { config = "B=8 prompt=16 new=64" })
+--   -- prints {"name":"generation","apl":<median tok/s>,"unit":"tok/s","samples":[...],...}
+--
+-- bench/run.lua reads these lines; "apl" is the median of the samples, spread their range.
+local cjson = require "cjson"
+
+local B = {}
+
+-- --quick in the script's arguments (make bench QUICK=1).
+function B.quick()
+    for _, a in ipairs(arg or {}) do if a == "--quick" then return true end end
+    return false
+end
+
+-- Timed repetitions: 3 (2 with --quick); APL_BENCH_REPS overrides both.
+function B.reps()
+    local n = tonumber(os.getenv("APL_BENCH_REPS") or "")
+    if n and n >= 1 then return math.floor(n) end
+    return B.quick() and 2 or 3
+end
+
+local ok_sys, sys = pcall(require, "apl.core.sys")
+if not ok_sys then sys = nil end
+
+-- The thread count libtorch uses in this process (./apl sets it from APL_THREADS or the cores).
+function B.threads()
+    if sys then return sys.get_num_threads() end
+    return apl.tensor.get_num_threads()
+end
+
+-- Seconds on a monotonic clock.
+function B.clock()
+    if sys then return sys.time() end
+    local p = io.popen("date +%s.%N")
+    local t = tonumber(p:read("l"))
+    p:close()
+    return t
+end
+
+local function status_mb(key)
+    local f = io.open("/proc/self/status")
+    if not f then return nil end
+    local mb
+    for line in f:lines() do
+        local kb = line:match("^" .. key .. ":%s*(%d+) kB")
+        if kb then mb = tonumber(kb) / 1024; break end
+    end
+    f:close()
+    return mb
+end
+
+function B.rss_mb() return status_mb("VmRSS") end
+function B.peak_rss_mb() return status_mb("VmHWM") end
+
+-- Statistics ----------------------------------------------------------------------------------
+
+function B.median(xs)
+    local s = {}
+    for i, v in ipairs(xs) do s[i] = v end
+    table.sort(s)
+    local n = #s
+    if n == 0 then return nil end
+    if n % 2 == 1 then return s[(n + 1) // 2] end
+    return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+-- The range of the samples as a fraction of their median: 0.04 means max - min is 4% of it.
+function B.spread(xs)
+    if #xs < 2 then return nil end
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(xs) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    local m = B.median(xs)
+    if m == 0 then return nil end
+    return (hi - lo) / math.abs(m)
+end
+
+-- Runs fn `warmup` times untimed (default 1), then `reps` times (default B.reps()); returns the
+-- seconds of each timed run.
+function B.time(fn, opts)
+    opts = opts or {}
+    for _ = 1, opts.warmup or 1 do fn() end
+    local out = {}
+    for i = 1, opts.reps or B.reps() do
+        local t0 = B.clock()
+        fn()
+        out[i] = B.clock() - t0
+        collectgarbage()
+    end
+    return out
+end
+
+-- Output --------------------------------------------------------------------------------------
+
+-- Prints one JSON object on its own line (and flushes, so the runner sees it even on a crash).
+function B.emit(row)
+    io.write(cjson.encode(row), "\n")
+    io.flush()
+end
+
+local function with(row, extra)
+    for k, v in pairs(extra or {}) do row[k] = v end
+    return row
+end
+
+-- A rate: work units per second for each run; "apl" is the median rate.
+function B.emit_rate(name, unit, work, secs, extra)
+    local rates = {}
+    for i, s in ipairs(secs) do rates[i] = work / s end
+    B.emit(with({ name = name, apl = B.median(rates), unit = unit, samples = rates, threads = B.threads() }, extra))
+end
+
+-- A duration: "apl" is the median seconds.
+function B.emit_time(name, secs, extra)
+    B.emit(with({ name = name, apl = B.median(secs), unit = "s", samples = secs, threads = B.threads() }, extra))
+end
+
+return B
