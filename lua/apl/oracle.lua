@@ -1,0 +1,392 @@
+-- apl.oracle — preference labels: which of two completions of a prompt is better. Labels are the
+-- expensive part of active preference learning, so every answer is written to a ledger (JSONL,
+-- fsynced) before it is returned, a pair already in the ledger is never paid for again, and a
+-- flaky API is retried with backoff until a bounded number of tries.
+--
+--   local o = apl.oracle.openai{base_url = "https://api.openai.com/v1", model = "gpt-4o-mini",
+--       api_key_env = "OPENAI_API_KEY", template = "tldr", ledger = run .. "/labels.jsonl",
+--       seed = 1, max_in_flight = 16, price_in = 0.00015, price_out = 0.0006, budget = 5000}
+--   local labels = o:label{{prompt = post, a = s1, b = s2}, ...}
+--   -- labels[i] = {preferred = 1|2 (a or b) or nil, reason = why unlabelled, rationale = "...",
+--   --              raw = judge's text, cached = true when it came from the ledger}
+--   print(o:stats().cost)
+--
+-- Local oracles have the same interface:
+--   apl.oracle.lua(function(prompt, a, b) return "A", "why" end, {ledger = path, seed = 1})
+--   apl.oracle.model{score = function(prompt, completion) return reward end, ledger = path}
+--
+-- Position bias: each pair is shown in the order AB or BA, chosen from a hash of the seed and the
+-- pair (so a restarted run asks the same question and finds it in the ledger), and the answer is
+-- mapped back to the caller's a/b. both_orders = true asks both and keeps consistent answers.
+-- budget: the most judge answers with a label the ledger may hold (both_orders uses two per
+-- pair); pairs over it come back unlabelled, "label budget exhausted". Failures are not charged.
+local core = require "apl.core.oracle"
+local cjson = require "cjson"
+local prompts = require "apl.prompts"
+
+local M = {}
+local Oracle = {}
+Oracle.__index = Oracle
+
+-- ------------------------------------------------------------------------------------------
+-- The judge's answer
+
+-- answer ("A" or "B"), rationale | nil, reason. The last "Preferred:" line decides; the
+-- rationale is the "Comparison:" text, or what precedes the decision when there is none.
+function M.parse(content)
+    if type(content) ~= "string" or not content:find("%S") then return nil, "empty answer" end
+    local value, before, rationale
+    local seen = {}
+    for line in (content .. "\n"):gmatch("(.-)\r?\n") do
+        local v = line:match("^[%s%*#_]*[Pp]referred[%*_]*%s*:%s*(.-)%s*$")
+        if v then
+            value, before = v, table.concat(seen, "\n")
+        else
+            seen[#seen + 1] = line
+            rationale = rationale or line:match("^[%s%*_]*Comparison[%*_]*%s*:[%s%*_]*(.-)%s*$")
+        end
+    end
+    if not value then return nil, "no 'Preferred:' line in the answer" end
+    local letter = value:gsub("^[%*_\"'<%s]+", ""):gsub("[%*_\"'>%.%s]+$", "")
+    letter = letter:upper()
+    if letter ~= "A" and letter ~= "B" then
+        return nil, string.format("'Preferred: %s' is not A or B", value)
+    end
+    if not rationale or rationale == "" then rationale = before:match("^%s*(.-)%s*$") end
+    return letter, rationale
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Options
+
+local function opt(opts, k, kind, default, fname)
+    local v = opts[k]
+    if v == nil then return default end
+    if type(v) ~= kind then
+        error(string.format("%s: option '%s' must be a %s, got %s", fname, k, kind, type(v)), 3)
+    end
+    return v
+end
+
+local function open_ledger(self, path, fname)
+    local ok, l, lines, warning = pcall(core.ledger_open, path)
+    if not ok then error(fname .. ": " .. tostring(l):gsub("^apl%.oracle: ", ""), 3) end
+    if warning then io.stderr:write(fname, ": ", warning, "\n") end
+    for i, line in ipairs(lines) do
+        local e = cjson.decode(line)
+        if type(e.key) ~= "string" then
+            error(string.format("%s: %s: entry %d has no key", fname, path, i), 3)
+        end
+        if e.answer == "A" or e.answer == "B" then
+            if not self._cache[e.key] then self._paid = self._paid + 1 end
+            self._cache[e.key] = e
+        end
+    end
+    self._ledger, self.ledger, self.ledger_warning = l, path, warning
+end
+
+local function new(kind, opts, fname, judge)
+    local self = setmetatable({
+        kind = kind,
+        model = opt(opts, "model", "string", kind, fname),
+        seed = math.tointeger(opt(opts, "seed", "number", 0, fname)),
+        both_orders = opt(opts, "both_orders", "boolean", false, fname),
+        budget = opt(opts, "budget", "number", nil, fname),
+        price_in = opt(opts, "price_in", "number", 0, fname),
+        price_out = opt(opts, "price_out", "number", 0, fname),
+        progress = opt(opts, "progress", "boolean", true, fname),
+        randomize = true,
+        _judge = judge, _cache = {}, _paid = 0,
+        _stats = { requests = 0, labels = 0, cached = 0, failed = 0, retries = 0,
+                   prompt_tokens = 0, completion_tokens = 0, cost = 0 },
+    }, Oracle)
+    if not self.seed then error(fname .. ": option 'seed' must be an integer", 3) end
+    local ledger = opt(opts, "ledger", "string", nil, fname)
+    if ledger then open_ledger(self, ledger, fname) end
+    return self
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Labelling: plan which questions to ask, ask them, then answer each pair
+
+function Oracle:_orders(p)
+    if self.both_orders then return { "AB", "BA" } end
+    if not self.randomize then return { "AB" } end
+    local h = core.key(tostring(self.seed), p.prompt, p.a, p.b)
+    return { tonumber(h:sub(-1), 16) % 2 == 1 and "BA" or "AB" }
+end
+
+-- The completions in the order the judge sees them.
+local function shown(q)
+    if q.order == "BA" then return q.pair.b, q.pair.a end
+    return q.pair.a, q.pair.b
+end
+
+local function preferred(e)
+    local first = e.answer == "A"
+    if e.order == "BA" then first = not first end
+    return first and 1 or 2
+end
+
+local function check_pairs(list)
+    if type(list) ~= "table" then error("apl.oracle.label: pairs must be a list of {prompt=, a=, b=}", 3) end
+    for i, p in ipairs(list) do
+        if type(p) ~= "table" then error(string.format("apl.oracle.label: pairs[%d] must be a table", i), 3) end
+        for _, k in ipairs { "prompt", "a", "b" } do
+            if type(p[k]) ~= "string" then
+                error(string.format("apl.oracle.label: pairs[%d].%s must be a string, got %s", i, k, type(p[k])), 3)
+            end
+        end
+    end
+end
+
+-- One ledger line per answered request, on disk before anything else sees the answer.
+-- ans = {answer=, rationale=, raw=, error=, prompt_tokens=, completion_tokens=}
+function Oracle:_record(q, ans)
+    local p = q.pair
+    local e = {
+        key = q.key, kind = self.kind, model = self.model, template = self._template_name,
+        order = q.order, prompt = p.prompt, a = p.a, b = p.b, answer = ans.answer,
+        rationale = ans.rationale, raw = ans.raw, error = ans.error,
+        prompt_tokens = ans.prompt_tokens, completion_tokens = ans.completion_tokens, time = os.time(),
+    }
+    if self._ledger then self._ledger:append(cjson.encode(e)) end
+    local s = self._stats
+    s.prompt_tokens = s.prompt_tokens + (ans.prompt_tokens or 0)
+    s.completion_tokens = s.completion_tokens + (ans.completion_tokens or 0)
+    s.cost = s.cost + (ans.prompt_tokens or 0) / 1000 * self.price_in
+        + (ans.completion_tokens or 0) / 1000 * self.price_out
+    if ans.answer then
+        self._cache[q.key] = e
+        self._paid = self._paid + 1
+    else
+        q.error = ans.error
+    end
+end
+
+function Oracle:_resolve(plan, asked)
+    local s = self._stats
+    local function fail(reason)
+        s.failed = s.failed + 1
+        return { reason = reason, cached = false }
+    end
+    if plan.reason then return fail(plan.reason) end
+    local got, cached = {}, true
+    for _, q in ipairs(plan) do
+        local e = self._cache[q.key]
+        if asked[q.key] then cached = false end
+        if not e then return fail(asked[q.key] and asked[q.key].error or "not answered") end
+        got[#got + 1] = e
+    end
+    local pref = preferred(got[1])
+    if got[2] and preferred(got[2]) ~= pref then
+        local l = fail("inconsistent: the judge chose the same position in both orders")
+        l.rationale, l.raw, l.cached = got[1].rationale, got[1].raw, cached
+        return l
+    end
+    if cached then s.cached = s.cached + 1 else s.labels = s.labels + 1 end
+    return { preferred = pref, rationale = got[1].rationale, raw = got[1].raw, cached = cached }
+end
+
+-- labels for a list of {prompt=, a=, b=}; see the top of this file.
+function Oracle:label(list)
+    check_pairs(list)
+    local plans, queries, asked = {}, {}, {}
+    local budget_left = self.budget and self.budget - self._paid or math.huge
+    for i, p in ipairs(list) do
+        local plan, new_qs = {}, {}
+        for _, order in ipairs(self:_orders(p)) do
+            local q = { key = core.key(self._template_id, self.model, p.prompt, p.a, p.b, order),
+                        order = order, pair = p }
+            plan[#plan + 1] = q
+            if not self._cache[q.key] and not asked[q.key] then new_qs[#new_qs + 1] = q end
+        end
+        if #new_qs > budget_left then
+            plan.reason = "label budget exhausted"
+        else
+            budget_left = budget_left - #new_qs
+            for _, q in ipairs(new_qs) do
+                asked[q.key] = q
+                queries[#queries + 1] = q
+            end
+        end
+        plans[i] = plan
+    end
+    if #queries > 0 then self:_judge(queries) end
+    local labels = {}
+    for i, plan in ipairs(plans) do labels[i] = self:_resolve(plan, asked) end
+    return labels
+end
+
+-- {requests, labels, cached, failed, retries, prompt_tokens, completion_tokens, cost} so far.
+function Oracle:stats()
+    local t = {}
+    for k, v in pairs(self._stats) do t[k] = v end
+    return t
+end
+
+-- Releases the ledger (and its lock); the oracle can no longer label.
+function Oracle:close()
+    if self._ledger then self._ledger:close() end
+    self._judge = function() error("apl.oracle.label: the oracle is closed", 3) end
+end
+Oracle.__close = Oracle.close
+
+function Oracle:__tostring()
+    return string.format("apl.Oracle(%s %s%s)", self.kind, self.model,
+        self.ledger and ", ledger " .. self.ledger or "")
+end
+
+function Oracle:_progress(total)
+    if not self.progress then return nil end
+    return require("apl.progress").new("oracle " .. self.model, total)
+end
+
+-- ------------------------------------------------------------------------------------------
+-- The HTTP judge
+
+-- What an HTTP answer body means: ans for _record.
+local function read_reply(body)
+    local content, pt, ct = core.chat_parse(body)
+    if not content then return { error = "unparseable reply: " .. pt, raw = body:sub(1, 2000) } end
+    local answer, why = M.parse(content)
+    local ans = { raw = content, prompt_tokens = pt, completion_tokens = ct }
+    if answer then ans.answer, ans.rationale = answer, why
+    else ans.error = "unparseable answer: " .. why end
+    return ans
+end
+
+local function http_judge(self, queries)
+    local h <close> = core.http_new(self._http)
+    for id, q in ipairs(queries) do
+        local system, user = prompts.render(self.template, q.pair.prompt, shown(q))
+        q.body = core.chat_request { model = self.model, system = system, user = user,
+            temperature = self.temperature, max_tokens = self.max_tokens }
+        q.est = #q.body // 4 + self.max_tokens -- ~4 bytes a token: enough for a rate limit
+        h:submit(id, q.body, q.est)
+    end
+    local s = self._stats
+    local base_requests, base_retries, reasks = s.requests, s.retries, 0
+    local left, prog = #queries, self:_progress(#queries)
+    while left > 0 do
+        local results = h:wait(0.25)
+        for _, r in ipairs(results) do
+            local q = queries[r.id]
+            if r.error then
+                q.error = r.error
+                left = left - 1
+            else
+                local ans = read_reply(r.body)
+                self:_record(q, ans)
+                if ans.answer or q.reasked then
+                    left = left - 1
+                else -- an unparseable answer gets one more chance
+                    q.reasked, reasks = true, reasks + 1
+                    h:submit(r.id, q.body, q.est)
+                end
+            end
+        end
+        local hs = h:stats()
+        s.requests, s.retries = base_requests + hs.requests, base_retries + hs.retries + reasks
+        if prog then
+            prog:update(#queries - left, string.format("%d in flight  %d retries  $%.4f",
+                hs.in_flight, s.retries - base_retries, s.cost))
+        end
+    end
+    if prog then prog:done() end
+end
+
+function M.openai(opts)
+    local fname = "apl.oracle.openai"
+    if type(opts) ~= "table" then error(fname .. ": expects an options table", 2) end
+    for _, k in ipairs { "base_url", "model", "template" } do
+        if opts[k] == nil then error(fname .. ": option '" .. k .. "' is required", 2) end
+    end
+    local base_url = opt(opts, "base_url", "string", nil, fname)
+    local template = prompts.get(opts.template)
+    local self = new("openai", opts, fname, http_judge)
+    self.template, self._template_name = template, template.name or "custom"
+    self._template_id = (template.system or "") .. "\0" .. template.user
+    self.temperature = opt(opts, "temperature", "number", 0.05, fname)
+    self.max_tokens = math.tointeger(opt(opts, "max_tokens", "number", 256, fname))
+    self.base_url, self.api_key_env = base_url, opt(opts, "api_key_env", "string", nil, fname)
+    self._http = {
+        url = base_url:gsub("/+$", "") .. "/chat/completions", api_key_env = self.api_key_env,
+        ca_file = opt(opts, "ca_file", "string", nil, fname),
+        timeout = opt(opts, "timeout", "number", 60, fname),
+        max_in_flight = opt(opts, "max_in_flight", "number", 16, fname),
+        rpm = opt(opts, "rpm", "number", 0, fname), tpm = opt(opts, "tpm", "number", 0, fname),
+        max_tries = opt(opts, "max_tries", "number", 6, fname),
+        backoff = opt(opts, "backoff", "number", 1, fname),
+        backoff_max = opt(opts, "backoff_max", "number", 60, fname), seed = self.seed,
+    }
+    core.http_new(self._http):free() -- bad options and a missing key fail here, not mid-run
+    return self
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Local oracles
+
+local function lua_judge(self, queries)
+    for _, q in ipairs(queries) do
+        local ok, answer, rationale = pcall(self._fn, q.pair.prompt, shown(q))
+        if not ok then error("apl.oracle.label: judge function failed: " .. tostring(answer), 0) end
+        if answer == "A" or answer == "B" then
+            self:_record(q, { answer = answer, rationale = rationale and tostring(rationale) })
+        else
+            self:_record(q, { error = string.format("judge function returned %s, not \"A\" or \"B\"",
+                type(answer) == "string" and string.format("%q", answer) or tostring(answer)) })
+        end
+    end
+end
+
+-- An oracle that asks fn(prompt, first, second) -> "A"|"B"[, rationale]. opts: ledger, seed,
+-- name (keeps ledgers of different functions apart), budget, both_orders.
+function M.lua(fn, opts)
+    local fname = "apl.oracle.lua"
+    if type(fn) ~= "function" then error(fname .. ": expects a function(prompt, a, b)", 2) end
+    opts = opts or {}
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.model, o.progress = opt(opts, "name", "string", "lua", fname), false
+    local self = new("lua", o, fname, lua_judge)
+    self._fn, self._template_id, self._template_name = fn, "lua", "lua"
+    return self
+end
+
+local function score_of(self, prompt, completion)
+    local ok, v = pcall(self._score, prompt, completion)
+    if not ok then error("apl.oracle.label: score function failed: " .. tostring(v), 0) end
+    if type(v) ~= "number" or v ~= v then
+        error("apl.oracle.label: score function returned " .. tostring(v) .. ", not a number", 0)
+    end
+    return v
+end
+
+local function model_judge(self, queries)
+    for _, q in ipairs(queries) do
+        local sa = score_of(self, q.pair.prompt, q.pair.a)
+        local sb = score_of(self, q.pair.prompt, q.pair.b)
+        local why = string.format("score A %.6g, B %.6g", sa, sb)
+        if sa == sb then self:_record(q, { error = "tie: " .. why })
+        else self:_record(q, { answer = sa > sb and "A" or "B", rationale = why }) end
+    end
+end
+
+-- An oracle that scores each completion with score(prompt, completion) -> number (a reward or
+-- sentiment model); the higher score wins, a tie is unlabelled. opts: score, ledger, name, budget.
+function M.model(opts)
+    local fname = "apl.oracle.model"
+    if type(opts) ~= "table" or type(opts.score) ~= "function" then
+        error(fname .. ": expects {score = function(prompt, completion) return number end}", 2)
+    end
+    local o = {}
+    for k, v in pairs(opts) do if k ~= "score" then o[k] = v end end
+    o.model, o.progress, o.both_orders = opt(opts, "name", "string", "model", fname), false, false
+    local self = new("model", o, fname, model_judge)
+    self._score, self._template_id, self._template_name = opts.score, "model", "model"
+    self.randomize = false -- scores do not depend on the order they are asked in
+    return self
+end
+
+return M

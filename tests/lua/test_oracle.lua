@@ -1,0 +1,470 @@
+-- Tests of apl.oracle against tests/ref/judge_server.py, a real HTTP server on 127.0.0.1 that
+-- judges deterministically (more "good" wins) and injects faults asked for in the prompt.
+local T = require "apl.test"
+local cjson = require "cjson"
+local core = require "apl.core.oracle"
+local oracle = require "apl.oracle"
+local prompts = require "apl.prompts"
+local root = T.root()
+local server = dofile(root .. "/tests/lua/oracle_server.lua")
+
+-- ------------------------------------------------------------------------------------------
+-- Helpers
+
+-- Pair i: a has ga "good"s, b has gb; the judge should prefer the one with more.
+local function pair(i, ga, gb, marker)
+    return { prompt = "pair-" .. i .. "- " .. (marker or ""),
+             a = ("good "):rep(ga) .. "first " .. i, b = ("good "):rep(gb) .. "second " .. i }
+end
+
+local function expected(p)
+    local _, ga = p.a:gsub("good", "")
+    local _, gb = p.b:gsub("good", "")
+    return ga > gb and 1 or 2
+end
+
+local function pairs_n(n)
+    local list = {}
+    for i = 1, n do list[i] = pair(i, i % 3, (i + 1) % 3) end
+    return list
+end
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+local function write(path, s)
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
+end
+
+local function ledger_entries(path)
+    local out = {}
+    for line in (read(path) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+    return out
+end
+
+local function with_server(opts, fn)
+    local s = server.start(opts)
+    local ok, err = pcall(fn, s)
+    s:stop()
+    if not ok then error(err, 0) end
+end
+
+-- Options of a fast test judge: short timeouts and backoffs.
+local function judge(s, extra)
+    local o = { base_url = s.url, model = "test-judge", template = "tldr", seed = 1,
+                timeout = 0.5, backoff = 0.02, backoff_max = 0.1, max_tries = 3, progress = false }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return oracle.openai(o)
+end
+
+-- How many requests the server saw per pair id ("pair-7-" in the prompt).
+local function requests_per_pair(s)
+    local n = {}
+    for _, r in ipairs(s:requests()) do
+        local id = tonumber(r.user:match("pair%-(%d+)%-"))
+        n[id] = (n[id] or 0) + 1
+    end
+    return n
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Prompts and answers
+
+T.case("oracle prompts: the method's two templates, placeholders filled once", function()
+    local tldr = prompts.get("tldr")
+    for _, s in ipairs {
+        "Which of the following summaries does a better job of summarizing the most important points in the given forum post, without including unimportant or irrelevant details?",
+        "FIRST provide a one-sentence comparison of the two summaries, explaining which you prefer and why.",
+        'SECOND, on a new line, state only "A" or "B"', "Comparison: <", 'Preferred: <"A" or "B">',
+    } do T.ok(tldr.user:find(s, 1, true), "tldr template lacks: " .. s) end
+    T.ok(prompts.get("imdb").user:find("more positive", 1, true))
+    local system, user = prompts.render(tldr, "the post", "x {{B}} %1", "y")
+    T.eq(system, tldr.system)
+    T.ok(user:find("Post:\nthe post\n", 1, true))
+    T.ok(user:find("Summary A:\nx {{B}} %1\n\nSummary B:\ny\n", 1, true), user)
+    T.assert_error_match(function() prompts.get("nope") end, "no template named 'nope'")
+    T.assert_error_match(function() prompts.copy("imdb", { user = "{{A}} only" }) end, "no {{B}}")
+    T.eq(prompts.copy("imdb", { system = "S" }).system, "S")
+end)
+
+T.case("oracle parse: judge answers, table-driven", function()
+    local rows = { -- name, content, answer, rationale or reason pattern
+        { "plain", "Comparison: A is tighter.\nPreferred: A", "A", "A is tighter." },
+        { "quoted", 'Comparison: x\nPreferred: "B"', "B", "x" },
+        { "markdown", "**Comparison:** y\n**Preferred:** B", "B", "y" },
+        { "crlf", "Comparison: z\r\nPreferred: A\r\n", "A", "z" },
+        { "last wins", "Preferred: A\nComparison: on reflection B\nPreferred: B", "B", "on reflection B" },
+        { "no comparison", "B is better overall.\nPreferred: B", "B", "B is better overall." },
+        { "letter C", "Comparison: both\nPreferred: C", nil, "'Preferred: C' is not A or B" },
+        { "both letters", "Preferred: A or B", nil, "is not A or B" },
+        { "empty", "", nil, "empty answer" },
+        { "blank", " \n\t", nil, "empty answer" },
+        { "nil", nil, nil, "empty answer" },
+        { "no line", "I prefer the first one.", nil, "no 'Preferred:' line" },
+    }
+    for _, r in ipairs(rows) do
+        local answer, why = oracle.parse(r[2])
+        T.eq(answer, r[3], r[1])
+        if r[3] then T.eq(why, r[4], r[1]) else T.ok(why:find(r[4], 1, true), r[1] .. ": " .. why) end
+    end
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- Ledger
+
+T.case("oracle ledger: append, reload, cut last line skipped, corrupt line named", function()
+    local path = T.tmpdir() .. "/ledger.jsonl"
+    local l, lines, warning = core.ledger_open(path)
+    T.eq(#lines, 0)
+    T.eq(warning, nil)
+    l:append('{"key":"k1"}')
+    l:append('{"key":"k2"}')
+    T.assert_error_match(function() l:append('{"key":\n"k3"}') end, "one non%-empty line")
+    T.assert_error_match(function() core.ledger_open(path) end, "in use by another process")
+    l:close()
+    l:close() -- twice is fine
+
+    -- A process killed mid-write leaves a cut last line: skipped, reported, cut from the file.
+    write(path, read(path) .. '{"key":"k3","ans')
+    l, lines, warning = core.ledger_open(path)
+    T.eq(lines, { '{"key":"k1"}', '{"key":"k2"}' })
+    T.ok(warning and warning:find("ledger.jsonl:3: truncated last line skipped", 1, true), warning)
+    l:append('{"key":"k4"}')
+    l:close()
+    T.eq(read(path), '{"key":"k1"}\n{"key":"k2"}\n{"key":"k4"}\n')
+
+    -- A complete object that lost only its newline is kept.
+    write(path, '{"key":"k1"}\n{"key":"k2"}')
+    l, lines, warning = core.ledger_open(path)
+    T.eq(#lines, 2)
+    T.eq(warning, nil)
+    l:close()
+    T.eq(read(path), '{"key":"k1"}\n{"key":"k2"}\n')
+
+    write(path, '{"key":"k1"}\nnot json\n{"key":"k2"}\n')
+    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry")
+    write(path, '{"key":"k1"}\n[1,2]\n')
+    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt")
+    T.assert_error_match(function() core.ledger_open(T.tmpdir() .. "/no/such/dir/l.jsonl") end,
+        "No such file")
+end)
+
+T.case("oracle key: stable FNV-1a over length-prefixed parts", function()
+    -- Pinned: changing the hash would orphan every existing ledger.
+    T.eq(core.key("a", "b"), "41c80da72d0aec94")
+    T.ok(core.key("ab", "c") ~= core.key("a", "bc"))
+    T.ok(core.key("x", "AB") ~= core.key("x", "BA"))
+    T.ok(core.key("x"):match("^%x+$") and #core.key("x") == 16)
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- The HTTP judge
+
+T.case("oracle openai: labels correct and un-swapped; ledger replays without requests", function()
+    with_server({}, function(s)
+        local path = T.tmpdir() .. "/labels.jsonl"
+        local list = pairs_n(24)
+        local o = judge(s, { ledger = path })
+        local labels = o:label(list)
+        local orders = {}
+        for i, l in ipairs(labels) do
+            T.eq(l.preferred, expected(list[i]), "pair " .. i)
+            T.eq(l.cached, false)
+            T.ok(l.rationale:find("says good more often"), l.rationale)
+            T.ok(l.raw:find("Preferred: [AB]"), l.raw)
+        end
+        for _, e in ipairs(ledger_entries(path)) do orders[e.order] = (orders[e.order] or 0) + 1 end
+        T.ok((orders.AB or 0) > 3 and (orders.BA or 0) > 3, "both orders shown: " .. cjson.encode(orders))
+        local st = o:stats()
+        T.eq({ st.requests, st.labels, st.cached, st.failed, st.retries }, { 24, 24, 0, 0, 0 })
+        T.ok(st.prompt_tokens > 24 * 50 and st.completion_tokens > 0)
+        T.eq(#s:requests(), 24)
+        o:close()
+
+        local o2 = judge(s, { ledger = path, price_in = 1, price_out = 2 })
+        labels = o2:label(list)
+        for i, l in ipairs(labels) do
+            T.eq({ l.preferred, l.cached }, { expected(list[i]), true })
+        end
+        T.eq(#s:requests(), 24, "no request for ledgered pairs")
+        st = o2:stats()
+        T.eq({ st.requests, st.cached, st.cost }, { 0, 24, 0 })
+        -- A new pair is paid for, and priced.
+        labels = o2:label { list[1], pair(99, 2, 0) }
+        T.eq({ labels[1].cached, labels[2].cached, labels[2].preferred }, { true, false, 1 })
+        st = o2:stats()
+        T.ok(math.abs(st.cost - (st.prompt_tokens + 2 * st.completion_tokens) / 1000) < 1e-12)
+        T.ok(st.cost > 0)
+        o2:close()
+    end)
+end)
+
+T.case("oracle openai: faults retried, then reported unlabelled and not charged", function()
+    with_server({ hang = 1.5 }, function(s)
+        -- marker, expected reason pattern (nil: labelled), requests the server sees. libcurl
+        -- itself sends a request again when a reused keep-alive connection dies before any
+        -- answer, so a dropped connection is seen at least as often as we tried.
+        local rows = {
+            { "[fault:429x1]", nil, 2 }, { "[fault:500x2]", nil, 3 }, { "[fault:hangx1]", nil, 2 },
+            { "[fault:dropx2]", nil, "at least 3" }, { "[fault:badjsonx1]", nil, 2 }, { "[fault:wrongx1]", nil, 2 },
+            { "[fault:wrongx2]", "'Preferred: C' is not A or B", 2 },
+            { "[fault:emptyx2]", "empty answer", 2 },
+            { "[fault:noprefx2]", "no 'Preferred:' line", 2 },
+            { "[fault:badjsonx2]", "reply is not valid JSON", 2 },
+            { "[fault:500x9]", "HTTP 500.*%(3 tries%)", 3 },
+            { "[fault:hangx9]", "timed out after 0%.5s %(3 tries%)", 3 },
+            { "[fault:dropx99]", "%(3 tries%)", "at least 3" },
+            { "[fault:deniedx1]", "HTTP 401.*%(1 try%)", 1 },
+        }
+        local list = {}
+        for i, r in ipairs(rows) do list[i] = pair(i, i % 2, (i + 1) % 2, r[1]) end
+        local path = T.tmpdir() .. "/labels.jsonl"
+        local o = judge(s, { ledger = path, budget = #rows, max_in_flight = 16 })
+        local labels = o:label(list)
+        local seen = requests_per_pair(s)
+        local n_ok = 0
+        for i, r in ipairs(rows) do
+            local l = labels[i]
+            if r[2] then
+                T.eq(l.preferred, nil, r[1])
+                T.ok(l.reason and l.reason:find(r[2]), r[1] .. ": reason " .. tostring(l.reason))
+            else
+                T.eq(l.preferred, expected(list[i]), r[1])
+                n_ok = n_ok + 1
+            end
+            if type(r[3]) == "number" then T.eq(seen[i], r[3], r[1] .. ": requests")
+            else T.ok(seen[i] >= 3, r[1] .. ": " .. seen[i] .. " requests") end
+        end
+        local st = o:stats()
+        T.eq({ st.labels, st.failed }, { n_ok, #rows - n_ok })
+        T.ok(st.retries >= 15, "retries " .. st.retries)
+        -- Retry-After: 1 was honoured (backoff alone is 0.02 s).
+        local t429 = {}
+        for _, r in ipairs(s:requests()) do
+            if r.user:find("[fault:429x1]", 1, true) then t429[#t429 + 1] = r.time end
+        end
+        T.ok(t429[2] - t429[1] >= 0.9, string.format("retried after %.2fs", t429[2] - t429[1]))
+        -- Only answers with a label were charged: the rest of the budget buys new labels.
+        local more = {}
+        for i = 1, #rows - n_ok + 1 do more[i] = pair(100 + i, 1, 0) end
+        labels = o:label(more)
+        for i = 1, #rows - n_ok do T.eq(labels[i].preferred, 1) end
+        T.eq(labels[#more].reason, "label budget exhausted")
+        o:close()
+    end)
+end)
+
+T.case("oracle openai: budget holds across a restart", function()
+    with_server({}, function(s)
+        local path = T.tmpdir() .. "/labels.jsonl"
+        local list = pairs_n(8)
+        local o = judge(s, { ledger = path, budget = 5 })
+        local labels = o:label(list)
+        local n = 0
+        for i, l in ipairs(labels) do
+            if l.preferred then n = n + 1; T.eq(l.preferred, expected(list[i])) end
+            if i > 5 then T.eq(l.reason, "label budget exhausted") end
+        end
+        T.eq(n, 5)
+        o:close()
+        o = judge(s, { ledger = path, budget = 5 })
+        labels = o:label(list)
+        T.eq({ labels[5].cached, labels[6].reason, #s:requests() }, { true, "label budget exhausted", 5 })
+        o:close()
+    end)
+end)
+
+T.case("oracle openai: both orders keeps consistent answers only", function()
+    with_server({}, function(s)
+        local list = pairs_n(6)
+        list[7] = pair(7, 2, 0, "[fault:alwaysAx99]")
+        list[8] = pair(8, 0, 2, "[fault:alwaysAx99]")
+        local o = judge(s, { both_orders = true })
+        local labels = o:label(list)
+        for i = 1, 6 do T.eq(labels[i].preferred, expected(list[i])) end
+        for i = 7, 8 do
+            T.eq(labels[i].preferred, nil)
+            T.ok(labels[i].reason:find("inconsistent"), labels[i].reason)
+        end
+        T.eq(#s:requests(), 16)
+        T.eq(o:stats().failed, 2)
+    end)
+end)
+
+T.case("oracle openai: 16 requests in flight; rpm and tpm limits", function()
+    with_server({ delay = 0.5 }, function(s)
+        local o = judge(s, { max_in_flight = 16, timeout = 5 })
+        local t0 = core.now()
+        local labels = o:label(pairs_n(32))
+        local dt = core.now() - t0
+        T.ok(dt < 2.5, string.format("32 answers of 0.5 s took %.2fs with 16 in flight", dt))
+        T.eq(#labels, 32)
+    end)
+    with_server({}, function(s)
+        -- rpm 600: 10 a second after a burst of 10, so 20 requests take about 1 s.
+        local o = judge(s, { rpm = 600 })
+        local t0 = core.now()
+        o:label(pairs_n(20))
+        local dt = core.now() - t0
+        T.ok(dt > 0.85 and dt < 3, string.format("rpm 600: 20 requests in %.2fs", dt))
+        -- tpm: each request is estimated at max_tokens + body/4 (~1100) tokens; 3300 tokens/s
+        -- lets 3 start at once and about 3 a second after that.
+        o = judge(s, { tpm = 198000, max_tokens = 1000 })
+        t0 = core.now()
+        local list = pairs_n(7)
+        for _, p in ipairs(list) do p.prompt = p.prompt .. " tpm" end
+        o:label(list)
+        dt = core.now() - t0
+        T.ok(dt > 0.9 and dt < 3, string.format("tpm: 7 requests in %.2fs", dt))
+    end)
+end)
+
+-- A child ./apl process labels 40 pairs; it is killed with -9 mid-batch and run again.
+local CHILD = [[
+local cjson = require "cjson"
+local dir, url = arg[1], arg[2]
+local o = apl.oracle.openai{base_url = url, model = "judge", template = "tldr", seed = 7,
+    ledger = dir .. "/labels.jsonl", api_key_env = "APL_TEST_ORACLE_KEY", max_in_flight = 4,
+    timeout = 5, backoff = 0.02}
+local list = {}
+for i = 1, 40 do
+    list[i] = {prompt = "pair-" .. i .. "-", a = ("good "):rep(i % 3) .. "first " .. i,
+               b = ("good "):rep((i + 1) % 3) .. "second " .. i}
+end
+local labels = o:label(list)
+local out = {}
+for i, l in ipairs(labels) do out[i] = {preferred = l.preferred or 0, cached = l.cached} end
+local f = assert(io.open(dir .. "/result.json", "w"))
+f:write(cjson.encode({labels = out, stats = o:stats()}))
+f:close()
+]]
+
+T.case("oracle openai: kill -9 mid-batch and restart loses no label and pays nothing twice", function()
+    local key = "sk-apl-test-3f9c1d7e0b5a4c2e9d8f"
+    local run = T.tmpdir()
+    write(run .. "/child.lua", CHILD)
+    with_server({ delay = 0.15, dir = T.tmpdir() }, function(s)
+        local env = "APL_TEST_ORACLE_KEY=" .. key .. " APL_PROGRESS_INTERVAL=0.2"
+        local cmd = string.format("cd %s && %s ./apl %s/child.lua %s %s", root, env, run, run, s.url)
+        local p = io.popen(cmd .. " >" .. run .. "/out1 2>" .. run .. "/err1 & echo $!")
+        local pid = math.tointeger(p:read("n"))
+        p:close()
+        local t0 = core.now()
+        while #ledger_entries(run .. "/labels.jsonl") < 8 and core.now() - t0 < 20 do core.sleep(0.02) end
+        os.execute("kill -9 " .. pid)
+        core.sleep(0.3) -- let the server log what was already on the wire
+        local before = {}
+        for _, e in ipairs(ledger_entries(run .. "/labels.jsonl")) do
+            if e.answer then before[tonumber(e.prompt:match("pair%-(%d+)%-"))] = true end
+        end
+        local n_before, n_seen = 0, #s:requests()
+        for _ in pairs(before) do n_before = n_before + 1 end
+        T.ok(n_before >= 8 and n_before < 40, "killed mid-batch after " .. n_before .. " labels")
+        T.eq(read(run .. "/result.json"), nil, "the first run did not finish")
+
+        T.ok(os.execute(cmd .. " >" .. run .. "/out2 2>" .. run .. "/err2"), read(run .. "/err2"))
+        local result = cjson.decode(read(run .. "/result.json"))
+        for i, l in ipairs(result.labels) do
+            T.eq(l.preferred, expected(pair(i, i % 3, (i + 1) % 3)), "pair " .. i)
+            T.eq(l.cached, before[i] == true, "pair " .. i .. " cached")
+        end
+        T.eq(result.stats.cached, n_before)
+        local reqs = s:requests()
+        for j = n_seen + 1, #reqs do
+            local id = tonumber(reqs[j].user:match("pair%-(%d+)%-"))
+            T.ok(not before[id], "pair " .. id .. " was ledgered but asked again")
+        end
+        T.ok(#reqs <= 40 + 4, #reqs .. " requests: at most the 4 in flight at the kill are repeated")
+        T.ok(read(run .. "/err2"):find("oracle judge", 1, true), "progress line on stderr")
+
+        -- The key went to the server in the Authorization header and nowhere else.
+        for _, r in ipairs(reqs) do
+            T.eq(r.auth, "Bearer " .. key)
+            T.ok(not (cjson.encode(r.headers) .. r.body):find(key, 1, true), "key outside Authorization")
+        end
+        local files = T.sh("find " .. run .. " -type f")
+        T.ok(files:find("labels.jsonl", 1, true) and files:find("err2", 1, true))
+        T.eq(T.sh("grep -rl -- '" .. key .. "' " .. run .. " || true"), "", "files that hold the key")
+    end)
+end)
+
+T.case("oracle openai: option errors, TLS failures reported", function()
+    with_server({}, function(s)
+        T.assert_error_match(function() oracle.openai { model = "m", template = "tldr" } end,
+            "apl%.oracle%.openai: option 'base_url' is required")
+        T.assert_error_match(function() judge(s, { template = "nope" }) end, "no template named")
+        T.assert_error_match(function() judge(s, { api_key_env = "APL_TEST_UNSET_VARIABLE" }) end,
+            "environment variable APL_TEST_UNSET_VARIABLE %(api_key_env%) is not set")
+        T.assert_error_match(function() judge(s, { ca_file = "/nonexistent/ca.pem" }) end,
+            "ca_file /nonexistent/ca%.pem is not readable")
+        T.assert_error_match(function() judge(s, { max_in_flight = 0 }) end, "max_in_flight must be >= 1")
+        T.assert_error_match(function() judge(s, { timeout = "fast" }) end, "option 'timeout' must be a number")
+        local o = judge(s)
+        T.assert_error_match(function() o:label { pair(1, 1, 0), { prompt = "p", a = "x" } } end,
+            "apl%.oracle%.label: pairs%[2%]%.b must be a string, got nil")
+        T.eq(o:label {}, {})
+        -- Speaking TLS to a plain HTTP port fails verification-free handshakes: reported, once.
+        local tls = judge(s, { base_url = s.url:gsub("^http:", "https:") })
+        local l = tls:label { pair(1, 1, 0) }[1]
+        T.eq(l.preferred, nil)
+        T.ok(l.reason:find("SSL") or l.reason:find("TLS"), l.reason)
+        T.eq(tls:stats().requests, 1)
+    end)
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- Local oracles
+
+T.case("oracle lua: same interface, un-swapped, ledgered, bad answers reported", function()
+    local path = T.tmpdir() .. "/labels.jsonl"
+    local calls, swapped = 0, 0
+    local function fn(prompt, first, second)
+        calls = calls + 1
+        if first:find("second", 1, true) then swapped = swapped + 1 end
+        local _, ga = first:gsub("good", "")
+        local _, gb = second:gsub("good", "")
+        return ga > gb and "A" or "B", "counted " .. ga .. " vs " .. gb
+    end
+    local list = pairs_n(20)
+    local o = oracle.lua(fn, { ledger = path, seed = 3 })
+    local labels = o:label(list)
+    for i, l in ipairs(labels) do
+        T.eq({ l.preferred, l.cached }, { expected(list[i]), false })
+        T.ok(l.rationale:find("^counted"))
+    end
+    T.ok(swapped > 2 and swapped < 18, "orders randomised: " .. swapped .. " swapped")
+    o:close()
+    o = oracle.lua(fn, { ledger = path, seed = 3 })
+    labels = o:label(list)
+    T.eq({ calls, labels[1].cached, o:stats().cached }, { 20, true, 20 })
+    local bad = oracle.lua(function() return "maybe" end)
+    T.eq(bad:label { pair(1, 1, 0) }[1].reason, 'judge function returned "maybe", not "A" or "B"')
+    T.assert_error_match(function() oracle.lua(function() error("boom") end):label { pair(1, 1, 0) } end,
+        "apl%.oracle%.label: judge function failed: .*boom")
+    T.assert_error_match(function() oracle.lua("fn") end, "apl%.oracle%.lua: expects a function")
+end)
+
+T.case("oracle model: the higher score wins, ties unlabelled", function()
+    local function score(prompt, completion)
+        local _, n = completion:gsub("good", "")
+        return n + #prompt * 0
+    end
+    local list = pairs_n(9)
+    list[10] = pair(10, 1, 1)
+    local o = oracle.model { score = score, name = "good-counter" }
+    local labels = o:label(list)
+    for i = 1, 9 do T.eq(labels[i].preferred, expected(list[i])) end
+    T.eq(labels[1].rationale, "score A 1, B 2")
+    T.eq({ labels[10].preferred, labels[10].reason }, { nil, "tie: score A 1, B 1" })
+    T.eq(o:stats().failed, 1)
+    T.assert_error_match(function() oracle.model { score = function() return "x" end }:label(list) end,
+        "score function returned x, not a number")
+    T.assert_error_match(function() oracle.model {} end, "apl%.oracle%.model: expects {score")
+end)

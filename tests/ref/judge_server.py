@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""judge_server.py — a fake OpenAI-compatible judge for the oracle tests and benchmark.
+
+    /usr/bin/python3 tests/ref/judge_server.py --port-file F --log L [--delay S] [--lifetime S]
+
+Listens on 127.0.0.1 (a free port, written with the pid to F as "port pid"), answers
+POST .../chat/completions, and exits by itself after --lifetime seconds or on POST /shutdown.
+
+It judges deterministically: of the two texts under "Summary A:"/"Summary B:" (or
+"Continuation A:"/"Continuation B:") it prefers the one with more occurrences of "good" (A on a
+tie), and answers "Comparison: ...\\nPreferred: X" with a `usage` block.
+
+Faults are asked for by the prompt itself, so they do not depend on request order: a marker
+"[fault:KINDxN]" in the user message makes the first N requests with that exact message fail:
+  429      429 with Retry-After: --retry-after     500   500 Internal Server Error
+  hang     sleeps --hang seconds before answering   drop  closes the connection (RST), no reply
+  badjson  200 with a body that is not JSON         wrong 200, "Preferred: C"
+  empty    200 with empty content                   nopref 200, no "Preferred:" line
+  denied   401 (not worth retrying)                 alwaysA 200, "Preferred: A" whatever the texts
+
+Every request is logged to --log as one JSON line on arrival: the Authorization header in its own
+field "auth", the other headers, the body, the action taken.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULT = re.compile(r"\[fault:([a-zA-Z0-9]+)x(\d+)\]")
+SECTIONS = re.compile(r"(?:Summary|Continuation) A:\n(.*?)\n\n(?:Summary|Continuation) B:\n(.*?)\n\n", re.S)
+
+
+class State:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.attempts = {}
+        self.seq = 0
+        self.log = open(args.log, "a") if args.log else None
+        self.stop = threading.Event()
+
+    def arrive(self, user):
+        """Counts this message's requests; returns the request number and this message's try."""
+        key = hashlib.sha256(user.encode()).hexdigest()
+        with self.lock:
+            self.seq += 1
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            return self.seq, self.attempts[key]
+
+    def write_log(self, entry):
+        if not self.log:
+            return
+        with self.lock:
+            self.log.write(json.dumps(entry) + "\n")
+            self.log.flush()
+
+
+def verdict(user, fault):
+    if fault == "alwaysA":
+        return "Comparison: A comes first.\nPreferred: A"
+    m = SECTIONS.search(user)
+    if not m:
+        return None
+    ga, gb = m.group(1).count("good"), m.group(2).count("good")
+    pref = "A" if ga >= gb else "B"
+    return f"Comparison: {pref} says good more often ({ga} vs {gb}).\nPreferred: {pref}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, headers=()):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def chat(self, req, content, user):
+        return json.dumps({
+            "id": "chatcmpl-test", "object": "chat.completion", "model": req.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": len(content) // 4,
+                      "total_tokens": len(user) // 4 + len(content) // 4},
+        })
+
+    def do_POST(self):
+        st = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/shutdown":
+            self.reply(200, "{}")
+            st.stop.set()
+            return
+        try:
+            req = json.loads(raw)
+            user = [m["content"] for m in req["messages"] if m["role"] == "user"][-1]
+        except (ValueError, KeyError, IndexError, TypeError):
+            self.reply(400, '{"error": {"message": "bad request"}}')
+            return
+        seq, attempt = st.arrive(user)
+        m = FAULT.search(user)
+        fault = m.group(1) if m and attempt <= int(m.group(2)) else None
+        action = fault or "ok"
+        st.write_log({
+            "seq": seq, "time": time.time(), "path": self.path, "attempt": attempt,
+            "action": action, "auth": self.headers.get("Authorization"),
+            "headers": {k: v for k, v in self.headers.items() if k.lower() != "authorization"},
+            "body": raw.decode("utf-8", "replace"),
+        })
+        self.act(action, req, user)
+
+    def act(self, action, req, user):
+        args = self.server.state.args
+        if action == "429":
+            self.reply(429, '{"error": {"message": "rate limited"}}', [("Retry-After", args.retry_after)])
+        elif action == "500":
+            self.reply(500, '{"error": {"message": "server error"}}')
+        elif action == "denied":
+            self.reply(401, '{"error": {"message": "invalid api key"}}')
+        elif action == "drop":
+            # SO_LINGER 0: close() sends a reset, as a crashing proxy would.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif action == "badjson":
+            self.reply(200, '{"choices": [{"message": {"content": "Preferred: A"')
+        elif action in ("wrong", "empty", "nopref"):
+            text = {"wrong": "Comparison: both are fine.\nPreferred: C", "empty": "",
+                    "nopref": "Comparison: I like the first one."}[action]
+            self.reply(200, self.chat(req, text, user))
+        else:
+            time.sleep(args.hang if action == "hang" else args.delay)
+            content = verdict(user, action)
+            if content is None:
+                self.reply(400, '{"error": {"message": "no A/B sections in the prompt"}}')
+            else:
+                self.reply(200, self.chat(req, content, user))
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # 16+ clients connect at once; the default 5 drops SYNs
+
+    def handle_error(self, request, client_address):
+        pass  # clients that gave up (timeouts) and dropped sockets are expected here
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--log")
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--hang", type=float, default=3.0)
+    ap.add_argument("--retry-after", default="1")
+    ap.add_argument("--lifetime", type=float, default=120.0)
+    args = ap.parse_args()
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.state = State(args)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{srv.server_address[1]} {os.getpid()}\n")
+    os.rename(tmp, args.port_file)
+    srv.state.stop.wait(args.lifetime)
+    srv.shutdown()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
