@@ -1,0 +1,176 @@
+/* score.c — summed and per-token log-probs of completions given prompts (see score.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "score.h"
+
+apl_tensor *apl_score_upload(const void *data, int64_t rows, int64_t width, apl_dtype dt,
+                             apl_device dev)
+{
+    int64_t shape[2] = {rows, width};
+    apl_tensor *cpu = apl_t_from_data(data, shape, 2, dt);
+    apl_tensor *t = apl_t_to(cpu, dt, dev);
+    apl_t_free(cpu);
+    return t;
+}
+
+/* The left-padded batch: ids and mask (n, T), and the completion mask (n, C), where row i is
+ * prompt_i ++ completion_i right-aligned and C is the longest completion (at least 1). */
+typedef struct {
+    int64_t n, T, C;
+    int64_t *ids, *mask;
+    float *cmask;
+} padded;
+
+static apl_status build_padded(const apl_model *m, const apl_seq *p, const apl_seq *c, int64_t n,
+                               int64_t pad_id, padded *b)
+{
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->C = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (p[i].len < 1) return apl_fail(APL_EINVAL, "pair %lld: empty prompt (a completion "
+                                          "needs at least one token before it)", (long long)i);
+        if (c[i].len < 0) return apl_fail(APL_EINVAL, "pair %lld: negative length", (long long)i);
+        if (p[i].len + c[i].len > b->T) b->T = p[i].len + c[i].len;
+        if (c[i].len > b->C) b->C = c[i].len;
+    }
+    int64_t maxpos = apl_model_max_positions(m);
+    if (maxpos > 0 && b->T > maxpos)
+        return apl_fail(APL_EINVAL, "sequence of %lld tokens exceeds the model's %lld positions",
+                        (long long)b->T, (long long)maxpos);
+    if (pad_id < 0 || pad_id >= apl_model_vocab_size(m)) pad_id = 0;
+    b->ids = malloc(sizeof(int64_t) * n * b->T);
+    b->mask = calloc(n * b->T, sizeof(int64_t));
+    b->cmask = calloc(n * b->C, sizeof(float));
+    if (!b->ids || !b->mask || !b->cmask) return apl_fail(APL_ENOMEM, "score: out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        int64_t *row = b->ids + i * b->T, *mrow = b->mask + i * b->T;
+        int64_t off = b->T - p[i].len - c[i].len;
+        for (int64_t t = 0; t < off; t++) row[t] = pad_id;
+        memcpy(row + off, p[i].ids, sizeof(int64_t) * p[i].len);
+        memcpy(row + off + p[i].len, c[i].ids, sizeof(int64_t) * c[i].len);
+        for (int64_t t = off; t < b->T; t++) mrow[t] = 1;
+        for (int64_t j = b->C - c[i].len; j < b->C; j++) b->cmask[i * b->C + j] = 1.0f;
+    }
+    return APL_OK;
+}
+
+static void free_padded(padded *b)
+{
+    free(b->ids);
+    free(b->mask);
+    free(b->cmask);
+}
+
+apl_status apl_score_batch(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
+                           int64_t n, int64_t pad_id, apl_tensor **sums, apl_tensor **per_token)
+{
+    padded b;
+    apl_tensor *logits = NULL;
+    int mark = apl_scope_push();
+    apl_status st = build_padded(m, prompts, completions, n, pad_id, &b);
+    if (st != APL_OK) goto fail;
+    apl_device dev = apl_model_device(m);
+    apl_tensor *ids = apl_score_upload(b.ids, n, b.T, APL_I64, dev);  // (n, T)
+    apl_tensor *mask = apl_score_upload(b.mask, n, b.T, APL_I64, dev); // (n, T)
+    apl_tensor *cmask = apl_score_upload(b.cmask, n, b.C, APL_F32, dev);        // (n, C)
+    if ((st = apl_t_ok(ids)) != APL_OK || (st = apl_t_ok(mask)) != APL_OK ||
+        (st = apl_t_ok(cmask)) != APL_OK) goto fail;
+    if ((st = apl_model_forward(m, ids, mask, NULL, &logits)) != APL_OK) goto fail; // (n, T, V)
+    // Left padding puts every completion at the end: position t predicts token t + 1.
+    apl_tensor *span = apl_t_narrow(logits, 1, b.T - 1 - b.C, b.C);                 // (n, C, V)
+    // f32 at least (bf16 log-probs are too coarse to sum); f64 models keep f64 (gradient checks).
+    apl_dtype cdt = apl_model_dtype(m) == APL_F64 ? APL_F64 : APL_F32;
+    apl_tensor *logp = apl_t_log_softmax(apl_t_to(span, cdt, dev), 2);
+    apl_tensor *target = apl_t_unsqueeze(apl_t_narrow(ids, 1, b.T - b.C, b.C), 2);  // (n, C, 1)
+    apl_tensor *tok = apl_t_squeeze(apl_t_gather(logp, 2, target), 2);              // (n, C)
+    apl_tensor *masked = apl_t_binary(APL_MUL, tok, cmask);
+    apl_tensor *sum = apl_t_reduce(APL_SUM, masked, 1, 0);                           // (n)
+    if ((st = apl_t_ok(sum)) != APL_OK) goto fail;
+    *sums = apl_keep(sum);
+    if (per_token) *per_token = apl_keep(masked);
+fail:
+    apl_t_free(logits);
+    apl_scope_pop(mark);
+    free_padded(&b);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batched scoring without gradients */
+
+static const apl_seq *g_sort_p, *g_sort_c; /* qsort has no context argument */
+
+static int by_length_desc(const void *a, const void *b)
+{
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    int64_t li = g_sort_p[i].len + g_sort_c[i].len, lj = g_sort_p[j].len + g_sort_c[j].len;
+    return li < lj ? 1 : li > lj ? -1 : (i > j) - (i < j);
+}
+
+/* Copies a batch's results (rows picked by order[0..k)) into the caller's buffers. */
+static apl_status scatter_results(apl_tensor *sum, apl_tensor *per_tok, const int64_t *order,
+                                  int64_t k, const apl_seq *c, const int64_t *offset,
+                                  float *sums, float *per_token)
+{
+    int64_t C = per_tok ? apl_t_size(per_tok, 1) : 0;
+    float *s = malloc(sizeof(float) * k), *pt = per_tok ? malloc(sizeof(float) * k * C) : NULL;
+    apl_status st = APL_ENOMEM;
+    if (!s || (per_tok && !pt)) { apl_set_error("score: out of memory"); goto fail; }
+    if ((st = apl_t_read(sum, APL_F32, s, sizeof(float) * k)) != APL_OK) goto fail;
+    if (per_tok && (st = apl_t_read(per_tok, APL_F32, pt, sizeof(float) * k * C)) != APL_OK)
+        goto fail;
+    for (int64_t j = 0; j < k; j++) {
+        int64_t i = order[j];
+        sums[i] = s[j];
+        if (pt) memcpy(per_token + offset[i], pt + j * C + C - c[i].len, sizeof(float) * c[i].len);
+    }
+fail:
+    free(s);
+    free(pt);
+    return st;
+}
+
+apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
+                              int64_t n, const apl_score_opts *o, float *sums, float *per_token)
+{
+    if (o->batch_size < 1) return apl_fail(APL_EINVAL, "batch_size must be >= 1");
+    apl_status st = APL_OK;
+    int64_t *order = malloc(sizeof(int64_t) * (n + 1)), *offset = malloc(sizeof(int64_t) * (n + 1));
+    apl_seq *bp = malloc(sizeof(apl_seq) * (o->batch_size + 1));
+    apl_seq *bc = malloc(sizeof(apl_seq) * (o->batch_size + 1));
+    int was = apl_set_grad_enabled(0);
+    if (!order || !offset || !bp || !bc) { st = apl_fail(APL_ENOMEM, "score: out of memory"); goto fail; }
+    offset[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        order[i] = i;
+        offset[i + 1] = offset[i] + completions[i].len;
+    }
+    // Longest first: similar lengths share a batch (less padding) and memory errors come early.
+    g_sort_p = prompts, g_sort_c = completions;
+    qsort(order, n, sizeof *order, by_length_desc);
+    for (int64_t start = 0; start < n; start += o->batch_size) {
+        if ((st = apl_check_interrupt()) != APL_OK) goto fail;
+        int64_t k = n - start < o->batch_size ? n - start : o->batch_size;
+        for (int64_t j = 0; j < k; j++) {
+            bp[j] = prompts[order[start + j]];
+            bc[j] = completions[order[start + j]];
+        }
+        apl_tensor *sum = NULL, *pt = NULL;
+        st = apl_score_batch(m, bp, bc, k, o->pad_id, &sum, per_token ? &pt : NULL);
+        if (st == APL_OK)
+            st = scatter_results(sum, pt, order + start, k, completions, offset, sums, per_token);
+        apl_t_free(sum);
+        apl_t_free(pt);
+        if (st != APL_OK) goto fail;
+        if (o->progress) o->progress(o->progress_ud, "score", start + k, n);
+    }
+fail:
+    apl_set_grad_enabled(was);
+    free(order);
+    free(offset);
+    free(bp);
+    free(bc);
+    return st;
+}

@@ -1,0 +1,192 @@
+-- apl.dpo — Direct Preference Optimisation: a trainer holding the policy, the frozen reference
+-- (theta0) and an Adam optimizer.
+--
+--   local tr = apl.dpo.new{policy = policy, ref = ref, tok = tok, beta = 0.2, lr = 1e-6,
+--                          loss = "sigmoid", batch_size = 64, micro_batch_size = 8,
+--                          cache_file = run.dir .. "/ref_logps.jsonl"}
+--   local m = tr:step{{prompt = "Q", chosen = " good", rejected = " bad"}, ...}
+--   print(m.loss, m["rewards/margins"], m.grad_norm)
+--   local mean = tr:epoch(dataset, {shuffle_seed = 3})
+--   tr:reset()                       -- policy back to theta0, optimizer cleared, no disk read
+--
+-- ref IS theta0: reset copies its weights into the policy, so policy and ref must be two models
+-- (e.g. ref = policy:clone() before training). Pairs are {prompt=, chosen=, rejected=} strings
+-- (chosen/rejected get tok.eos_id appended, as TRL does; add_eos = false turns that off) or
+-- {prompt_ids=, chosen_ids=, rejected_ids=} used as given.
+--
+-- Reference log-probs are computed once per sequence and kept in memory keyed by a hash of the
+-- token ids, and appended to cache_file (JSONL {"key":..,"logp":..}) when given, which a new
+-- trainer reads back: later epochs, reset rounds and resumed runs never repeat the reference
+-- forward. tr.ref_forwards counts the sequences the reference has scored.
+--
+-- Options: beta (0.2), lr (1e-6), loss ("sigmoid" | "ipo" | "hinge"), label_smoothing (0),
+-- batch_size (64), micro_batch_size (= batch_size; gradients accumulate, the update is the one
+-- a single batch gives), weight_decay (0, decoupled), grad_clip (none), cache_file, add_eos.
+-- Step metrics use TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins,
+-- rewards/accuracies, logps/chosen, logps/rejected, and grad_norm (before clipping).
+local C = require "apl.core.compute"
+local score = require "apl.score"
+local train = require "apl.train"
+
+local M = {}
+local Trainer = {}
+Trainer.__index = Trainer
+
+-- FNV-1a over the ids (Lua integers wrap modulo 2^64), with the lengths in the key.
+local function hash_ids(prompt, completion)
+    local h = 0xcbf29ce484222325
+    for _, ids in ipairs({ prompt, completion }) do
+        for i = 1, #ids do h = (h ~ ids[i]) * 0x100000001b3 end
+        h = (h ~ -1) * 0x100000001b3 -- separator: no id is -1
+    end
+    return string.format("%016x:%d:%d", h, #prompt, #completion)
+end
+
+function Trainer:load_cache()
+    local f = io.open(self.cache_file, "r")
+    if not f then return end
+    for line in f:lines() do
+        local k, v = line:match('^{"key":"([^"]+)","logp":([^}]+)}$')
+        if k and tonumber(v) then self.ref_cache[k] = tonumber(v) end
+    end
+    f:close()
+end
+
+function Trainer:save_cache(entries)
+    if not self.cache_file or #entries == 0 then return end
+    local f = assert(io.open(self.cache_file, "a"))
+    for _, e in ipairs(entries) do f:write(string.format('{"key":"%s","logp":%.9g}\n', e[1], e[2])) end
+    f:close()
+end
+
+local function ids_of(tok, pair, text_key, ids_key, add_eos, i)
+    if pair[ids_key] then return pair[ids_key] end
+    local s = pair[text_key]
+    if type(s) ~= "string" then
+        error(string.format("apl.dpo: pair %d needs %s (string) or %s (ids)", i, text_key, ids_key), 4)
+    end
+    local ids = tok:encode(s)
+    if add_eos and text_key ~= "prompt" then ids[#ids + 1] = tok.eos_id end
+    return ids
+end
+
+-- {p=, c=, r=} token ids for each pair.
+function Trainer:encode(batch)
+    local out = {}
+    for i, pr in ipairs(batch) do
+        out[i] = {
+            p = ids_of(self.tok, pr, "prompt", "prompt_ids", self.add_eos, i),
+            c = ids_of(self.tok, pr, "chosen", "chosen_ids", self.add_eos, i),
+            r = ids_of(self.tok, pr, "rejected", "rejected_ids", self.add_eos, i),
+        }
+    end
+    return out
+end
+
+-- Fills e.rc, e.rr (reference log-probs) for each encoded pair, scoring only unseen sequences.
+function Trainer:ref_logps(enc)
+    local keys, prompts, comps, seen = {}, {}, {}, {}
+    for _, e in ipairs(enc) do
+        e.kc, e.kr = hash_ids(e.p, e.c), hash_ids(e.p, e.r)
+        for _, kc in ipairs({ { e.kc, e.c }, { e.kr, e.r } }) do
+            local k = kc[1]
+            if self.ref_cache[k] == nil and not seen[k] then
+                seen[k] = true
+                keys[#keys + 1], prompts[#prompts + 1], comps[#comps + 1] = k, e.p, kc[2]
+            end
+        end
+    end
+    if #keys > 0 then
+        local lp = score.logprob_ids(self.ref, self.tok, prompts, comps,
+            { batch_size = 2 * self.micro_batch_size }, "dpo: reference"):totable()
+        local new = {}
+        for i, k in ipairs(keys) do
+            self.ref_cache[k] = lp[i]
+            new[i] = { k, lp[i] }
+        end
+        self.ref_forwards = self.ref_forwards + #keys
+        self:save_cache(new)
+    end
+    for _, e in ipairs(enc) do e.rc, e.rr = self.ref_cache[e.kc], self.ref_cache[e.kr] end
+end
+
+local METRICS = { "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+                  "rewards/accuracies", "logps/chosen", "logps/rejected" }
+
+-- Forward and backward over a minibatch of pairs (any size; micro-batches accumulate into the
+-- policy's gradients, scaled so that they sum to the minibatch mean's); returns the metrics.
+function Trainer:accumulate(batch)
+    if #batch == 0 then error("apl.dpo: a step needs at least one pair", 3) end
+    local enc = self:encode(batch)
+    self:ref_logps(enc)
+    local sum = {}
+    for _, k in ipairs(METRICS) do sum[k] = 0 end
+    for _, mb in train.slices(enc, self.micro_batch_size) do
+        local p, c, r, rc, rr = {}, {}, {}, {}, {}
+        for i, e in ipairs(mb) do p[i], c[i], r[i], rc[i], rr[i] = e.p, e.c, e.r, e.rc, e.rr end
+        local out = C.dpo_accumulate(self.policy, p, c, r, rc, rr, {
+            beta = self.beta, loss = self.loss, label_smoothing = self.label_smoothing,
+            scale = 1 / #enc, pad_id = self.tok.pad_id or self.tok.eos_id,
+        })
+        sum.loss = sum.loss + out.loss_sum
+        for i = 1, #mb do
+            local wc, wr = out.reward_chosen[i], out.reward_rejected[i]
+            sum["rewards/chosen"] = sum["rewards/chosen"] + wc
+            sum["rewards/rejected"] = sum["rewards/rejected"] + wr
+            sum["rewards/margins"] = sum["rewards/margins"] + (wc - wr)
+            sum["rewards/accuracies"] = sum["rewards/accuracies"] + (wc > wr and 1 or 0)
+            sum["logps/chosen"] = sum["logps/chosen"] + out.logp_chosen[i]
+            sum["logps/rejected"] = sum["logps/rejected"] + out.logp_rejected[i]
+        end
+    end
+    local m = {}
+    for k, v in pairs(sum) do m[k] = v / #enc end
+    return m
+end
+
+-- One optimizer step over a minibatch of pairs.
+function Trainer:step(batch)
+    local m = self:accumulate(batch)
+    m.grad_norm = self.opt:step()
+    return m
+end
+
+function Trainer:epoch(dataset, opts)
+    return train.epoch(self, dataset, opts, "dpo")
+end
+
+-- Policy back to theta0 (the reference's weights, in memory) and a fresh optimizer state.
+function Trainer:reset()
+    C.copy_weights(self.policy, self.ref)
+    self.opt:reset()
+end
+
+function M.new(o)
+    local fname = "apl.dpo.new"
+    if not (o and o.policy and o.ref and o.tok) then error(fname .. ": needs policy, ref and tok", 2) end
+    if rawequal(o.policy, o.ref) then
+        error(fname .. ": policy and ref must be two models (ref = policy:clone())", 2)
+    end
+    local losses = { sigmoid = true, ipo = true, hinge = true }
+    if o.loss and not losses[o.loss] then
+        error(string.format("%s: unknown loss '%s' (sigmoid, ipo or hinge)", fname, tostring(o.loss)), 2)
+    end
+    local bs, mbs = train.sizes(o, fname)
+    local self = setmetatable({
+        policy = o.policy, ref = o.ref, tok = o.tok, beta = o.beta or 0.2,
+        loss = o.loss or "sigmoid", label_smoothing = o.label_smoothing or 0,
+        batch_size = bs, micro_batch_size = mbs, add_eos = o.add_eos ~= false,
+        cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,
+    }, Trainer)
+    if self.add_eos and not o.tok.eos_id then self.add_eos = false end
+    self.opt = train.optim(o.policy, { lr = o.lr or 1e-6, weight_decay = o.weight_decay,
+                                       grad_clip = o.grad_clip })
+    if self.cache_file then self:load_cache() end
+    return self
+end
+
+-- The loss formula alone, for checks: mean loss over pairs and its gradient in the policy
+-- log-probs, from per-sequence log-probs (lists). opts: beta, loss, label_smoothing.
+M.loss = C.dpo_loss
+
+return M

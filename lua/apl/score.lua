@@ -1,0 +1,107 @@
+-- apl.score — log-probabilities, predictive entropy and DPO's implicit rewards.
+--
+--   local lp = apl.logprob(model, tok, {"Q: 2+2? A:"}, {" 4"})            -- Tensor (1) f32
+--   local lp, per_tok = apl.logprob(model, tok, prompts, comps, {per_token = true})
+--   local lp = apl.logprob(model, tok, nil, nil, {prompt_ids = {{1, 2}}, completion_ids = {{3}}})
+--   local H, samples = apl.entropy(model, tok, prompts, {n = 8, max_new_tokens = 32, seed = 1})
+--   local r = apl.implicit_reward(policy, ref, tok, prompts, comps, 0.2)   -- beta (log pi - log pi0)
+--   local r1, r2, p = apl.preference_prob(policy, ref, tok, prompts, c1, c2, 0.2)
+--
+-- Prompts and completions are lists of strings (encoded separately, as TRL does) or of token-id
+-- lists. opts: batch_size (16 pairs per forward), per_token, add_eos (append tok.eos_id to each
+-- completion; default false), prompt_ids/completion_ids (pre-tokenized input).
+local C = require "apl.core.compute"
+local progress = require "apl.progress"
+local tensor = require "apl.tensor"
+local generate = require "apl.generate"
+
+local M = {}
+
+local function encode(tok, items, what, fname)
+    local ids = {}
+    for i, x in ipairs(items) do
+        if type(x) == "string" then ids[i] = tok:encode(x)
+        elseif type(x) == "table" then ids[i] = x
+        else error(string.format("%s: %s[%d] must be a string or a list of ids", fname, what, i), 4) end
+    end
+    return ids
+end
+
+-- The (prompt ids, completion ids) lists the engine scores, from strings or ids.
+function M.encode_pairs(tok, prompts, completions, opts, fname)
+    opts = opts or {}
+    local p = opts.prompt_ids or encode(tok, prompts or {}, "prompts", fname)
+    local c = opts.completion_ids or encode(tok, completions or {}, "completions", fname)
+    if #p ~= #c then error(string.format("%s: %d prompts but %d completions", fname, #p, #c), 3) end
+    if opts.add_eos then
+        if not tok.eos_id then error(fname .. ": add_eos needs tok.eos_id", 3) end
+        local with = {}
+        for i, ids in ipairs(c) do
+            with[i] = table.move(ids, 1, #ids, 1, {})
+            with[i][#ids + 1] = tok.eos_id
+        end
+        c = with
+    end
+    return p, c
+end
+
+-- Summed log-probs (N) of already encoded pairs, with a progress line.
+function M.logprob_ids(model, tok, prompt_ids, completion_ids, opts, phase)
+    opts = opts or {}
+    local p = progress.new(phase or "score", #prompt_ids)
+    local lp, per_tok = C.logprob(model, prompt_ids, completion_ids, {
+        batch_size = opts.batch_size, pad_id = tok and (tok.pad_id or tok.eos_id),
+        per_token = opts.per_token, progress = function(done) p:update(done) end,
+    })
+    p:done()
+    return lp, per_tok
+end
+
+function M.logprob(model, tok, prompts, completions, opts)
+    local p, c = M.encode_pairs(tok, prompts, completions, opts, "apl.logprob")
+    return M.logprob_ids(model, tok, p, c, opts, "logprob")
+end
+
+-- Monte-Carlo predictive entropy: H(p) ~ -mean over n samples of log pi(y | x), each prompt from
+-- its own n samples. Returns the estimates (P) and the samples (apl.generate's result).
+function M.entropy(model, tok, prompts, opts)
+    opts = opts or {}
+    local n = opts.n or 8
+    local gopts = {}
+    for k, v in pairs(opts) do gopts[k] = v end
+    gopts.n = n
+    local samples = generate(model, tok, prompts, gopts)
+    local h = {}
+    for i, list in ipairs(samples) do
+        local s = 0
+        for _, c in ipairs(list) do s = s + c.logprob end
+        h[i] = -s / n
+    end
+    return tensor(h, { dtype = "f32" }), samples
+end
+
+-- beta (log pi(c|p) - log pi0(c|p)) per pair (N).
+function M.implicit_reward(policy, ref, tok, prompts, completions, beta, opts)
+    local p, c = M.encode_pairs(tok, prompts, completions, opts, "apl.implicit_reward")
+    local lp = M.logprob_ids(policy, tok, p, c, opts, "reward: policy")
+    local l0 = M.logprob_ids(ref, tok, p, c, opts, "reward: ref")
+    return (lp - l0) * beta
+end
+
+-- Rewards of two completions per prompt and the Bradley-Terry probability that the first is
+-- preferred: r1 (N), r2 (N), sigma(r1 - r2) (N). Both completions are scored in one call per model.
+function M.preference_prob(policy, ref, tok, prompts, c1, c2, beta, opts)
+    opts = opts or {}
+    local fname = "apl.preference_prob"
+    local p1, ids1 = M.encode_pairs(tok, prompts, c1, opts, fname)
+    local _, ids2 = M.encode_pairs(tok, prompts, c2, opts, fname)
+    local n = #p1
+    local p, c = {}, {}
+    for i = 1, n do p[i], p[n + i], c[i], c[n + i] = p1[i], p1[i], ids1[i], ids2[i] end
+    local r = M.implicit_reward(policy, ref, tok, nil, nil, beta,
+        { prompt_ids = p, completion_ids = c, batch_size = opts.batch_size })
+    local r1, r2 = r:narrow(1, 1, n), r:narrow(1, n + 1, n)
+    return r1, r2, (r1 - r2):sigmoid()
+end
+
+return M
