@@ -1,4 +1,5 @@
 /* lcommon.c — error raising, tensor userdata and option-table helpers shared by all bindings. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -43,6 +44,12 @@ void apl_lua_pushtensor_ref(lua_State *L, apl_tensor *t, int base, const char *f
         lua_pushvalue(L, base);
         lua_setiuservalue(L, -2, 1);
     }
+    /* Lua's collector sees a tensor as a few bytes; charging its real size as GC debt gets
+     * dropped tensors collected at the pace of their memory (without it, 2000 dropped 4 MB
+     * tensors grew RSS by 4 GB before a collection). Views are charged too: that only makes
+     * collection a little eager. */
+    size_t kb = (size_t)apl_t_numel(t) * apl_dtype_size(apl_t_dtype(t)) / 1024;
+    lua_gc(L, LUA_GCSTEP, kb < 1 ? 1 : kb > INT_MAX ? INT_MAX : (int)kb);
 }
 
 void apl_lua_pushtensor(lua_State *L, apl_tensor *t, const char *fname)

@@ -175,31 +175,6 @@ static void check_result2(lua_State *L, apl_tensor *r, apl_tensor *a, apl_tensor
 static int is_integer_dtype(apl_dtype dt) { return dt == APL_I64 || dt == APL_I32 || dt == APL_U8; }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Pushing results */
-
-/* Lua's collector sees an apl.Tensor as a few bytes; charging the tensor's own bytes as GC debt
- * makes dropped tensors collected at the pace of their real size. (Without it, a loop making
- * 4 MB tensors grew RSS by 4 GB before the collector ran.) Views are charged too: that only
- * makes collection a little eager. */
-static void charge_gc(lua_State *L, apl_tensor *t)
-{
-    size_t kb = (size_t)apl_t_numel(t) * apl_dtype_size(apl_t_dtype(t)) / 1024;
-    lua_gc(L, LUA_GCSTEP, kb < 1 ? 1 : kb > INT_MAX ? INT_MAX : (int)kb);
-}
-
-/* apl_lua_pushtensor_ref plus the GC charge; raises "fname: <error>" when t is NULL. */
-static void push_tensor_ref(lua_State *L, apl_tensor *t, int base, const char *fname)
-{
-    apl_lua_pushtensor_ref(L, t, base, fname);
-    charge_gc(L, t);
-}
-
-static void push_tensor(lua_State *L, apl_tensor *t, const char *fname)
-{
-    push_tensor_ref(L, t, 0, fname);
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Lifetime */
 
 static int l_tensor_free(lua_State *L)
@@ -311,7 +286,7 @@ static void push_from_lua(lua_State *L, int idx, int opts, const char *fname)
         apl_t_free(raw);
         raw = r;
     }
-    push_tensor(L, raw, fname);
+    apl_lua_pushtensor(L, raw, fname);
 }
 
 /* apl.tensor.new(data[, {dtype=, device=}]): data is a nested table, a number, a boolean or a
@@ -326,7 +301,7 @@ static int l_tensor_new(lua_State *L)
         apl_device dev = apl_t_device(t);
         read_opts(L, 2, &dt, &dev, fname);
         int same = dt == apl_t_dtype(t) && dev == apl_t_device(t);
-        push_tensor(L, same ? apl_t_clone(t) : apl_t_to(t, dt, dev), fname);
+        apl_lua_pushtensor(L, same ? apl_t_clone(t) : apl_t_to(t, dt, dev), fname);
         return 1;
     }
     int tp = lua_type(L, 1);
@@ -365,7 +340,7 @@ static int l_tensor_fill_new(lua_State *L)
     apl_tensor *r = how == FILL_RANDN ? apl_t_randn(shape, ndim, dt, dev, NULL)
                   : how == FILL_RAND  ? apl_t_rand(shape, ndim, dt, dev, NULL)
                                       : apl_t_full(shape, ndim, v, dt, dev);
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -389,7 +364,7 @@ static int l_tensor_arange(lua_State *L)
     apl_dtype dt = all_int ? APL_I64 : APL_F32;
     apl_device dev = APL_CPU;
     read_opts(L, n + 1, &dt, &dev, fname);
-    push_tensor(L, apl_t_arange(b[0], b[1], b[2], dt, dev), fname);
+    apl_lua_pushtensor(L, apl_t_arange(b[0], b[1], b[2], dt, dev), fname);
     return 1;
 }
 
@@ -547,7 +522,7 @@ static int l_tensor_reshape_view(lua_State *L)
         char s[128];
         apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
     }
-    push_tensor_ref(L, r, 1, fname);
+    apl_lua_pushtensor_ref(L, r, 1, fname);
     return 1;
 }
 
@@ -562,7 +537,7 @@ static int l_tensor_expand(lua_State *L)
         char s[128];
         apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
     }
-    push_tensor_ref(L, r, 1, fname);
+    apl_lua_pushtensor_ref(L, r, 1, fname);
     return 1;
 }
 
@@ -572,7 +547,7 @@ static int l_tensor_transpose(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t d0 = lua_isnoneornil(L, 2) ? 0 : arg_dim(L, 2, t, fname);
     int64_t d1 = lua_isnoneornil(L, 3) ? 1 : arg_dim(L, 3, t, fname);
-    push_tensor_ref(L, apl_t_transpose(t, d0, d1), 1, fname);
+    apl_lua_pushtensor_ref(L, apl_t_transpose(t, d0, d1), 1, fname);
     return 1;
 }
 
@@ -586,7 +561,7 @@ static int l_tensor_permute(lua_State *L)
     int ndim = apl_t_ndim(t);
     if (n != ndim) apl_lua_error(L, fname, "got %d dims for a tensor with %d", n, ndim);
     for (int i = 0; i < n; i++) dims[i] = check_dim(L, dims[i], ndim, fname);
-    push_tensor_ref(L, apl_t_permute(t, dims, n), 1, fname);
+    apl_lua_pushtensor_ref(L, apl_t_permute(t, dims, n), 1, fname);
     return 1;
 }
 
@@ -600,7 +575,7 @@ static int l_tensor_narrow(lua_State *L)
     if (len < 0 || start + len > size)
         apl_lua_error(L, fname, "start %lld length %lld out of range for dim %lld of size %lld",
                       (long long)start + 1, (long long)len, (long long)dim + 1, (long long)size);
-    push_tensor_ref(L, apl_t_narrow(t, dim, start, len), 1, fname);
+    apl_lua_pushtensor_ref(L, apl_t_narrow(t, dim, start, len), 1, fname);
     return 1;
 }
 
@@ -609,7 +584,7 @@ static void push_select(lua_State *L, int idx, apl_tensor *t, int64_t dim, lua_I
 {
     if (apl_t_ndim(t) == 0) apl_lua_error(L, fname, "cannot index a 0-dim tensor");
     int64_t k = check_index(L, i, apl_t_size(t, dim), dim, fname);
-    push_tensor_ref(L, apl_t_select(t, dim, k), idx, fname);
+    apl_lua_pushtensor_ref(L, apl_t_select(t, dim, k), idx, fname);
 }
 
 static int l_tensor_select(lua_State *L)
@@ -652,7 +627,7 @@ static int l_tensor_index(lua_State *L)
     }
     apl_tensor *r = apl_t_index_select(t, dim, idx);
     apl_t_free(idx);
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -660,14 +635,14 @@ static int l_tensor_unsqueeze(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t d = check_dim(L, luaL_checkinteger(L, 2), apl_t_ndim(t) + 1, MOD "unsqueeze");
-    push_tensor_ref(L, apl_t_unsqueeze(t, d), 1, MOD "unsqueeze");
+    apl_lua_pushtensor_ref(L, apl_t_unsqueeze(t, d), 1, MOD "unsqueeze");
     return 1;
 }
 
 static int l_tensor_squeeze(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
-    push_tensor_ref(L, apl_t_squeeze(t, arg_dim(L, 2, t, MOD "squeeze")), 1, MOD "squeeze");
+    apl_lua_pushtensor_ref(L, apl_t_squeeze(t, arg_dim(L, 2, t, MOD "squeeze")), 1, MOD "squeeze");
     return 1;
 }
 
@@ -696,7 +671,7 @@ static int l_tensor_join(lua_State *L)
     int64_t dim = check_dim(L, luaL_optinteger(L, 2, 1), apl_t_ndim(ts[0]) + stack, fname);
     apl_tensor *r = stack ? apl_t_stack(ts, n, dim) : apl_t_cat(ts, n, dim);
     if (!r) apl_lua_error(L, fname, "shapes %s: %s", lua_tostring(L, -1), apl_last_error());
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -770,7 +745,7 @@ static int l_tensor_unary(lua_State *L)
 {
     apl_unary_op op = (apl_unary_op)lua_tointeger(L, lua_upvalueindex(1));
     apl_tensor *t = apl_lua_checktensor(L, 1);
-    push_tensor(L, apl_t_unary(op, t), lua_tostring(L, lua_upvalueindex(2)));
+    apl_lua_pushtensor(L, apl_t_unary(op, t), lua_tostring(L, lua_upvalueindex(2)));
     return 1;
 }
 
@@ -799,7 +774,7 @@ static int l_tensor_binary(lua_State *L)
     } else {
         return luaL_typeerror(L, 1, "tensor");
     }
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -808,7 +783,7 @@ static int l_tensor_matmul(lua_State *L)
     apl_tensor *a = apl_lua_checktensor(L, 1), *b = apl_lua_checktensor(L, 2);
     apl_tensor *r = apl_t_matmul(a, b);
     check_result2(L, r, a, b, MOD "matmul");
-    push_tensor(L, r, MOD "matmul");
+    apl_lua_pushtensor(L, r, MOD "matmul");
     return 1;
 }
 
@@ -817,7 +792,7 @@ static int l_tensor_where(lua_State *L)
     apl_tensor *c = apl_lua_checktensor(L, 1), *a = apl_lua_checktensor(L, 2);
     apl_tensor *b = apl_lua_checktensor(L, 3), *r = apl_t_where(c, a, b);
     check_result2(L, r, a, b, MOD "where");
-    push_tensor(L, r, MOD "where");
+    apl_lua_pushtensor(L, r, MOD "where");
     return 1;
 }
 
@@ -826,7 +801,7 @@ static int l_tensor_masked_fill(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1), *mask = apl_lua_checktensor(L, 2);
     apl_tensor *r = apl_t_masked_fill(t, mask, luaL_checknumber(L, 3));
     check_result2(L, r, t, mask, MOD "masked_fill");
-    push_tensor(L, r, MOD "masked_fill");
+    apl_lua_pushtensor(L, r, MOD "masked_fill");
     return 1;
 }
 
@@ -834,7 +809,7 @@ static int l_tensor_clamp(lua_State *L)
 {
     apl_tensor *t = apl_lua_checktensor(L, 1);
     double lo = luaL_optnumber(L, 2, -HUGE_VAL), hi = luaL_optnumber(L, 3, HUGE_VAL);
-    push_tensor(L, apl_t_clamp(t, lo, hi), MOD "clamp");
+    apl_lua_pushtensor(L, apl_t_clamp(t, lo, hi), MOD "clamp");
     return 1;
 }
 
@@ -858,7 +833,7 @@ static int l_tensor_reduce(lua_State *L)
     int64_t dim = opt_dim(L, 2, t, fname);
     apl_tensor *r = apl_t_reduce(op, t, dim, lua_toboolean(L, 3));
     if (op == APL_ARGMAX || op == APL_ARGMIN) r = one_based(r);
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -870,10 +845,10 @@ static int l_tensor_extreme(lua_State *L)
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t dim = opt_dim(L, 2, t, fname);
     int keep = lua_toboolean(L, 3);
-    push_tensor(L, apl_t_reduce(is_max ? APL_AMAX : APL_AMIN, t, dim, keep), fname);
+    apl_lua_pushtensor(L, apl_t_reduce(is_max ? APL_AMAX : APL_AMIN, t, dim, keep), fname);
     if (dim == APL_ALL_DIMS) return 1;
     apl_tensor *idx = apl_t_reduce(is_max ? APL_ARGMAX : APL_ARGMIN, t, dim, keep);
-    push_tensor(L, one_based(idx), fname);
+    apl_lua_pushtensor(L, one_based(idx), fname);
     return 2;
 }
 
@@ -886,7 +861,7 @@ static int l_tensor_along(lua_State *L)
     int64_t dim = check_dim(L, luaL_optinteger(L, 2, -1), apl_t_ndim(t), fname);
     apl_tensor *r = which == 0 ? apl_t_softmax(t, dim) : which == 1 ? apl_t_log_softmax(t, dim)
                                                                      : apl_t_cumsum(t, dim);
-    push_tensor(L, r, fname);
+    apl_lua_pushtensor(L, r, fname);
     return 1;
 }
 
@@ -895,8 +870,8 @@ static int push_pair(lua_State *L, apl_status st, apl_tensor *values, apl_tensor
                      const char *fname)
 {
     apl_lua_check(L, st, fname);
-    push_tensor(L, values, fname);
-    push_tensor(L, one_based(indices), fname);
+    apl_lua_pushtensor(L, values, fname);
+    apl_lua_pushtensor(L, one_based(indices), fname);
     return 2;
 }
 
@@ -930,19 +905,19 @@ static int l_tensor_sort(lua_State *L)
 
 static int l_tensor_clone(lua_State *L)
 {
-    push_tensor(L, apl_t_clone(apl_lua_checktensor(L, 1)), MOD "clone");
+    apl_lua_pushtensor(L, apl_t_clone(apl_lua_checktensor(L, 1)), MOD "clone");
     return 1;
 }
 
 static int l_tensor_contiguous(lua_State *L)
 {
-    push_tensor_ref(L, apl_t_contiguous(apl_lua_checktensor(L, 1)), 1, MOD "contiguous");
+    apl_lua_pushtensor_ref(L, apl_t_contiguous(apl_lua_checktensor(L, 1)), 1, MOD "contiguous");
     return 1;
 }
 
 static int l_tensor_detach(lua_State *L)
 {
-    push_tensor_ref(L, apl_t_detach(apl_lua_checktensor(L, 1)), 1, MOD "detach");
+    apl_lua_pushtensor_ref(L, apl_t_detach(apl_lua_checktensor(L, 1)), 1, MOD "detach");
     return 1;
 }
 
@@ -962,7 +937,7 @@ static int l_tensor_to(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         read_opts(L, 2, &dt, &dev, fname);
     }
-    push_tensor_ref(L, apl_t_to(t, dt, dev), 1, fname);
+    apl_lua_pushtensor_ref(L, apl_t_to(t, dt, dev), 1, fname);
     return 1;
 }
 
