@@ -55,6 +55,7 @@ local OBJECTS = { policy = true, ref = true, tok = true, oracle = true, pool = t
 
 M.engine = {
     generate = function(model, tok, prompts, opts) return apl.generate(model, tok, prompts, opts) end,
+    entropy = function(model, tok, prompts, opts) return apl.entropy(model, tok, prompts, opts):totable() end,
     rewards = function(policy, ref, tok, prompts, completions, beta)
         return apl.implicit_reward(policy, ref, tok, prompts, completions, beta):totable()
     end,
@@ -98,21 +99,9 @@ end
 -- Predictive entropy per prompt: the mean over its own N samples of −Σ token log-probs.
 function Ctx:entropy(prompts)
     local c = self.config
-    local samples = self.engine.generate(self.policy, self.tok, texts_of(prompts), {
+    return self.engine.entropy(self.policy, self.tok, texts_of(prompts), {
         n = c.entropy_samples, temperature = c.temperature.entropy, max_new_tokens = c.max_new_tokens,
         seed = rng.seed(c.seed, self.step, "entropy"), batch_size = c.gen_batch_size })
-    return M.entropy_from_samples(samples)
-end
-
--- samples[i] holds prompt i's samples ({logprob=}); each prompt's entropy uses only its own.
-function M.entropy_from_samples(samples)
-    local out = {}
-    for i, list in ipairs(samples) do
-        local sum = 0
-        for _, s in ipairs(list) do sum = sum - s.logprob end
-        out[i] = sum / #list
-    end
-    return out
 end
 
 -- DPO implicit rewards r̂ = β·log(πθ(y|x)/π0(y|x)) of both completions of each pair. Computed once
@@ -201,6 +190,7 @@ local function make_oracle(c, engine, ledger)
     local spec = {}
     for k, v in pairs(o) do spec[k] = v end
     spec.ledger, spec.seed = spec.ledger or ledger, spec.seed or c.seed
+    spec.temperature = spec.temperature or c.temperature.oracle
     return engine.oracle_openai(spec)
 end
 
@@ -286,8 +276,7 @@ end
 local function train_offline(s, t)
     local c = s.c
     local pairs = training_pairs(s.acquired)
-    s.engine.copy(s.policy, s.ref)
-    s.trainer:reset()
+    s.trainer:reset()   -- the policy back to θ0 and a fresh optimizer
     local metrics = {}
     if #pairs == 0 then return metrics end
     for e = 1, c.epochs do
@@ -296,11 +285,15 @@ local function train_offline(s, t)
     return metrics
 end
 
--- Online: one gradient step on the newest batch, from fresh optimizer state so that a resumed
--- run (which restores only the weights) takes the same step.
+-- Online: one gradient step on the newest batch, from a fresh optimizer state so that a resumed
+-- run (which restores only the weights) takes the same step. The trainer's reset also puts θ0
+-- back, so the policy is saved around it.
 local function train_online(s, new_records)
     local pairs = training_pairs(new_records)
+    local keep = s.engine.clone(s.policy)
     s.trainer:reset()
+    s.engine.copy(s.policy, keep)
+    s.engine.free(keep)
     if #pairs == 0 then return {} end
     return s.trainer:step(pairs)
 end
@@ -423,7 +416,7 @@ function M.run(cfg)
     s.ref = engine.clone(c.policy)
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
-                                 batch_size = c.minibatch }
+                                 batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }
     local steps = c.budget // c.batch
     local done = cfg.resume and resume_state(s) or 0
     if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #s.acquired) end

@@ -47,6 +47,14 @@ local function fake_engine(opts)
         end
         return out
     end
+    function e.entropy(model, tok, prompts, o)
+        local h = {}
+        for i, list in ipairs(e.generate(model, tok, prompts, o)) do
+            h[i] = 0
+            for _, c in ipairs(list) do h[i] = h[i] - c.logprob / #list end
+        end
+        return h
+    end
     function e.rewards(policy, ref, _, _, completions, beta)
         local out = {}
         for i, c in ipairs(completions) do out[i] = beta * (logp(policy, c) - logp(ref, c)) end
@@ -54,7 +62,7 @@ local function fake_engine(opts)
     end
     function e.trainer(o)
         local tr = {}
-        function tr:reset() e.resets = e.resets + 1 end
+        function tr:reset() e.resets = e.resets + 1; o.policy.bias = o.ref.bias end
         function tr:epoch(pairs, eo)
             if opts.crash_at == e.resets then error("simulated crash") end
             local order = rng.new(eo and eo.shuffle_seed or 0):sample(pairs, #pairs)
@@ -147,11 +155,13 @@ end)
 T.case("fake engine: hybrid prefilters by entropy from N samples per prompt", function()
     local e = fake_engine()
     local calls = {}
-    local gen = e.generate
-    e.generate = function(m, tok, ps, o) calls[#calls + 1] = { n = o.n, prompts = #ps }; return gen(m, tok, ps, o) end
+    for _, name in ipairs { "generate", "entropy" } do
+        local f = e[name]
+        e[name] = function(m, tok, ps, o) calls[#calls + 1] = { n = o.n, prompts = #ps }; return f(m, tok, ps, o) end
+    end
     loop.run(config { acquisition = "hybrid", budget = 4, out = T.tmpdir() .. "/h", engine = e })
     T.eq(calls[1], { n = 3, prompts = 16 }, "entropy over oversample × sample prompts")
-    T.eq(calls[2], { n = 2, prompts = 8 }, "pairs for the sample kept")
+    T.eq(calls[3], { n = 2, prompts = 8 }, "pairs for the sample kept")
 end)
 
 local function resume_case(online)

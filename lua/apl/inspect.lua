@@ -1,0 +1,139 @@
+-- apl.inspect — looking at pairs and runs from the REPL.
+--
+--   > s = apl.inspect.load("runs/x/policy/step-5", "gpt2-large", {beta = 0.2})   -- or .session{policy=, ref=, tok=}
+--   > s:pair("The movie was", " great fun.", " a bore.")
+--     prints r̂(a), r̂(b), P(a ≻ b) = σ(r̂a − r̂b) and, per completion token, β·(log πθ − log π0)
+--   > s:sample("The movie was")             -- two completions from the policy, then :pair
+--   > r = apl.inspect.run("runs/imdb-certainty-s1")
+--   > r:pairs{sort = "score", limit = 10}   -- the acquired pairs as a table (sort by any field)
+--   > r:pairs{step = 3, sort = "bt_prob", asc = true}
+--   > r:evals()
+--
+-- Every method prints and also returns what it printed, as values, for further poking.
+local report = require "apl.report"
+
+local M = {}
+local Session = {}
+Session.__index = Session
+
+-- opts: policy, ref (models), tok, beta (0.2).
+function M.session(opts)
+    if not (opts.policy and opts.ref and opts.tok) then
+        error("apl.inspect.session: needs policy, ref and tok", 2)
+    end
+    return setmetatable({ policy = opts.policy, ref = opts.ref, tok = opts.tok, beta = opts.beta or 0.2 }, Session)
+end
+
+-- Loads the policy from policy_dir, θ0 from ref_dir (both Hugging Face folders) and the
+-- tokenizer from ref_dir. opts: beta, dtype, device.
+function M.load(policy_dir, ref_dir, opts)
+    opts = opts or {}
+    local mopts = { dtype = opts.dtype, device = opts.device }
+    return M.session { policy = apl.model.load(policy_dir, mopts), ref = apl.model.load(ref_dir, mopts),
+                       tok = apl.tokenizer.load(ref_dir), beta = opts.beta }
+end
+
+-- β·(log πθ − log π0) of each token of completion, with the token's text.
+function Session:token_rewards(prompt, completion)
+    local ids = self.tok:encode(completion)
+    local _, lp = apl.logprob(self.policy, self.tok, { prompt }, { completion }, { per_token = true })
+    local _, l0 = apl.logprob(self.ref, self.tok, { prompt }, { completion }, { per_token = true })
+    local out = {}
+    for i, id in ipairs(ids) do
+        out[i] = { token = self.tok:decode { id }, policy = lp[1][i], ref = l0[1][i],
+                   reward = self.beta * (lp[1][i] - l0[1][i]) }
+    end
+    return out
+end
+
+local function print_tokens(name, toks)
+    io.write(string.format("  %s: %-18s %10s %10s %10s\n", name, "token", "log πθ", "log π0", "β·diff"))
+    for _, t in ipairs(toks) do
+        io.write(string.format("     %-18s %10.4f %10.4f %+10.4f\n", string.format("%q", t.token), t.policy, t.ref, t.reward))
+    end
+end
+
+-- Implicit rewards of both completions, the Bradley–Terry probability that a is preferred, and
+-- the per-token differences. Returns {r_a, r_b, p, tokens_a, tokens_b}.
+function Session:pair(prompt, a, b)
+    local r1, r2, p = apl.preference_prob(self.policy, self.ref, self.tok, { prompt }, { a }, { b }, self.beta)
+    local out = { r_a = r1:totable()[1], r_b = r2:totable()[1], p = p:totable()[1],
+                  tokens_a = self:token_rewards(prompt, a), tokens_b = self:token_rewards(prompt, b) }
+    io.write(string.format("prompt: %q\n  a: %q\n  b: %q\n", prompt, a, b))
+    io.write(string.format("r̂(a) = %+.4f   r̂(b) = %+.4f   P(a ≻ b) = %.4f   |r̂a − r̂b| = %.4f\n",
+        out.r_a, out.r_b, out.p, math.abs(out.r_a - out.r_b)))
+    print_tokens("a", out.tokens_a)
+    print_tokens("b", out.tokens_b)
+    return out
+end
+
+-- Two completions of prompt from the policy (opts: temperature 0.7, max_new_tokens 48, seed 0),
+-- then :pair on them.
+function Session:sample(prompt, opts)
+    opts = opts or {}
+    local g = apl.generate(self.policy, self.tok, { prompt }, { n = 2, temperature = opts.temperature or 0.7,
+        max_new_tokens = opts.max_new_tokens or 48, seed = opts.seed or 0 })[1]
+    return self:pair(prompt, g[1].text, g[2].text)
+end
+
+------------------------------------------------------------------------------------------------
+-- Run folders
+
+local Run = {}
+Run.__index = Run
+
+function M.run(dir)
+    return setmetatable(report.load(dir), Run)
+end
+
+local function clip(s, n)
+    s = tostring(s or ""):gsub("%s+", " ")
+    if #s > n then return s:sub(1, n - 1) .. "…" end
+    return s
+end
+
+local function num(v) return v and string.format("%.3f", v) or "-" end
+
+-- opts: sort (a record field, e.g. "score", "bt_prob", "reward_a"; descending unless asc = true),
+-- step, limit (20), width (column width for texts, 28). Returns the rows shown.
+function Run:pairs(opts)
+    opts = opts or {}
+    local rows = {}
+    for _, r in ipairs(self.acquired) do
+        if not opts.step or r.step == opts.step then rows[#rows + 1] = r end
+    end
+    if opts.sort then
+        local k = opts.sort
+        table.sort(rows, function(x, y)
+            local a, b = x[k] or -math.huge, y[k] or -math.huge
+            if opts.asc then return a < b end
+            return a > b
+        end)
+    end
+    local limit, w = opts.limit or 20, opts.width or 28
+    local fmt = "%4s %8s %8s %8s %6s %5s  %-" .. w .. "s %-" .. w .. "s %-" .. w .. "s\n"
+    io.write(string.format(fmt, "step", "score", "r̂(a)", "r̂(b)", "P(a≻b)", "label", "prompt", "a", "b"))
+    local shown = {}
+    for i = 1, math.min(limit, #rows) do
+        local r = rows[i]
+        shown[i] = r
+        local label = r.label and (r.label == 1 and "a" or "b") or "-"
+        if r.correct == false then label = label .. "!" end
+        io.write(string.format(fmt, math.tointeger(r.step) or r.step, num(r.score), num(r.reward_a), num(r.reward_b),
+            num(r.bt_prob), label, clip(r.prompt, w), clip(r.a, w), clip(r.b, w)))
+    end
+    io.write(string.format("%d of %d pairs (label: oracle's choice; ! = the model predicted the other)\n", #shown, #rows))
+    return shown
+end
+
+-- The evaluations of the run: labels acquired, win-rate ± standard error, n.
+function Run:evals()
+    io.write(string.format("%8s %8s %8s %6s\n", "labels", "win-rate", "± se", "n"))
+    for _, e in ipairs(self.evals) do
+        io.write(string.format("%8d %8.3f %8.3f %6d\n", math.tointeger(e.labels) or 0, e.winrate, e.stderr,
+            math.tointeger(e.n) or 0))
+    end
+    return self.evals
+end
+
+return M
