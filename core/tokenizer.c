@@ -1136,8 +1136,9 @@ static apl_status finish(apl_tokenizer *tok, const char *dir, int from_files)
 
 static void dir_of(const char *path, char *dir)
 {
-    snprintf(dir, PATH_MAX, "%s", path);
-    snprintf(dir, PATH_MAX, "%s", dirname(dir));
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    snprintf(dir, PATH_MAX, "%s", dirname(tmp)); /* dirname may return a pointer into tmp */
 }
 
 apl_status apl_tokenizer_from_files(const char *vocab_json, const char *merges_txt,
