@@ -1,0 +1,619 @@
+-- bench/run.lua — the benchmark suite: apl against a plain PyTorch-Python peer (bench/baseline.py,
+-- the same libtorch), each area in its own process so peak RSS is per benchmark.
+--
+--   ./apl bench/run.lua [--quick] [--note TEXT]   run everything, print the table, write bench/results.json
+--   ./apl bench/run.lua --write-md                 BENCHMARKS.md from bench/results.json (runs nothing)
+--
+-- Each bench/<area>.lua prints JSON lines {"name":..,"apl":..,"unit":..[,"samples":[..]]}; the
+-- baseline prints the same names with "baseline". A missing or failing area becomes a row that
+-- says why, and the run goes on. Loaded with dofile from elsewhere (tests), this file only
+-- returns its functions.
+local cjson = require "cjson"
+
+local root = package.apl_root or "."
+local B = dofile(root .. "/bench/common.lua")
+
+local M = {}
+
+M.PYTHON = "/usr/bin/python3" -- Debian's: python3-torch, the same libtorch 1.13 as ./apl
+M.GPT2 = { n_layer = 12, n_embd = 768, n_head = 12, vocab = 50257, n_positions = 1024 }
+M.ORACLE_TARGET = { labels = 128, seconds = 10, in_flight = 16 }
+
+-- The areas, in the order they run. Each is `./apl bench/<script> [--quick]`.
+M.AREAS = {
+    { key = "model_load", script = "model_load.lua" },
+    { key = "tokenizer", script = "tokenizer.lua" },
+    { key = "compute", script = "compute.lua" },
+    { key = "oracle", script = "oracle.lua" },
+}
+
+-- The table's rows: the name an area prints, how it reads, and the target from the issues.
+-- better = "higher" for rates (ratio = apl / baseline, want >= target), "lower" for times
+-- (ratio = apl / baseline, want <= target).
+M.ROWS = {
+    { name = "model_load", label = "model load time", area = "model_load", better = "lower" },
+    { name = "model_load_rss", label = "model load peak RSS", area = "model_load", better = "lower" },
+    { name = "tokenizer_encode", label = "tokenizer encode", area = "tokenizer", better = "higher",
+      target = 1.0, target_text = ">= 1x js-tiktoken (1 thread)" },
+    { name = "generation", label = "generation", area = "compute", better = "higher",
+      target = 2.0, target_text = ">= 2x baseline" },
+    { name = "logprob", label = "log-prob scoring", area = "compute", better = "higher",
+      target = 1.2, target_text = ">= 1.2x baseline" },
+    { name = "dpo_step", label = "DPO step", area = "compute", better = "lower",
+      target = 0.9, target_text = "<= 0.9x baseline" },
+    { name = "sft_step", label = "SFT step", area = "compute", better = "lower" },
+    { name = "oracle_labels_per_s", label = "oracle labels", area = "oracle", better = "higher" },
+    { name = "matmul_peak", label = "fp32 matmul peak", area = "machine", better = "higher" },
+    { name = "mem_bandwidth", label = "memory bandwidth (copy)", area = "machine", better = "higher" },
+}
+
+-- Names the area scripts may use for the same measurement, mapped to the row names above.
+local ALIASES = {
+    { "^gen", "generation" }, { "logprob", "logprob" }, { "^scor", "logprob" },
+    { "dpo", "dpo_step" }, { "sft", "sft_step" }, { "^tokeni", "tokenizer_encode" },
+    { "^oracle", "oracle_labels_per_s" }, { "^model_load", "model_load" }, { "^load", "model_load" },
+}
+
+function M.canonical(name)
+    for _, r in ipairs(M.ROWS) do if r.name == name then return name end end
+    for _, a in ipairs(ALIASES) do if name:find(a[1]) then return a[2] end end
+    return name
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Reading the processes' output
+
+-- Splits a process's output into JSON objects (lines that decode to a table with a name) and
+-- the other lines (progress, warnings, errors).
+function M.parse_lines(text)
+    local objs, other = {}, {}
+    for line in (text or ""):gmatch("[^\n]+") do
+        local ok, v = false, nil
+        if line:match("^%s*{") then ok, v = pcall(cjson.decode, line) end
+        if ok and type(v) == "table" and type(v.name) == "string" then
+            objs[#objs + 1] = v
+        else
+            other[#other + 1] = line
+        end
+    end
+    return objs, other
+end
+
+local function num(v) return type(v) == "number" and v == v and v or nil end
+
+-- Merges the apl and baseline objects into M.ROWS-shaped results:
+--   { name, label, unit, apl, baseline, ratio, apl_spread, baseline_spread, target, met, ... }
+-- errors maps an area key to the message that explains its missing figures.
+function M.collect(apl_objs, base_objs, errors)
+    local A, P = {}, {}
+    for _, o in ipairs(apl_objs) do A[M.canonical(o.name)] = o end
+    for _, o in ipairs(base_objs) do P[M.canonical(o.name)] = o end
+    local out = {}
+    for _, spec in ipairs(M.ROWS) do
+        local r = { name = spec.name, label = spec.label, better = spec.better,
+                    target_text = spec.target_text, area = spec.area }
+        local a, p = A[spec.name], P[spec.name]
+        if spec.name == "model_load" then
+            a, p = A.model_load, P.model_load
+            r.unit = "s"
+            r.apl = a and num(a.apl_s or a.apl)
+            r.baseline = p and num(p.baseline_s or p.baseline)
+        elseif spec.name == "model_load_rss" then
+            a, p = A.model_load, P.model_load
+            r.unit = "MB"
+            r.apl = a and num(a.peak_rss_mb)
+            r.baseline = p and num(p.peak_rss_mb)
+            r.ckpt_mb = (a and num(a.ckpt_mb)) or (p and num(p.ckpt_mb))
+            if r.apl and r.ckpt_mb then
+                r.target_text = "<= 1.2x checkpoint size"
+                r.target_value = r.apl / r.ckpt_mb
+                r.met = r.target_value <= 1.2
+            end
+        else
+            r.unit = (a and a.unit) or (p and p.unit)
+            r.apl = a and num(a.apl)
+            r.baseline = p and num(p.baseline)
+            if a and a.baseline and not r.baseline then r.baseline = num(a.baseline) end -- area ran its own baseline
+            r.apl_samples = a and a.samples
+            r.baseline_samples = (p and p.samples) or (a and a.baseline_samples)
+            r.apl_spread = r.apl_samples and B.spread(r.apl_samples)
+            r.baseline_spread = r.baseline_samples and B.spread(r.baseline_samples)
+            r.config = (a and a.config) or (p and p.config)
+            r.baseline_name = a and a.baseline_name
+        end
+        if r.apl and r.baseline and r.baseline ~= 0 then r.ratio = r.apl / r.baseline end
+        if spec.target and r.ratio then
+            r.target_value = r.ratio
+            if spec.better == "higher" then r.met = r.ratio >= spec.target else r.met = r.ratio <= spec.target end
+        end
+        if spec.name == "oracle_labels_per_s" and r.apl then
+            local T = M.ORACLE_TARGET
+            r.seconds_for_128 = T.labels / r.apl
+            r.target_text = string.format("%d labels, 1 s latency, %d in flight: <= %d s", T.labels, T.in_flight, T.seconds)
+            r.target_value = r.seconds_for_128
+            r.met = r.seconds_for_128 <= T.seconds
+            r.n_labels = a and a.n
+        end
+        if not r.apl then r.error = errors[spec.area] or "not measured" end
+        if r.apl and not r.baseline and spec.name ~= "oracle_labels_per_s" then
+            r.baseline_error = errors["baseline_" .. spec.area] or errors.baseline or "no baseline figure"
+        end
+        out[#out + 1] = r
+    end
+    return out, A, P
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- FLOPs, MFU and the memory-bandwidth bound
+
+-- Matmul parameters of GPT-2: the blocks' four projections and the tied lm_head.
+function M.matmul_params(c)
+    return 12 * c.n_layer * c.n_embd * c.n_embd + c.vocab * c.n_embd
+end
+
+-- All parameters (what a decoding step reads): embeddings, blocks with biases and LayerNorms.
+function M.n_params(c)
+    local C, L = c.n_embd, c.n_layer
+    local block = 12 * C * C + 13 * C -- qkv, proj, fc, proj weights and biases; 2 LayerNorms
+    return c.vocab * C + c.n_positions * C + L * block + 2 * C
+end
+
+-- Forward FLOPs of `batch` sequences of `T` tokens: 2 per matmul parameter per token, plus
+-- 4*T*C per layer per token for QK^T and AV (the full T x T, not halved for the causal mask).
+function M.forward_flops(c, batch, T)
+    return batch * T * (2 * M.matmul_params(c) + 4 * c.n_layer * T * c.n_embd)
+end
+
+-- DPO step: policy forward+backward (3x forward) on 2B sequences and a reference forward on them.
+function M.dpo_flops(c, pairs, T) return 4 * M.forward_flops(c, 2 * pairs, T) end
+-- SFT step: forward+backward on B sequences.
+function M.sft_flops(c, batch, T) return 3 * M.forward_flops(c, batch, T) end
+
+-- Reads B and T from a row: fields batch/B/pairs and T/seq_len/tokens, else its config text.
+function M.shape_of(row, default_b, default_t)
+    if not row then return default_b, default_t end
+    local b = num(row.pairs) or num(row.batch) or num(row.B)
+    local t = num(row.T) or num(row.seq_len) or num(row.seq)
+    local cfg = type(row.config) == "string" and row.config or ""
+    b = b or tonumber(cfg:match("B=(%d+)"))
+    t = t or tonumber(cfg:match("T=(%d+)"))
+    return b or default_b, t or default_t
+end
+
+-- Derived figures: MFU of the training steps against the machine's measured matmul peak (the
+-- better of apl's and torch's 2048^3 matmul: the same libtorch), generation against the
+-- memory-bandwidth bound.
+function M.derive(rows, quick)
+    local by = {}
+    for _, r in ipairs(rows) do by[r.name] = r end
+    local d = {}
+    local function best(r)
+        if not r then return nil end
+        if r.apl and r.baseline then return math.max(r.apl, r.baseline) end
+        return r.apl or r.baseline
+    end
+    d.peak_gflops = best(by.matmul_peak)
+    d.bandwidth_gbs = best(by.mem_bandwidth)
+    local c = M.GPT2
+    local steps = {
+        { key = "dpo", row = by.dpo_step, flops = M.dpo_flops, b = quick and 1 or 4, t = quick and 64 or 128 },
+        { key = "sft", row = by.sft_step, flops = M.sft_flops, b = quick and 2 or 8, t = quick and 64 or 128 },
+    }
+    for _, s in ipairs(steps) do
+        local b, t = M.shape_of(s.row, s.b, s.t)
+        local f = s.flops(c, b, t)
+        d[s.key .. "_gflop"] = f / 1e9
+        d[s.key .. "_shape"] = { b, t }
+        if d.peak_gflops and s.row then
+            if s.row.apl then d[s.key .. "_mfu_apl"] = f / 1e9 / s.row.apl / d.peak_gflops end
+            if s.row.baseline then d[s.key .. "_mfu_baseline"] = f / 1e9 / s.row.baseline / d.peak_gflops end
+        end
+    end
+    local g = by.generation
+    local gb = M.shape_of(g, 8, 16)
+    d.weight_bytes = 4 * M.n_params(c)
+    d.gen_batch = gb
+    if d.bandwidth_gbs then
+        d.gen_bound_tok_s = gb * d.bandwidth_gbs * 1e9 / d.weight_bytes
+        if g and g.apl then d.gen_bound_frac_apl = g.apl / d.gen_bound_tok_s end
+        if g and g.baseline then d.gen_bound_frac_baseline = g.baseline / d.gen_bound_tok_s end
+    end
+    return d
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Formatting
+
+local function fmt(v, unit)
+    if v == nil then return "-" end
+    if unit == "s" then return v < 1 and string.format("%.3f", v) or string.format("%.2f", v) end
+    if math.abs(v) >= 1000 then return string.format("%.0f", v) end
+    if math.abs(v) >= 100 then return string.format("%.1f", v) end
+    return string.format("%.2f", v)
+end
+
+local function pct(v) return v and string.format("%.0f%%", 100 * v) or "-" end
+
+local function spread_text(r)
+    if not r.apl_spread and not r.baseline_spread then return "-" end
+    return string.format("%s / %s", r.apl_spread and string.format("±%.0f%%", 50 * r.apl_spread) or "-",
+        r.baseline_spread and string.format("±%.0f%%", 50 * r.baseline_spread) or "-")
+end
+
+local function met_text(r)
+    if r.met == nil then return r.target_text and "not measured" or "" end
+    return r.met and "met" or "NOT met"
+end
+
+local function ratio_text(r)
+    if not r.ratio then return "-" end
+    return string.format("%.2fx", r.ratio)
+end
+
+-- Rows of strings: the table that is printed and written into BENCHMARKS.md.
+function M.table_rows(rows)
+    local t = { { "benchmark", "unit", "apl", "baseline", "apl/baseline", "spread apl/base", "target", "status" } }
+    for _, r in ipairs(rows) do
+        local target = r.target_text or ""
+        if r.name == "oracle_labels_per_s" and r.seconds_for_128 then
+            target = target .. string.format(" (%.1f s)", r.seconds_for_128)
+        elseif r.name == "model_load_rss" and r.target_value then
+            target = target .. string.format(" (%.2fx of %.0f MB)", r.target_value, r.ckpt_mb)
+        end
+        local apl_cell = r.apl and fmt(r.apl, r.unit) or ("error: " .. tostring(r.error))
+        local base_cell = r.baseline and fmt(r.baseline, r.unit)
+            or (r.name == "oracle_labels_per_s" and "n/a" or ("- (" .. tostring(r.baseline_error or r.error) .. ")"))
+        t[#t + 1] = { r.label, r.unit or "", apl_cell, base_cell, ratio_text(r), spread_text(r), target, met_text(r) }
+    end
+    return t
+end
+
+function M.derived_rows(d, by)
+    local rss = by.dpo_step
+    return {
+        { "measure", "apl", "baseline" },
+        { string.format("DPO step MFU (%.0f GFLOP, of %s GFLOP/s peak)", d.dpo_gflop or 0, fmt(d.peak_gflops)),
+          pct(d.dpo_mfu_apl), pct(d.dpo_mfu_baseline) },
+        { string.format("SFT step MFU (%.0f GFLOP)", d.sft_gflop or 0), pct(d.sft_mfu_apl), pct(d.sft_mfu_baseline) },
+        { "DPO step peak RSS, MB (policy, reference, Adam)",
+          fmt(rss and rss.apl_peak_rss_mb), fmt(rss and rss.baseline_peak_rss_mb) },
+        { string.format("generation / bandwidth bound (%s tok/s at %s GB/s)", fmt(d.gen_bound_tok_s), fmt(d.bandwidth_gbs)),
+          pct(d.gen_bound_frac_apl), pct(d.gen_bound_frac_baseline) },
+    }
+end
+
+function M.render_text(t)
+    local w = {}
+    for _, row in ipairs(t) do
+        for i, c in ipairs(row) do w[i] = math.max(w[i] or 0, utf8.len(c) or #c) end
+    end
+    local lines = {}
+    for k, row in ipairs(t) do
+        local cells = {}
+        for i, c in ipairs(row) do cells[i] = c .. string.rep(" ", w[i] - (utf8.len(c) or #c)) end
+        lines[#lines + 1] = table.concat(cells, "  "):gsub("%s+$", "")
+        if k == 1 then
+            local dash = {}
+            for i = 1, #row do dash[i] = string.rep("-", w[i]) end
+            lines[#lines + 1] = table.concat(dash, "  ")
+        end
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
+function M.render_md(t)
+    local lines = {}
+    for k, row in ipairs(t) do
+        local cells = {}
+        for i, c in ipairs(row) do cells[i] = (c:gsub("|", "\\|")) end
+        lines[#lines + 1] = "| " .. table.concat(cells, " | ") .. " |"
+        if k == 1 then lines[#lines + 1] = "|" .. string.rep("---|", #row) end
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Running
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function exists(path)
+    local f = io.open(path)
+    if f then f:close() end
+    return f ~= nil
+end
+
+local function readall(cmd)
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    return out, ok, code
+end
+
+-- Runs a command with stdout and stderr together; returns its JSON objects, or nil and why.
+local function run_process(label, cmd, limit)
+    io.stderr:write(string.format("== %s\n", label))
+    local t0 = B.clock()
+    local out, ok, code = readall(string.format("timeout %d %s 2>&1", limit, cmd))
+    local objs, other = M.parse_lines(out)
+    for _, l in ipairs(other) do io.stderr:write("   ", l, "\n") end
+    io.stderr:write(string.format("   (%.0f s)\n", B.clock() - t0))
+    if ok then return objs end
+    local tail = other[#other] or ""
+    local why = code == 124 and string.format("timed out after %d s", limit)
+        or string.format("exit %s: %s", tostring(code), tail)
+    return objs, why
+end
+
+local function machine_info()
+    local m = {}
+    local f = io.open("/proc/cpuinfo")
+    if f then
+        local txt = f:read("a"); f:close()
+        m.cpu = txt:match("model name%s*:%s*([^\n]+)")
+    end
+    m.cores = tonumber((readall("nproc")))
+    f = io.open("/proc/meminfo")
+    if f then
+        local kb = f:read("a"):match("MemTotal:%s*(%d+)"); f:close()
+        m.mem_gb = kb and tonumber(kb) / 2 ^ 20
+    end
+    m.kernel = (readall("uname -sr")):gsub("%s+$", "")
+    local ok, v = pcall(apl.version_info)
+    if ok and type(v) == "table" then m.torch, m.blas, m.lua = v.torch, v.blas, v.lua end
+    m.python = (readall(M.PYTHON .. " -c 'import sys, torch; print(sys.version.split()[0], torch.__version__)' 2>&1")):gsub("%s+$", "")
+    return m
+end
+
+-- apl's own fp32 matmul peak and copy bandwidth, with apl.tensor, in this process.
+local function measure_machine(quick)
+    local T = apl.tensor
+    local n = quick and 1024 or 2048
+    local a, b = T.randn({ n, n }), T.randn({ n, n })
+    local reps = B.reps()
+    local secs = B.time(function() local c = a:matmul(b); c:free() end, { reps = reps })
+    local rates = {}
+    for i, s in ipairs(secs) do rates[i] = 2 * n ^ 3 / 1e9 / s end
+    table.sort(rates)
+    local objs = { { name = "matmul_peak", apl = rates[#rates], unit = "GFLOP/s", samples = rates,
+                     config = string.format("%dx%dx%d fp32, best of %d", n, n, n, reps) } }
+    local mb = 256
+    local src, dst = T.ones({ mb * 1024 * 1024 // 4 }), T.zeros({ mb * 1024 * 1024 // 4 })
+    secs = B.time(function() dst:copy_(src) end, { reps = reps })
+    rates = {}
+    for i, s in ipairs(secs) do rates[i] = 2 * mb * 2 ^ 20 / 1e9 / s end
+    table.sort(rates)
+    objs[2] = { name = "mem_bandwidth", apl = rates[#rates], unit = "GB/s", samples = rates,
+                config = string.format("%d MiB copy, best of %d", mb, reps) }
+    a:free(); b:free(); src:free(); dst:free()
+    return objs
+end
+
+-- The baseline's command line, with the shapes the apl compute rows report (so both do the same work).
+local function baseline_args(apl_objs, quick, threads)
+    local by = {}
+    for _, o in ipairs(apl_objs) do by[M.canonical(o.name)] = o end
+    local args = { "--threads", threads }
+    if quick then args[#args + 1] = "--quick" end
+    local g = by.generation
+    if g and num(g.batch) and num(g.prompt) and num(g.new_tokens) then
+        args[#args + 1] = string.format("--gen %d,%d,%d", g.batch, g.prompt, g.new_tokens)
+    end
+    for _, k in ipairs({ { "logprob", "--score" }, { "dpo_step", "--dpo" }, { "sft_step", "--sft" } }) do
+        local r = by[k[1]]
+        if r then
+            local b, t = M.shape_of(r)
+            if b and t then args[#args + 1] = string.format("%s %d,%d", k[2], b, t) end
+        end
+    end
+    return table.concat(args, " ")
+end
+
+function M.run(opts)
+    local quick = opts.quick
+    local threads = B.threads()
+    local t_start = B.clock()
+    io.stderr:write(string.format("apl bench%s: %d threads for apl and the baseline\n", quick and " (quick)" or "", threads))
+    local apl_objs, base_objs, errors = {}, {}, {}
+    local function add(list, objs) for _, o in ipairs(objs or {}) do list[#list + 1] = o end end
+    local env = string.format("APL_THREADS=%d APL_QUIET=1 ", threads)
+    local q = quick and " --quick" or ""
+
+    local ok, objs = pcall(measure_machine, quick)
+    if ok then add(apl_objs, objs) else errors.machine = tostring(objs) end
+
+    for _, area in ipairs(M.AREAS) do
+        local path = root .. "/bench/" .. area.script
+        if not exists(path) then
+            errors[area.key] = "bench/" .. area.script .. " not present"
+            io.stderr:write("== ", area.key, ": ", errors[area.key], "\n")
+        else
+            local got, why = run_process(area.key, env .. sh_quote(root .. "/apl") .. " " .. sh_quote(path) .. q, 900)
+            add(apl_objs, got)
+            if why then errors[area.key] = why end
+        end
+    end
+
+    local py = M.PYTHON .. " " .. sh_quote(root .. "/bench/baseline.py")
+    local got, why = run_process("baseline (PyTorch-Python)", py .. " " .. baseline_args(apl_objs, quick, threads), 1200)
+    add(base_objs, got)
+    if why then errors.baseline = why end
+
+    -- Model load: the same checkpoint file apl loaded, else one the baseline writes.
+    local ckpt
+    for _, o in ipairs(apl_objs) do
+        if M.canonical(o.name) == "model_load" then ckpt = o.ckpt or o.path end
+    end
+    local tmp
+    if not ckpt then
+        tmp = (readall("mktemp -d /tmp/apl-bench.XXXXXX")):gsub("%s+$", "")
+        ckpt = (readall(py .. " write-ckpt " .. sh_quote(tmp))):gsub("%s+$", "")
+    end
+    got, why = run_process("baseline model load", py .. " load " .. sh_quote(ckpt) .. " --threads " .. threads, 300)
+    add(base_objs, got)
+    if why then errors.baseline_model_load = why end
+    if tmp then os.execute("rm -rf " .. sh_quote(tmp)) end
+
+    local rows, A, P = M.collect(apl_objs, base_objs, errors)
+    for _, r in ipairs(rows) do
+        if r.name == "dpo_step" then
+            r.apl_peak_rss_mb = A.dpo_step and num(A.dpo_step.peak_rss_mb)
+            r.baseline_peak_rss_mb = P.dpo_step and num(P.dpo_step.peak_rss_mb)
+        end
+    end
+    local results = {
+        date = os.date("!%Y-%m-%d %H:%M UTC"),
+        command = quick and "make bench QUICK=1" or "make bench",
+        quick = quick, threads = threads, machine = machine_info(), note = opts.note,
+        rows = rows, derived = M.derive(rows, quick), errors = errors,
+        wall_s = B.clock() - t_start,
+    }
+    return results
+end
+
+function M.print(results)
+    local by = {}
+    for _, r in ipairs(results.rows) do by[r.name] = r end
+    io.write(string.format("\napl bench — %s, %d threads (apl and baseline), %s\n",
+        results.command, results.threads, results.machine.cpu or "unknown CPU"))
+    io.write(M.render_text(M.table_rows(results.rows)))
+    io.write("\n", M.render_text(M.derived_rows(results.derived, by)))
+    io.write(string.format("\nspread: half the range of the repetitions, as a share of the median. %.0f s in all.\n",
+        results.wall_s or 0))
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- BENCHMARKS.md
+
+function M.markdown(res)
+    local by = {}
+    for _, r in ipairs(res.rows) do by[r.name] = r end
+    local m, d = res.machine, res.derived
+    local out = {}
+    local function w(...) out[#out + 1] = table.concat({ ... }) end
+    w("# Benchmarks\n\n")
+    w("`apl` against a plain PyTorch-Python peer (`bench/baseline.py`) on the same machine, the same ",
+      "libtorch (Debian's 1.13, CPU) and the same thread count, so the ratios measure the engine, not the BLAS. ",
+      "This file is generated: `make bench && ./apl bench/run.lua --write-md` (tables from `bench/results.json`).\n\n")
+    w("## Latest run\n\n")
+    w("- command: `", res.command, "`", res.quick and " (QUICK: not the full configuration)" or "", "\n")
+    w("- date: ", res.date, "; ", string.format("%.0f s", res.wall_s or 0), " in all\n")
+    w("- machine: ", m.cpu or "unknown CPU", ", ", tostring(m.cores), " cores, ",
+      m.mem_gb and string.format("%.0f GB", m.mem_gb) or "? GB", " RAM, ", m.kernel or "", "\n")
+    w("- threads: ", tostring(res.threads), " for apl (`APL_THREADS`) and for the baseline (`torch.set_num_threads`)\n")
+    w("- apl: libtorch ", tostring(m.torch), ", BLAS ", tostring(m.blas), ", Lua ", tostring(m.lua),
+      "; baseline: Python/torch ", tostring(m.python), "\n")
+    if res.note and res.note ~= "" then w("- note: ", res.note, "\n") end
+    w("\n")
+    w(M.render_md(M.table_rows(res.rows)), "\n")
+    w("Ratios are apl / baseline: above 1 is better for rates, below 1 is better for times. ",
+      "Figures are medians of the repetitions after one warm-up; the spread is half the range of the ",
+      "repetitions as a share of the median (apl / baseline). Peaks (matmul, bandwidth) are the best repetition.\n\n")
+    w("## Derived figures\n\n")
+    w(M.render_md(M.derived_rows(d, by)), "\n")
+    local c = M.GPT2
+    local db, dt = d.dpo_shape and d.dpo_shape[1], d.dpo_shape and d.dpo_shape[2]
+    local sb, st = d.sft_shape and d.sft_shape[1], d.sft_shape and d.sft_shape[2]
+    w("How they are computed (GPT-2 124M: L = ", c.n_layer, ", C = ", c.n_embd, ", V = ", c.vocab, "):\n\n")
+    w("- matmul parameters P = 12·L·C² + V·C = ", string.format("%.1f M", M.matmul_params(c) / 1e6),
+      " (the four projections of each block and the tied lm_head).\n")
+    w("- forward FLOPs of B sequences of T tokens: B·T·(2·P + 4·L·T·C) (the attention term counts the full T×T, ",
+      "not halved for the causal mask).\n")
+    w("- SFT step = 3 × forward (forward + backward) on B = ", tostring(sb), ", T = ", tostring(st), ": ",
+      string.format("%.0f GFLOP", d.sft_gflop or 0), ".\n")
+    w("- DPO step = 3 × forward of the policy + 1 × forward of the reference, both on the 2B = ",
+      tostring(db and 2 * db), " chosen and rejected sequences of T = ", tostring(dt),
+      " (the reference log-probs are recomputed every step, not cached): ", string.format("%.0f GFLOP", d.dpo_gflop or 0), ".\n")
+    w("- MFU = FLOPs / step time / peak, where peak is the better of apl's and torch's fp32 matmul ",
+      "(n×n by n×n, 2·n³ FLOPs) measured in the same run: ", fmt(d.peak_gflops), " GFLOP/s.\n")
+    w("- generation bound = batch × bandwidth / weight bytes: every decoding step reads all ",
+      string.format("%.1f M", M.n_params(c) / 1e6), " fp32 parameters (", string.format("%.0f MB", (d.weight_bytes or 0) / 1e6),
+      ") once; bandwidth from a 256 MiB tensor copy (read + write) in the same run: ", fmt(d.bandwidth_gbs), " GB/s. ",
+      "The measured time includes the prompt's prefill.\n\n")
+    w("## Targets\n\n")
+    w("| target (from the issues) | measured | status |\n|---|---|---|\n")
+    local function trow(label, r, measured)
+        w("| ", label, " | ", measured or "not measured yet", " | ",
+          r and r.met ~= nil and (r.met and "met" or "**not met**") or "not measured yet", " |\n")
+    end
+    local function ratio_of(r) return r and r.ratio and string.format("%.2fx", r.ratio) or nil end
+    trow("generation tokens/s >= 2x baseline", by.generation, ratio_of(by.generation))
+    trow("log-prob scoring tokens/s >= 1.2x baseline", by.logprob, ratio_of(by.logprob))
+    trow("DPO step time <= 0.9x baseline", by.dpo_step, ratio_of(by.dpo_step))
+    trow("tokenizer encode >= js-tiktoken on one thread", by.tokenizer_encode, ratio_of(by.tokenizer_encode))
+    local o = by.oracle_labels_per_s
+    trow("oracle: 128 labels, 1 s latency, 16 in flight, <= 10 s", o,
+        o and o.seconds_for_128 and string.format("%.1f s%s", o.seconds_for_128,
+            (o.n_labels and o.n_labels ~= 128 or res.quick) and " (scaled from the quick run's rate)" or "") or nil)
+    local l = by.model_load_rss
+    trow("model load peak RSS <= 1.2x checkpoint size", l,
+        l and l.target_value and string.format("%.2fx (%.0f MB peak, %.0f MB file)", l.target_value, l.apl, l.ckpt_mb) or nil)
+    w("\n")
+    local missing = {}
+    for _, r in ipairs(res.rows) do
+        if r.error then missing[#missing + 1] = string.format("- %s: %s", r.label, r.error) end
+        if r.baseline_error and r.apl then missing[#missing + 1] = string.format("- %s baseline: %s", r.label, r.baseline_error) end
+    end
+    if #missing > 0 then w("Not measured in this run:\n\n", table.concat(missing, "\n"), "\n\n") end
+    w(M.METHOD)
+    return table.concat(out)
+end
+
+M.METHOD = [[
+## What is measured
+
+Every area runs in its own process (`./apl bench/<area>.lua`, `bench/baseline.py`), so each peak
+RSS is that benchmark's own.
+
+| benchmark | configuration | baseline (`bench/baseline.py`, `/usr/bin/python3`) |
+|---|---|---|
+| model load | GPT-2 124M safetensors (random fp32 weights), time to a usable model and peak RSS of the process | json header + each tensor read straight into its parameter, on a model built on the meta device |
+| tokenizer encode | GPT-2 byte-level BPE on the same corpus, one thread, MB/s | js-tiktoken (node) |
+| generation | GPT-2 124M, batch 8, 16-token prompts, 64 new tokens, greedy | HF-style: KV cache grown with `torch.cat` each step, `no_grad` |
+| log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | `log_softmax` over the vocabulary, then `gather` |
+| DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL-style concatenated chosen+rejected batch, reference forward under `no_grad` every step |
+| SFT step | cross-entropy on response tokens, Adam | the same in plain torch |
+| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | none: the target is absolute |
+| matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
+
+`make bench QUICK=1` runs 2 repetitions instead of 3, a 1024³ matmul, and the smaller shapes
+the area scripts choose under `--quick` (reported in each row's configuration in
+`bench/results.json`); generation stays GPT-2 124M. Its figures are for smoke-testing only.
+]]
+
+-- ---------------------------------------------------------------------------------------------
+
+local function main(argv)
+    local opts = {}
+    local i = 1
+    while i <= #argv do
+        local a = argv[i]
+        if a == "--quick" then opts.quick = true
+        elseif a == "--write-md" then opts.write_md = true
+        elseif a == "--note" then opts.note = argv[i + 1]; i = i + 1
+        else error("bench/run.lua: unknown argument '" .. a .. "' (want --quick, --write-md, --note TEXT)", 0) end
+        i = i + 1
+    end
+    local json_path = root .. "/bench/results.json"
+    if opts.write_md then
+        local f = assert(io.open(json_path))
+        local res = cjson.decode(f:read("a"))
+        f:close()
+        local md = M.markdown(res)
+        f = assert(io.open(root .. "/BENCHMARKS.md", "w"))
+        f:write(md)
+        f:close()
+        io.write("wrote BENCHMARKS.md from ", json_path, "\n")
+        return
+    end
+    local res = M.run(opts)
+    M.print(res)
+    local f = assert(io.open(json_path, "w"))
+    f:write(cjson.encode(res), "\n")
+    f:close()
+    io.write("wrote ", json_path, "\n")
+end
+
+if arg and arg[0] and arg[0]:match("bench/run%.lua$") then main(arg) end
+
+return M
