@@ -398,7 +398,16 @@ end
 
 ------------------------------------------------------------------------------------------------
 
--- Runs the loop; returns {dir=, evals=, acquired=, config=}.
+-- What the loop opened is released however it ends (an error, Ctrl-C), so the same process can
+-- resume the run: the oracle's ledger lock, the log files, the θ0 copy.
+local function release(s)
+    s.run:close()
+    if s.own_oracle and s.oracle.close then s.oracle:close() end
+    if s.ref then s.engine.free(s.ref); s.ref = nil end
+end
+
+-- Runs the loop; returns {dir=, evals=, acquired=, config=, plots=}. cfg.policy is trained in
+-- place; θ0 is kept as a copy.
 function M.run(cfg)
     local c = merge_defaults(cfg)
     check(c)
@@ -412,7 +421,9 @@ function M.run(cfg)
     else
         run = runfolder.create(c.out or string.format("runs/%s-s%d-%s", c.acquisition, c.seed, os.date("%Y%m%d-%H%M%S")), knobs)
     end
-    local s = { c = c, engine = engine, run = run, policy = c.policy, acquired = {} }
+    local s = { c = c, engine = engine, run = run, policy = c.policy, acquired = {},
+                own_oracle = type(c.oracle) ~= "table" or not c.oracle.label }
+    local _ <close> = setmetatable({}, { __close = function() release(s) end })
     s.ref = engine.clone(c.policy)
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
@@ -434,9 +445,8 @@ function M.run(cfg)
         say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, #s.acquired, summary(metrics, w))
     end
     run:close()
-    local plots = report.run_plots(run.dir)
-    engine.free(s.ref)
-    return { dir = run.dir, evals = run:read("eval"), acquired = s.acquired, config = knobs, plots = plots }
+    return { dir = run.dir, evals = run:read("eval"), acquired = s.acquired, config = knobs,
+             plots = report.run_plots(run.dir) }
 end
 
 return M

@@ -242,21 +242,39 @@ local function tiny_setup()
     local dir = T.tmpdir()
     require("apl.bpe_train").write(dir .. "/tok", texts, { merges = 100 })
     local tok = apl.tokenizer.load(dir .. "/tok")
-    local model = apl.model.init({ model_type = "gpt2", n_layer = 1, n_embd = 32, n_head = 2,
-        vocab_size = tok:vocab_size(), n_positions = 64 }, { seed = 1 })
-    return tok, model, dir
+    local function theta0()
+        return apl.model.init({ model_type = "gpt2", n_layer = 1, n_embd = 32, n_head = 2,
+            vocab_size = tok:vocab_size(), n_positions = 64 }, { seed = 1 })
+    end
+    return tok, theta0, dir
+end
+
+local function tiny_config(tok, model, over)
+    local c = config { policy = model, tok = tok, lr = 1e-3, minibatch = 4, epochs = 1, max_new_tokens = 6,
+                       n_test = 4, test = prompts(4, "the film") }
+    c.engine = nil
+    for k, v in pairs(over) do c[k] = v end
+    return c
+end
+
+-- The real DPO trainer, raising during the training of step `at`.
+local function crashing_engine(at)
+    local resets = 0
+    return { trainer = function(o)
+        local tr = apl.dpo.new(o)
+        return {
+            reset = function() resets = resets + 1; tr:reset() end,
+            epoch = function(_, pairs, eo)
+                if resets == at then error("simulated crash") end
+                return tr:epoch(pairs, eo)
+            end,
+        }
+    end }
 end
 
 T.case("real tiny model: 2 steps of certainty with a Lua oracle", function()
-    local tok, model, dir = tiny_setup()
-    local function cfg(over)
-        local c = config { policy = model, tok = tok, lr = 1e-3, minibatch = 4, epochs = 1, max_new_tokens = 6,
-                           n_test = 4, test = prompts(4, "the film") }
-        c.engine = nil
-        for k, v in pairs(over) do c[k] = v end
-        return c
-    end
-    local res = loop.run(cfg { out = dir .. "/run" })
+    local tok, theta0, dir = tiny_setup()
+    local res = loop.run(tiny_config(tok, theta0(), { out = dir .. "/run" }))
     local acquired, evals = read_run(dir .. "/run")
     T.eq(#acquired, 8)
     T.eq(#evals, 2)
@@ -267,4 +285,22 @@ T.case("real tiny model: 2 steps of certainty with a Lua oracle", function()
     T.eq(acquired[1].score, 0, 1e-5, "step 1: policy = θ0")
     T.ok(res.evals[2].winrate >= 0 and res.evals[2].winrate <= 1 and res.evals[2].n == 4)
     T.ok(runfolder.exists(dir .. "/run/oracle.jsonl"), "oracle ledger")
+end)
+
+T.case("real tiny model: a crashed run resumed from its folder acquires what an uninterrupted one does", function()
+    local tok, theta0, dir = tiny_setup()
+    loop.run(tiny_config(tok, theta0(), { budget = 12, out = dir .. "/full" }))
+    T.assert_error_match(function()
+        loop.run(tiny_config(tok, theta0(), { budget = 12, out = dir .. "/crash", engine = crashing_engine(2) }))
+    end, "simulated crash")
+    T.eq(#read_run(dir .. "/crash"), 8, "step 2 labelled before the crash")
+    loop.run(tiny_config(tok, theta0(), { budget = 12, resume = dir .. "/crash" }))
+    local a1, e1 = read_run(dir .. "/full")
+    local a2, e2 = read_run(dir .. "/crash")
+    T.eq(#a2, 12)
+    for i, r in ipairs(a1) do
+        T.eq({ a2[i].prompt, a2[i].a, a2[i].b, a2[i].label }, { r.prompt, r.a, r.b, r.label }, 0, "pair " .. i)
+        T.eq(a2[i].score, r.score, 1e-4, "score " .. i)
+    end
+    T.eq(e2[3].winrate, e1[3].winrate)
 end)
