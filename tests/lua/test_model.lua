@@ -262,6 +262,28 @@ T.case("loaded weights are writable copy-on-write; the file never changes", func
     T.eq(maxdiff(before, again:forward(ids)), 0)
 end)
 
+T.case("the file stays mapped while any of its tensors lives", function()
+    local dir = T.tmpdir()
+    T.python(MAKE, "gpt2_hub " .. dir)
+    local function mapped()
+        local n = 0
+        for l in io.lines("/proc/self/maps") do
+            if l:find(dir .. "/model.safetensors", 1, true) then n = n + 1 end
+        end
+        return n
+    end
+    local m = model.load(dir)
+    local ps = m:parameters()
+    T.eq(mapped(), 1)
+    m:free()
+    T.eq(mapped(), 1, "a parameter held by Lua keeps the mapping")
+    T.eq(ps[1].tensor:shape(), { 101, 32 })
+    ps = nil
+    collectgarbage()
+    collectgarbage()
+    T.eq(mapped(), 0, "unmapped with the last tensor")
+end)
+
 T.case("to(dtype), free twice, __close", function()
     local m = model.init(model.tiny_config("gpt2"), { seed = 5 })
     local ids = { { 1, 2, 3, 4 } }
