@@ -350,7 +350,7 @@ T.case("oracle openai: kill -9 mid-batch and restart loses no label and pays not
     local key = "sk-apl-test-3f9c1d7e0b5a4c2e9d8f"
     local run = T.tmpdir()
     write(run .. "/child.lua", CHILD)
-    with_server({ delay = 0.15, dir = T.tmpdir() }, function(s)
+    with_server({ delay = 0.25, dir = T.tmpdir() }, function(s)
         local env = "APL_TEST_ORACLE_KEY=" .. key .. " APL_PROGRESS_INTERVAL=0.2"
         local cmd = string.format("cd %s && %s ./apl %s/child.lua %s %s", root, env, run, run, s.url)
         local p = io.popen(cmd .. " >" .. run .. "/out1 2>" .. run .. "/err1 & echo $!")
@@ -392,6 +392,25 @@ T.case("oracle openai: kill -9 mid-batch and restart loses no label and pays not
         local files = T.sh("find " .. run .. " -type f")
         T.ok(files:find("labels.jsonl", 1, true) and files:find("err2", 1, true))
         T.eq(T.sh("grep -rl -- '" .. key .. "' " .. run .. " || true"), "", "files that hold the key")
+    end)
+end)
+
+T.case("oracle openai: Ctrl-C stops a batch at once, cleanly", function()
+    local run = T.tmpdir()
+    write(run .. "/child.lua", CHILD)
+    with_server({ delay = 5, dir = T.tmpdir() }, function(s)
+        os.execute(string.format("cd %s && (APL_TEST_ORACLE_KEY=k ./apl %s/child.lua %s %s 2>%s/err & " ..
+            "echo $! >%s/pid; wait $!; echo $? >%s/status) &", root, run, run, s.url, run, run, run))
+        local t0 = core.now()
+        while #s:requests() < 4 and core.now() - t0 < 20 do core.sleep(0.02) end
+        T.eq(#s:requests(), 4, "4 requests in flight")
+        os.execute("kill -INT " .. read(run .. "/pid"))
+        t0 = core.now()
+        while not read(run .. "/status") and core.now() - t0 < 20 do core.sleep(0.02) end
+        T.ok(core.now() - t0 < 1, "stopped after " .. (core.now() - t0) .. "s")
+        T.eq(read(run .. "/status"), "130\n")
+        T.ok(read(run .. "/err"):find("interrupted"), read(run .. "/err"))
+        T.eq(#s:requests(), 4)
     end)
 end)
 
@@ -444,6 +463,16 @@ T.case("oracle lua: same interface, un-swapped, ledgered, bad answers reported",
     o = oracle.lua(fn, { ledger = path, seed = 3 })
     labels = o:label(list)
     T.eq({ calls, labels[1].cached, o:stats().cached }, { 20, true, 20 })
+    o:close()
+    -- The ledger's faults surface through the oracle: a cut last line warns, others raise.
+    write(path, read(path) .. '{"key":"cut')
+    o = oracle.lua(fn, { ledger = path, seed = 3 })
+    T.ok(o.ledger_warning:find("truncated last line skipped"), o.ledger_warning)
+    T.eq(o:label(list)[20].cached, true)
+    o:close()
+    write(path, '{"key":"k1"}\n{"key":\n{"key":"k2"}\n')
+    T.assert_error_match(function() oracle.lua(fn, { ledger = path }) end,
+        "apl%.oracle%.lua: ledger: .*labels%.jsonl:2: corrupt ledger entry")
     local bad = oracle.lua(function() return "maybe" end)
     T.eq(bad:label { pair(1, 1, 0) }[1].reason, 'judge function returned "maybe", not "A" or "B"')
     T.assert_error_match(function() oracle.lua(function() error("boom") end):label { pair(1, 1, 0) } end,
