@@ -65,6 +65,7 @@ static int ids_reserve(apl_ids *a, size_t extra)
 
 static int ids_push(apl_ids *a, const int32_t *v, size_t n)
 {
+    if (!n) return 0; /* v may be NULL then (an empty post-processor list) */
     if (ids_reserve(a, n)) return -1;
     memcpy(a->v + a->n, v, n * sizeof *v);
     a->n += n;
@@ -1428,6 +1429,7 @@ apl_status apl_tokenizer_decode(const apl_tokenizer *tok, const int32_t *ids, si
         if (buf_put(&raw, tok->bytes.p + tok->byte_off[id], tok->byte_len[id])) goto nomem;
     }
     if (buf_reserve(&text, raw.n + 1)) goto nomem;
+    text.p[0] = 0; /* the result is a C string even when empty */
     const unsigned char *s = (const unsigned char *)raw.p;
     for (size_t i = 0, l; i < raw.n; i += l) {
         l = utf8_valid_len(s + i, raw.n - i);
@@ -1439,7 +1441,6 @@ apl_status apl_tokenizer_decode(const apl_tokenizer *tok, const int32_t *ids, si
         if (buf_put(&text, "\xEF\xBF\xBD", 3)) goto nomem; /* U+FFFD */
     }
     free(raw.p);
-    if (!text.p && buf_put(&text, "", 0)) return oom();
     *out = text.p;
     *out_len = text.n;
     return APL_OK;
