@@ -8,8 +8,9 @@ HF's Conv1D weight layout and eager attention), run the way a user of HF/TRL run
   * DPO: policy and reference forwards every step (TRL's concatenated chosen+rejected batch),
     sigmoid loss, backward, torch.optim.Adam lr 1e-6;
   * SFT: cross-entropy on the response tokens, backward, Adam;
-  * model load: the safetensors header parsed with json, each tensor read straight into its
-    parameter's storage (no second copy), on a model built on the meta device.
+  * model load: the safetensors header parsed with json, the file mapped with numpy.memmap
+    (copy-on-write) and each tensor wrapped with torch.from_numpy, on a model built on the meta
+    device; then one 8-token forward, which reads every weight.
 It must run under Debian's /usr/bin/python3 (python3-torch: the same libtorch as ./apl).
 
   /usr/bin/python3 bench/baseline.py [--quick] [--threads N] [--only a,b]   compute benchmarks
@@ -142,7 +143,7 @@ def n_params(model):
 # safetensors, read and written with json + numpy (the safetensors package is not installed)
 
 DTYPES = {"F32": (np.float32, torch.float32), "F16": (np.float16, torch.float16),
-          "BF16": (None, torch.bfloat16), "I64": (np.int64, torch.int64)}
+          "BF16": (np.uint16, torch.bfloat16), "I64": (np.int64, torch.int64)}
 
 
 def read_safetensors_header(f):
@@ -153,7 +154,8 @@ def read_safetensors_header(f):
 
 
 def load_gpt2(path):
-    """Builds the module on the meta device, then reads each tensor into its own storage."""
+    """Builds the module on the meta device, then wraps each tensor of a copy-on-write memory map
+    of the file (numpy.memmap -> torch.from_numpy): no copy, pages read when first used."""
     cfg = dict(GPT2_124M)
     cfg_path = os.path.join(os.path.dirname(path), "config.json")
     if os.path.exists(cfg_path):
@@ -165,19 +167,18 @@ def load_gpt2(path):
     params = dict(model.named_parameters())
     with open(path, "rb") as f:
         header, base = read_safetensors_header(f)
-        for key, info in header.items():
-            name = hf_name(key)
-            if name not in params:  # lm_head.weight (tied), attn.bias masks
-                continue
-            _, tdtype = DTYPES[info["dtype"]]
-            t = torch.empty(info["shape"], dtype=tdtype)
-            begin, end = info["data_offsets"]
-            f.seek(base + begin)
-            f.readinto(memoryview(t.numpy()).cast("B"))  # straight into the tensor, no temporary
-            if end - begin != t.numel() * t.element_size():
-                raise ValueError(f"{path}: {key}: size does not match its shape")
-            mod_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(mod_name) if mod_name else model, attr, nn.Parameter(t))
+    data = np.memmap(path, dtype=np.uint8, mode="c", offset=base)
+    for key, info in header.items():
+        name = hf_name(key)
+        if name not in params:  # lm_head.weight (tied), attn.bias masks
+            continue
+        np_dtype, dtype = DTYPES[info["dtype"]]
+        begin, end = info["data_offsets"]
+        t = torch.from_numpy(data[begin:end].view(np_dtype).reshape(info["shape"])).view(dtype)
+        if tuple(t.shape) != tuple(params[name].shape):
+            raise ValueError(f"{path}: {key}: shape {list(t.shape)}, want {list(params[name].shape)}")
+        mod_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(mod_name) if mod_name else model, attr, nn.Parameter(t))
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing:
         raise ValueError(f"{path}: missing tensors: {', '.join(missing[:4])}")
@@ -357,8 +358,12 @@ def bench_load(path):
     t0 = time.perf_counter()
     model = load_gpt2(path)
     secs = time.perf_counter() - t0
+    after_load = rss_mb()
+    with torch.no_grad():  # reads every weight once, as bench/model_load.lua does
+        model(torch.tensor([[464, 2068, 7586, 21831, 18045, 625, 262, 16931]]))
     emit(name="model_load", baseline_s=secs, peak_rss_mb=peak_rss_mb(), rss_before_mb=before,
-         ckpt_mb=os.path.getsize(path) / 2 ** 20, n_params=n_params(model))
+         rss_after_load_mb=after_load, ckpt_mb=os.path.getsize(path) / 2 ** 20, n_params=n_params(model),
+         config="GPT-2 124M f32, load + one 8-token forward")
 
 
 # ----------------------------------------------------------------------------------------------
