@@ -59,7 +59,7 @@ end
 -- Options of a fast test judge: short timeouts and backoffs.
 local function judge(s, extra)
     local o = { base_url = s.url, model = "test-judge", template = "tldr", seed = 1,
-                timeout = 0.5, backoff = 0.02, backoff_max = 0.1, max_tries = 3, progress = false }
+                timeout = 5, backoff = 0.02, backoff_max = 0.1, max_tries = 3, progress = false }
     for k, v in pairs(extra or {}) do o[k] = v end
     return oracle.openai(o)
 end
@@ -207,7 +207,7 @@ T.case("oracle openai: labels correct and un-swapped; ledger replays without req
 end)
 
 T.case("oracle openai: faults retried, then reported unlabelled and not charged", function()
-    with_server({ hang = 1.5 }, function(s)
+    with_server({ hang = 3 }, function(s)
         -- marker, expected reason pattern (nil: labelled), requests the server sees. libcurl
         -- itself sends a request again when a reused keep-alive connection dies before any
         -- answer, so a dropped connection is seen at least as often as we tried.
@@ -219,14 +219,14 @@ T.case("oracle openai: faults retried, then reported unlabelled and not charged"
             { "[fault:noprefx2]", "no 'Preferred:' line", 2 },
             { "[fault:badjsonx2]", "reply is not valid JSON", 2 },
             { "[fault:500x9]", "HTTP 500.*%(3 tries%)", 3 },
-            { "[fault:hangx9]", "timed out after 0%.5s %(3 tries%)", 3 },
+            { "[fault:hangx9]", "timed out after 1s %(3 tries%)", 3 },
             { "[fault:dropx99]", "%(3 tries%)", "at least 3" },
             { "[fault:deniedx1]", "HTTP 401.*%(1 try%)", 1 },
         }
         local list = {}
         for i, r in ipairs(rows) do list[i] = pair(i, i % 2, (i + 1) % 2, r[1]) end
         local path = T.tmpdir() .. "/labels.jsonl"
-        local o = judge(s, { ledger = path, budget = #rows, max_in_flight = 16 })
+        local o = judge(s, { ledger = path, budget = #rows, max_in_flight = 16, timeout = 1 })
         local labels = o:label(list)
         local seen = requests_per_pair(s)
         local n_ok = 0
@@ -366,7 +366,8 @@ T.case("oracle openai: kill -9 mid-batch and restart loses no label and pays not
         end
         local n_before, n_seen = 0, #s:requests()
         for _ in pairs(before) do n_before = n_before + 1 end
-        T.ok(n_before >= 8 and n_before < 40, "killed mid-batch after " .. n_before .. " labels")
+        T.ok(n_before >= 8 and n_before < 40, "killed mid-batch after " .. n_before .. " labels; " ..
+            "its stderr: " .. tostring(read(run .. "/err1")))
         T.eq(read(run .. "/result.json"), nil, "the first run did not finish")
 
         T.ok(os.execute(cmd .. " >" .. run .. "/out2 2>" .. run .. "/err2"), read(run .. "/err2"))
@@ -407,7 +408,7 @@ T.case("oracle openai: Ctrl-C stops a batch at once, cleanly", function()
         os.execute("kill -INT " .. read(run .. "/pid"))
         t0 = core.now()
         while not read(run .. "/status") and core.now() - t0 < 20 do core.sleep(0.02) end
-        T.ok(core.now() - t0 < 1, "stopped after " .. (core.now() - t0) .. "s")
+        T.ok(core.now() - t0 < 3, "stopped after " .. (core.now() - t0) .. "s")
         T.eq(read(run .. "/status"), "130\n")
         T.ok(read(run .. "/err"):find("interrupted"), read(run .. "/err"))
         T.eq(#s:requests(), 4)
