@@ -300,10 +300,12 @@ static apl_status check_opts(const apl_model *m, const apl_seq *prompts, int64_t
     if (!(o->temperature >= 0)) return apl_fail(APL_EINVAL, "temperature must be >= 0");
     int64_t maxpos = apl_model_max_positions(m);
     for (int64_t i = 0; i < n_prompts; i++) {
-        if (prompts[i].len < 1) return apl_fail(APL_EINVAL, "prompt %lld is empty", (long long)i);
+        if (prompts[i].len < 1)
+            return apl_fail(APL_EINVAL, "prompt %lld of %lld is empty", (long long)i + 1,
+                            (long long)n_prompts);
         if (maxpos > 0 && prompts[i].len + o->max_new_tokens > maxpos)
             return apl_fail(APL_EINVAL, "prompt %lld: %lld tokens + max_new_tokens %lld exceed the "
-                            "model's %lld positions", (long long)i, (long long)prompts[i].len,
+                            "model's %lld positions", (long long)i + 1, (long long)prompts[i].len,
                             (long long)o->max_new_tokens, (long long)maxpos);
     }
     return APL_OK;

@@ -14,6 +14,20 @@ apl_tensor *apl_score_upload(const void *data, int64_t rows, int64_t width, apl_
     return t;
 }
 
+/* Pairs are numbered from 1 in messages, as the Lua caller numbers them. */
+static apl_status check_pairs(const apl_seq *p, const apl_seq *c, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (p[i].len < 1)
+            return apl_fail(APL_EINVAL, "pair %lld of %lld: empty prompt (a completion needs at "
+                            "least one token before it)", (long long)i + 1, (long long)n);
+        if (c[i].len < 0)
+            return apl_fail(APL_EINVAL, "pair %lld of %lld: negative length", (long long)i + 1,
+                            (long long)n);
+    }
+    return APL_OK;
+}
+
 /* The left-padded batch: ids and mask (n, T), and the completion mask (n, C), where row i is
  * prompt_i ++ completion_i right-aligned and C is the longest completion (at least 1). */
 typedef struct {
@@ -28,10 +42,9 @@ static apl_status build_padded(const apl_model *m, const apl_seq *p, const apl_s
     memset(b, 0, sizeof *b);
     b->n = n;
     b->C = 1;
+    apl_status st = check_pairs(p, c, n);
+    if (st != APL_OK) return st;
     for (int64_t i = 0; i < n; i++) {
-        if (p[i].len < 1) return apl_fail(APL_EINVAL, "pair %lld: empty prompt (a completion "
-                                          "needs at least one token before it)", (long long)i);
-        if (c[i].len < 0) return apl_fail(APL_EINVAL, "pair %lld: negative length", (long long)i);
         if (p[i].len + c[i].len > b->T) b->T = p[i].len + c[i].len;
         if (c[i].len > b->C) b->C = c[i].len;
     }
@@ -136,7 +149,8 @@ apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_se
                               int64_t n, const apl_score_opts *o, float *sums, float *per_token)
 {
     if (o->batch_size < 1) return apl_fail(APL_EINVAL, "batch_size must be >= 1");
-    apl_status st = APL_OK;
+    apl_status st = check_pairs(prompts, completions, n); // here, to name pairs in caller order
+    if (st != APL_OK) return st;
     int64_t *order = malloc(sizeof(int64_t) * (n + 1)), *offset = malloc(sizeof(int64_t) * (n + 1));
     apl_seq *bp = malloc(sizeof(apl_seq) * (o->batch_size + 1));
     apl_seq *bc = malloc(sizeof(apl_seq) * (o->batch_size + 1));

@@ -184,7 +184,8 @@ static apl_status ref_inputs(const apl_dpo_opts *o, const apl_dpo_batch *b, floa
 {
     for (int64_t i = 0; i < b->n; i++) {
         if (o->loss == APL_DPO_IPO && (b->chosen[i].len < 1 || b->rejected[i].len < 1))
-            return apl_fail(APL_EINVAL, "dpo: pair %lld has an empty completion", (long long)i);
+            return apl_fail(APL_EINVAL, "dpo: pair %lld of the micro-batch has an empty completion",
+                            (long long)i + 1);
         rc[i] = o->loss == APL_DPO_IPO ? b->ref_chosen[i] / b->chosen[i].len : b->ref_chosen[i];
         rr[i] = o->loss == APL_DPO_IPO ? b->ref_rejected[i] / b->rejected[i].len : b->ref_rejected[i];
     }

@@ -21,7 +21,8 @@
 --
 -- Options: beta (0.2), lr (1e-6), loss ("sigmoid" | "ipo" | "hinge"), label_smoothing (0),
 -- batch_size (64), micro_batch_size (= batch_size; gradients accumulate, the update is the one
--- a single batch gives), weight_decay (0, decoupled), grad_clip (none), cache_file, add_eos.
+-- a single batch gives), weight_decay (0, decoupled), grad_clip (none), beta1/beta2/eps (Adam's),
+-- cache_file, add_eos.
 -- Step metrics use TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins,
 -- rewards/accuracies, logps/chosen, logps/rejected, and grad_norm (before clipping).
 local C = require "apl.core.compute"
@@ -179,8 +180,7 @@ function M.new(o)
         cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,
     }, Trainer)
     if self.add_eos and not o.tok.eos_id then self.add_eos = false end
-    self.opt = train.optim(o.policy, { lr = o.lr or 1e-6, weight_decay = o.weight_decay,
-                                       grad_clip = o.grad_clip })
+    self.opt = train.optim(o.policy, o, 1e-6)
     if self.cache_file then self:load_cache() end
     return self
 end

@@ -8,7 +8,7 @@
 -- same gradient). Completions get tok.eos_id appended (add_eos = false turns that off), so the
 -- model learns to stop. Examples may be pre-tokenized: {prompt_ids=, completion_ids=}.
 -- Options: lr (1e-5), batch_size (64), micro_batch_size (= batch_size), weight_decay (0),
--- grad_clip (none), add_eos (true).
+-- grad_clip (none), beta1/beta2/eps (Adam's), add_eos (true).
 local C = require "apl.core.compute"
 local score = require "apl.score"
 local train = require "apl.train"
@@ -63,8 +63,7 @@ function M.new(o)
         model = o.model, tok = o.tok, batch_size = bs, micro_batch_size = mbs,
         add_eos = o.add_eos ~= false and o.tok.eos_id ~= nil,
     }, Trainer)
-    self.opt = train.optim(o.model, { lr = o.lr or 1e-5, weight_decay = o.weight_decay,
-                                      grad_clip = o.grad_clip })
+    self.opt = train.optim(o.model, o, 1e-5)
     return self
 end
 

@@ -2,7 +2,7 @@
 -- epochs with a progress line, and averaging per-step metrics.
 --
 --   local train = require "apl.train"
---   local opt = train.optim(model, o)                      -- Adam from {lr=, weight_decay=, grad_clip=}
+--   local opt = train.optim(model, o, 1e-6)                -- Adam from {lr=, weight_decay=, ...}
 --   for chunk in train.slices(list, 4) do ... end          -- consecutive slices of at most 4
 --   local mean = train.epoch(trainer, data, {shuffle_seed = 1}, "dpo")   -- calls trainer:step
 local C = require "apl.core.compute"
@@ -11,9 +11,11 @@ local rng = require "apl.rng"
 
 local M = {}
 
-function M.optim(model, o)
-    return C.optim(model, { lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip,
-                            beta1 = o.beta1, beta2 = o.beta2, eps = o.eps })
+-- Adam over model from the trainer's options: lr (default_lr), weight_decay, grad_clip, and
+-- Adam's beta1, beta2, eps (0.9, 0.999, 1e-8).
+function M.optim(model, o, default_lr)
+    return C.optim(model, { lr = o.lr or default_lr, weight_decay = o.weight_decay,
+                            grad_clip = o.grad_clip, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps })
 end
 
 -- Batch sizes from the constructor's options; micro_batch_size defaults to batch_size.

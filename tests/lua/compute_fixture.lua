@@ -1,0 +1,77 @@
+-- Shared by test_compute.lua and test_dpo.lua: a tiny byte-level BPE tokenizer, tiny GPT-2 models
+-- with peaked (not near-uniform) output distributions, and independent reference computations
+-- that use only m:forward on unpadded single rows (no KV cache, no batching, no engine scoring).
+local T = require "apl.test"
+local tensor = require "apl.tensor"
+local bpe = require "apl.bpe_train"
+
+local F = {}
+
+F.CORPUS = { "the movie was good", "the movie was bad", "i liked the film a lot",
+             "a dull and boring plot", "great acting and a fine story", "not worth the ticket" }
+
+function F.tok()
+    if not F._tok then
+        local dir = T.tmpdir()
+        bpe.write(dir, F.CORPUS, { merges = 40 })
+        F._tok = apl.tokenizer.load(dir)
+    end
+    return F._tok
+end
+
+-- A tiny GPT-2; noise on every parameter gives logits a spread, so sampling tests see a
+-- distribution far from uniform and greedy decoding has no near-ties.
+function F.model(seed, opts)
+    opts = opts or {}
+    local m = apl.model.init({ model_type = "gpt2", n_layer = 2, n_embd = 32, n_head = 4,
+                               vocab_size = F.tok():vocab_size(), n_positions = 64 },
+                             { seed = seed, dtype = opts.dtype, device = opts.device })
+    tensor.manual_seed(seed)
+    apl.no_grad(function()
+        for _, p in ipairs(m:parameters()) do
+            local noise = tensor.randn(p.tensor:shape(), { dtype = p.tensor:dtype(), device = p.tensor:device() })
+            p.tensor:copy_(p.tensor + noise * (opts.noise or 0.3))
+        end
+    end)
+    return m
+end
+
+-- log_softmax of the logits for one unpadded row (T, V), as a Lua matrix.
+function F.logp_rows(m, ids)
+    return apl.no_grad(function()
+        return m:forward({ ids })[1]:float():log_softmax(2):totable()
+    end)
+end
+
+-- Summed and per-token log-probs of completion c after prompt p, from one plain forward.
+function F.ref_logprob(m, p, c)
+    local ids = table.move(c, 1, #c, #p + 1, table.move(p, 1, #p, 1, {}))
+    local lp = F.logp_rows(m, ids)
+    local sum, per = 0, {}
+    for j = 1, #c do
+        per[j] = lp[#p + j - 1][c[j] + 1]
+        sum = sum + per[j]
+    end
+    return sum, per
+end
+
+-- Greedy decoding by full recomputation: argmax of the last row, k times (stops after eos).
+function F.ref_greedy(m, p, k, eos)
+    local ids, out = table.move(p, 1, #p, 1, {}), {}
+    for _ = 1, k do
+        local lp = F.logp_rows(m, ids)
+        local last, best = lp[#ids], 1
+        for v = 2, #last do if last[v] > last[best] then best = v end end
+        ids[#ids + 1], out[#out + 1] = best - 1, best - 1
+        if best - 1 == eos then break end
+    end
+    return out
+end
+
+function F.max_abs_diff(a, b)
+    local d = 0
+    for i = 1, math.max(#a, #b) do d = math.max(d, math.abs((a[i] or math.huge) - (b[i] or -math.huge))) end
+    return d
+end
+
+return F

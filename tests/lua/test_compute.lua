@@ -1,0 +1,255 @@
+-- Generation, scoring and entropy on tiny models, checked against plain single-row forwards
+-- (tests/lua/compute_fixture.lua): no KV cache, no padding, no batching in the references.
+local T = require "apl.test"
+local tensor = require "apl.tensor"
+local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
+
+local PROMPTS = { "the movie was", "i liked", "a dull and boring plot, not worth", "great" }
+
+local function encode_all(tok, list)
+    local out = {}
+    for i, s in ipairs(list) do out[i] = tok:encode(s) end
+    return out
+end
+
+local function strip_eos(ids, eos)
+    local n = #ids
+    if n > 0 and ids[n] == eos then n = n - 1 end
+    return table.move(ids, 1, n, 1, {})
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Generation
+
+T.case("generate: greedy equals step-by-step argmax over unpadded rows", function()
+    local tok, m = F.tok(), F.model(1)
+    -- no EOS stop here: every row runs the full 12 steps, through padding of different widths
+    local out = apl.generate(m, tok, PROMPTS, { temperature = 0, max_new_tokens = 12, batch_size = 3,
+                                                eos_id = -1 })
+    T.eq(#out, #PROMPTS)
+    for i, ids in ipairs(encode_all(tok, PROMPTS)) do
+        T.eq(out[i][1].ids, F.ref_greedy(m, ids, 12), "prompt " .. i)
+    end
+end)
+
+T.case("generate: result fields; logprobs equal scoring the same tokens", function()
+    local tok, m = F.tok(), F.model(2)
+    local out = apl.generate(m, tok, PROMPTS, { n = 2, max_new_tokens = 10, seed = 5, batch_size = 5 })
+    for i, ids in ipairs(encode_all(tok, PROMPTS)) do
+        T.eq(#out[i], 2)
+        for _, c in ipairs(out[i]) do
+            T.ok(#c.ids >= 1 and #c.ids <= 10, "length")
+            T.eq(#c.logprobs, #c.ids)
+            T.eq(c.text, tok:decode(strip_eos(c.ids, tok.eos_id)))
+            local sum, per = F.ref_logprob(m, ids, c.ids)
+            T.ok(F.max_abs_diff(c.logprobs, per) < 1e-4, "per-token log-probs")
+            T.eq(c.logprob, sum, 1e-3)
+        end
+    end
+end)
+
+T.case("generate: same seed, same completions for any batch_size; sample s does not depend on n", function()
+    local tok, m = F.tok(), F.model(3)
+    local o = { n = 3, max_new_tokens = 9, seed = 11, temperature = 1.3, top_k = 50, top_p = 0.95 }
+    local function ids_of(out)
+        local r = {}
+        for i, l in ipairs(out) do
+            r[i] = {}
+            for s, c in ipairs(l) do r[i][s] = c.ids end
+        end
+        return r
+    end
+    o.batch_size = 1
+    local a = ids_of(apl.generate(m, tok, PROMPTS, o))
+    o.batch_size = 5
+    local b = ids_of(apl.generate(m, tok, PROMPTS, o))
+    o.batch_size = 64
+    local c = ids_of(apl.generate(m, tok, PROMPTS, o))
+    T.eq(b, a)
+    T.eq(c, a)
+    o.n, o.batch_size = 1, 4
+    local one = ids_of(apl.generate(m, tok, PROMPTS, o))
+    for i = 1, #PROMPTS do T.eq(one[i][1], a[i][1]) end
+    o.n, o.seed = 3, 12
+    local other = ids_of(apl.generate(m, tok, PROMPTS, o))
+    T.ok(not pcall(T.eq, other, a), "another seed gives other completions")
+    local distinct = 0
+    for i = 1, #PROMPTS do
+        if not pcall(T.eq, a[i][1], a[i][2]) then distinct = distinct + 1 end
+    end
+    T.ok(distinct > 0, "samples of one prompt differ")
+end)
+
+-- One new token, many samples: the empirical distribution matches softmax(logits / T) restricted
+-- to the top-k and the top-p nucleus, computed here from a plain forward.
+local function expected_dist(m, ids, temp, top_k, top_p)
+    local lp = F.logp_rows(m, ids)
+    local last = lp[#ids]
+    local order = {}
+    for v = 1, #last do order[v] = v end
+    table.sort(order, function(x, y) return last[x] > last[y] end)
+    local w, total = {}, 0
+    for r, v in ipairs(order) do
+        if r <= top_k then w[v] = math.exp(last[v] / temp); total = total + w[v] end
+    end
+    local keep, mass = {}, 0
+    for _, v in ipairs(order) do
+        if w[v] and mass < top_p then keep[v] = w[v] / total; mass = mass + w[v] / total end
+    end
+    local z = 0
+    for _, p in pairs(keep) do z = z + p end
+    for v, p in pairs(keep) do keep[v] = p / z end
+    return keep
+end
+
+T.case("generate: sampling frequencies follow temperature, top-k and top-p", function()
+    local tok, m = F.tok(), F.model(4)
+    local ids = tok:encode("the movie")
+    for _, o in ipairs({ { temp = 1.0, k = 0, p = 1 }, { temp = 0.7, k = 5, p = 1 }, { temp = 1.5, k = 0, p = 0.6 } }) do
+        local N = 4000
+        local out = apl.generate(m, tok, { ids }, { n = N, max_new_tokens = 1, seed = 7, temperature = o.temp,
+                                                     top_k = o.k, top_p = o.p, batch_size = N, eos_id = -1 })
+        local count = {}
+        for _, c in ipairs(out[1]) do count[c.ids[1] + 1] = (count[c.ids[1] + 1] or 0) + 1 end
+        local want = expected_dist(m, ids, o.temp, o.k > 0 and o.k or math.huge, o.p)
+        for v, n in pairs(count) do T.ok(want[v], "token " .. (v - 1) .. " was filtered out but sampled") end
+        for v, p in pairs(want) do
+            local sd = math.sqrt(p * (1 - p) / N)
+            T.ok(math.abs((count[v] or 0) / N - p) < 5 * sd + 1e-3,
+                string.format("token %d: frequency %.4f, probability %.4f", v - 1, (count[v] or 0) / N, p))
+        end
+    end
+end)
+
+T.case("generate: top_k = 1 and a tiny top_p are greedy", function()
+    local tok, m = F.tok(), F.model(5)
+    local greedy = apl.generate(m, tok, PROMPTS, { temperature = 0, max_new_tokens = 6, eos_id = -1 })
+    for _, o in ipairs({ { top_k = 1 }, { top_p = 1e-6 } }) do
+        o.max_new_tokens, o.seed, o.eos_id, o.temperature = 6, 3, -1, 2.0
+        local s = apl.generate(m, tok, PROMPTS, o)
+        for i = 1, #PROMPTS do T.eq(s[i][1].ids, greedy[i][1].ids) end
+    end
+end)
+
+T.case("generate: a row stops at EOS, the others go on (finished rows leave the batch)", function()
+    local tok, m = F.tok(), F.model(1)
+    local prompt_ids = encode_all(tok, PROMPTS)
+    local full = {}
+    for i, ids in ipairs(prompt_ids) do full[i] = F.ref_greedy(m, ids, 10) end
+    local eos = full[2][3] -- prompt 2's third greedy token plays EOS
+    local out = apl.generate(m, tok, PROMPTS, { temperature = 0, max_new_tokens = 10, eos_id = eos, batch_size = 4 })
+    for i, ids in ipairs(prompt_ids) do
+        T.eq(out[i][1].ids, F.ref_greedy(m, ids, 10, eos), "prompt " .. i)
+    end
+    T.ok(#out[2][1].ids <= 3, "prompt 2 stopped early")
+    T.eq(out[2][1].text, tok:decode(strip_eos(out[2][1].ids, eos)))
+end)
+
+T.case("generate: stop strings cut text and tokens", function()
+    local tok, m = F.tok(), F.model(6)
+    local base = apl.generate(m, tok, { "the movie" }, { temperature = 0, max_new_tokens = 16, eos_id = -1 })[1][1]
+    local k = 0 -- a stop string: the text of greedy tokens 4..5, which first appears at/after token 4
+    local stop
+    for j = 4, 10 do
+        stop = tok:decode({ base.ids[j], base.ids[j + 1] })
+        local first = base.text:find(stop, 1, true)
+        if #stop > 0 and first == #tok:decode(table.move(base.ids, 1, j - 1, 1, {})) + 1 then k = j; break end
+    end
+    T.ok(k > 0, "found a stop string")
+    local out = apl.generate(m, tok, { "the movie" }, { temperature = 0, max_new_tokens = 16, eos_id = -1, stop = stop })[1][1]
+    T.eq(out.text, tok:decode(table.move(base.ids, 1, k - 1, 1, {})))
+    T.eq(out.ids, table.move(base.ids, 1, k + 1, 1, {}))
+    T.eq(#out.logprobs, k + 1)
+    local s = 0
+    for _, l in ipairs(out.logprobs) do s = s + l end
+    T.eq(out.logprob, s, 1e-9)
+end)
+
+T.case("generate: bad options raise with the function's name", function()
+    local tok, m = F.tok(), F.model(1)
+    T.assert_error_match(function() apl.generate(m, tok, { "a" }, { top_p = 0 }) end, "apl.generate: top_p")
+    T.assert_error_match(function() apl.generate(m, tok, { "a" }, { max_new_tokens = 100 }) end,
+        "apl.generate: prompt 1: .* exceed")
+    T.assert_error_match(function() apl.generate(m, tok, { {} }, {}) end, "apl.generate: prompt 1 of 1 is empty")
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- Scoring
+
+local COMPLETIONS = { " good", " the film a lot and", " story", " not worth the ticket at all" }
+
+T.case("logprob: sums and per-token values equal plain forwards, for any batch_size", function()
+    local tok, m = F.tok(), F.model(7)
+    local p, c = encode_all(tok, PROMPTS), encode_all(tok, COMPLETIONS)
+    for _, bs in ipairs({ 1, 3, 16 }) do
+        local lp, per = apl.logprob(m, tok, PROMPTS, COMPLETIONS, { batch_size = bs, per_token = true })
+        T.eq(lp:dtype(), "f32")
+        T.eq(lp:shape(), { #PROMPTS })
+        local got = lp:totable()
+        for i = 1, #PROMPTS do
+            local sum, ref = F.ref_logprob(m, p[i], c[i])
+            T.eq(got[i], sum, 1e-3, "pair " .. i)
+            T.ok(F.max_abs_diff(per[i], ref) < 1e-4, "per-token values of pair " .. i)
+        end
+    end
+    local pre = apl.logprob(m, tok, nil, nil, { prompt_ids = p, completion_ids = c })
+    T.eq(pre:totable(), apl.logprob(m, tok, p, c):totable())
+end)
+
+T.case("logprob: add_eos appends EOS; mismatched lists and empty prompts raise", function()
+    local tok, m = F.tok(), F.model(7)
+    local with = apl.logprob(m, tok, { "great" }, { " story" }, { add_eos = true }):item()
+    local c = tok:encode(" story")
+    c[#c + 1] = tok.eos_id
+    T.eq(with, (F.ref_logprob(m, tok:encode("great"), c)), 1e-3)
+    T.assert_error_match(function() apl.logprob(m, tok, { "a", "b" }, { "c" }) end, "apl.logprob: 2 prompts but 1")
+    T.assert_error_match(function() apl.logprob(m, tok, { "" }, { "c" }) end, "apl.logprob: pair 1 of 1: empty prompt")
+end)
+
+T.case("entropy: each prompt's estimate is minus the mean log-prob of its own samples", function()
+    local tok, m = F.tok(), F.model(8)
+    -- Teach prompt 1 one fixed answer, so its samples are near-certain while prompt 2's are not:
+    -- an estimate that took samples from the neighbouring prompt would be far off.
+    local sft = apl.sft.new { model = m, tok = tok, lr = 3e-2, batch_size = 4 }
+    for _ = 1, 40 do sft:step { { prompt = "great", completion = " acting" } } end
+    local prompts = { "great", "not worth the", "i liked" }
+    local n = 6
+    local H, samples = apl.entropy(m, tok, prompts, { n = n, max_new_tokens = 8, seed = 2, batch_size = 4 })
+    T.eq(H:shape(), { #prompts })
+    local h = H:totable()
+    for i, pr in ipairs(prompts) do
+        T.eq(#samples[i], n)
+        local s = 0
+        for _, c in ipairs(samples[i]) do s = s + F.ref_logprob(m, tok:encode(pr), c.ids) end
+        T.eq(h[i], -s / n, 1e-3, "prompt " .. i)
+    end
+    T.ok(h[1] < 0.5 and h[2] > 1, string.format("entropies %.3f and %.3f", h[1], h[2]))
+end)
+
+T.case("implicit_reward and preference_prob", function()
+    local tok, policy, ref = F.tok(), F.model(9), F.model(10)
+    local beta = 0.2
+    local r = apl.implicit_reward(policy, ref, tok, PROMPTS, COMPLETIONS, beta):totable()
+    local p, c = encode_all(tok, PROMPTS), encode_all(tok, COMPLETIONS)
+    for i = 1, #PROMPTS do
+        T.eq(r[i], beta * (F.ref_logprob(policy, p[i], c[i]) - F.ref_logprob(ref, p[i], c[i])), 1e-3)
+    end
+    local c2 = { " bad", " it", " plot", " great" }
+    local r1, r2, prob = apl.preference_prob(policy, ref, tok, PROMPTS, COMPLETIONS, c2, beta)
+    local r2ref = apl.implicit_reward(policy, ref, tok, PROMPTS, c2, beta):totable()
+    T.eq(r1:totable(), r, 1e-5)
+    T.eq(r2:totable(), r2ref, 1e-5)
+    for i, v in ipairs(prob:totable()) do T.eq(v, 1 / (1 + math.exp(-(r[i] - r2ref[i]))), 1e-5) end
+    local same = apl.implicit_reward(policy, policy:clone(), tok, PROMPTS, COMPLETIONS, beta):totable()
+    for _, v in ipairs(same) do T.eq(v, 0, 1e-6) end
+end)
+
+T.case("cuda: generation and scoring with bf16 weights", function()
+    if not tensor.cuda_available() then T.skip("no CUDA") end
+    local tok = F.tok()
+    local m = F.model(1, { dtype = "bf16", device = "cuda" })
+    local out = apl.generate(m, tok, PROMPTS, { n = 2, max_new_tokens = 8, seed = 1 })
+    local lp = apl.logprob(m, tok, nil, nil, { prompt_ids = encode_all(tok, PROMPTS),
+                                              completion_ids = { out[1][1].ids, out[2][1].ids, out[3][1].ids, out[4][1].ids } })
+    for i, v in ipairs(lp:totable()) do T.eq(v, out[i][1].logprob, 0.05 * math.abs(v) + 0.05) end
+end)
