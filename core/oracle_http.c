@@ -309,8 +309,8 @@ static apl_status start_ready(apl_http *h, double now, double *next)
         else h->queue_head = nx;
         if (h->queue_tail == r) h->queue_tail = prev;
         h->queued--;
-        h->req_tokens -= 1;
-        h->tok_tokens -= (double)r->est_tokens;
+        if (h->o.rpm > 0) h->req_tokens -= 1;
+        if (h->o.tpm > 0) h->tok_tokens -= (double)r->est_tokens;
         apl_status st = start(h, r);
         if (st != APL_OK) return st;
         r = nx;
