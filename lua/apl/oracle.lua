@@ -75,6 +75,7 @@ local function open_ledger(self, path, fname)
     for i, line in ipairs(lines) do
         local e = cjson.decode(line)
         if type(e.key) ~= "string" then
+            l:close()
             error(string.format("%s: %s: entry %d has no key", fname, path, i), 3)
         end
         if e.answer == "A" or e.answer == "B" then
