@@ -354,8 +354,9 @@ static int is_white_space(int cp)
            (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
            cp == 0x205F || cp == 0x3000;
 }
-#define WS_CLASS "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}" \
-                 "\\x{202F}\\x{205F}\\x{3000}"
+#define WS_CLASS                                                                                   \
+    "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"                               \
+    "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
 /* ------------------------------------------------------------------------------------------ */
 /* The tokenizer */
@@ -369,7 +370,7 @@ typedef struct {
 typedef struct {
     pcre2_code *re;          /* NULL: the stage only adds the prefix space */
     pcre2_match_data *md;
-    int jit;                 /* compiled by the JIT: matched with pcre2_jit_match, which skips checks */
+    int jit;                 /* JIT-compiled: matched by pcre2_jit_match, which skips checks */
     int add_prefix_space;
     buf scratch;             /* the piece with its prefix space */
 } stage;
@@ -548,7 +549,8 @@ static void icu_open(void)
     *(void **)&icu.normalize = dlsym(h, ICU_STR(unorm2_normalize));
     *(void **)&icu.from_utf8 = dlsym(h, ICU_STR(u_strFromUTF8));
     *(void **)&icu.to_utf8 = dlsym(h, ICU_STR(u_strToUTF8));
-    if (!icu.get[NORM_NFC] || !icu.get[NORM_NFKC] || !icu.normalize || !icu.from_utf8 || !icu.to_utf8)
+    if (!icu.get[NORM_NFC] || !icu.get[NORM_NFKC] || !icu.normalize || !icu.from_utf8 ||
+        !icu.to_utf8)
         snprintf(icu.error, sizeof icu.error, "%s lacks the normalization functions", lib);
 }
 
@@ -595,7 +597,8 @@ static apl_status icu_run(int kind, const char *s, size_t n, buf *out, void **u1
         err = U_ZERO_ERROR;
     }
     if (U_SUCCESS(err) && buf_reserve(out, 3 * (size_t)lb + 1)) return oom();
-    if (U_SUCCESS(err)) icu.to_utf8(out->p + out->n, (int32_t)(out->cap - out->n), &l8, *b, lb, &err);
+    if (U_SUCCESS(err))
+        icu.to_utf8(out->p + out->n, (int32_t)(out->cap - out->n), &l8, *b, lb, &err);
     if (U_FAILURE(err)) return apl_fail(APL_EINVAL, "normalizer: ICU error %d", (int)err);
     out->n += (size_t)l8;
     return APL_OK;
@@ -613,8 +616,8 @@ static int may_change(int kind, const unsigned char *s, size_t n)
     return 0;
 }
 
-/* The normalized text of s: s itself, or tok->normalized. Bytes that are not valid UTF-8 are kept as
- * they are, between the normalized runs around them. */
+/* The normalized text of s: s itself, or tok->normalized. Bytes that are not valid UTF-8 are kept
+ * as they are, between the normalized runs around them. */
 static apl_status normalize(apl_tokenizer *tok, const unsigned char **s, size_t *n)
 {
     if (tok->norm == NORM_NONE || !may_change(tok->norm, *s, *n)) return APL_OK;
@@ -624,8 +627,9 @@ static apl_status normalize(apl_tokenizer *tok, const unsigned char **s, size_t 
     for (size_t i = 0; i < *n;) {
         size_t j = i, l;
         while (j < *n && (l = utf8_valid_len(*s + j, *n - j)) > 0) j += l;
-        apl_status st = j > i ? icu_run(tok->norm, (const char *)*s + i, j - i, out, tok->u16, tok->u16_cap)
-                              : APL_OK;
+        apl_status st = APL_OK;
+        if (j > i)
+            st = icu_run(tok->norm, (const char *)*s + i, j - i, out, tok->u16, tok->u16_cap);
         if (st != APL_OK) return st;
         for (i = j; i < *n && !utf8_valid_len(*s + i, *n - i); i++)
             if (buf_put(out, *s + i, 1)) return oom();
@@ -702,7 +706,7 @@ static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal
     st->md = pcre2_match_data_create_from_pattern(st->re, NULL);
     if (!st->md) return oom();
     if (!tok->mctx) {
-        /* A bigger JIT stack than the 32 KiB default, for patterns that backtrack over long runs. */
+        /* A bigger JIT stack than the 32 KiB default, for patterns that backtrack a lot. */
         tok->mctx = pcre2_match_context_create(NULL);
         tok->jit_stack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
         if (!tok->mctx || !tok->jit_stack) return oom();
@@ -815,7 +819,7 @@ static apl_status merge_parts(const apl_tokenizer *tok, const cJSON *m, int i, c
                               size_t *na, const char **b, size_t *nb)
 {
     if (cJSON_IsString(m)) {
-        /* "a b": exactly one space, as HF requires (tokens of the byte-level alphabet hold none). */
+        /* "a b": exactly one space, as HF requires (byte-level tokens hold none). */
         const char *s = m->valuestring, *sp = strchr(s, ' ');
         if (!sp || strchr(sp + 1, ' '))
             return apl_fail(APL_EFORMAT, "%s: model.merges[%d]: \"%s\" is not two tokens joined by "
@@ -899,7 +903,9 @@ static apl_status load_model(apl_tokenizer *tok, const cJSON *model, const cJSON
     if (st == APL_OK) st = load_merges(tok, field(model, "merges"));
     if (st != APL_OK) return st;
     const cJSON *unk = field(model, "unk_token");
-    if (cJSON_IsString(unk) && (tok->unk_id = lookup(tok, unk->valuestring, strlen(unk->valuestring))) < 0)
+    if (cJSON_IsString(unk))
+        tok->unk_id = lookup(tok, unk->valuestring, strlen(unk->valuestring));
+    if (cJSON_IsString(unk) && tok->unk_id < 0)
         return apl_fail(APL_EFORMAT, "%s: model.unk_token: \"%s\" is not in the vocabulary",
                         tok->path, unk->valuestring);
     return APL_OK;
@@ -922,7 +928,8 @@ static apl_status add_added(apl_tokenizer *tok, const char *s, size_t n, int32_t
 static apl_status load_added(apl_tokenizer *tok, const cJSON *added)
 {
     if (!added) return APL_OK;
-    if (!cJSON_IsArray(added)) return apl_fail(APL_EFORMAT, "%s: added_tokens: must be an array", tok->path);
+    if (!cJSON_IsArray(added))
+        return apl_fail(APL_EFORMAT, "%s: added_tokens: must be an array", tok->path);
     int i = 0;
     for (const cJSON *a = added->child; a; a = a->next, i++) {
         const cJSON *content = field(a, "content");
@@ -954,7 +961,8 @@ static apl_status load_pre_one(apl_tokenizer *tok, const cJSON *p, const char *n
         const cJSON *pat = field(p, "pattern"), *behavior = field(p, "behavior");
         const cJSON *re = field(pat, "Regex"), *str = field(pat, "String");
         if (!cJSON_IsString(re) && !cJSON_IsString(str))
-            return apl_fail(APL_EFORMAT, "%s: %s.pattern: needs \"Regex\" or \"String\"", tok->path, name);
+            return apl_fail(APL_EFORMAT, "%s: %s.pattern: needs \"Regex\" or \"String\"", tok->path,
+                            name);
         if (!cJSON_IsString(behavior) || strcmp(behavior->valuestring, "Isolated") != 0 ||
             json_bool(p, "invert", 0))
             return apl_fail(APL_EUNSUPPORTED, "%s: %s.behavior: only \"Isolated\" without invert "
@@ -968,17 +976,18 @@ static apl_status load_pre_one(apl_tokenizer *tok, const cJSON *p, const char *n
 static apl_status load_pre(apl_tokenizer *tok, const cJSON *pre)
 {
     if (!pre)
-        return apl_fail(APL_EUNSUPPORTED, "%s: pre_tokenizer: missing (byte-level BPE needs ByteLevel)",
-                        tok->path);
+        return apl_fail(APL_EUNSUPPORTED, "%s: pre_tokenizer: missing (byte-level BPE needs "
+                        "ByteLevel)", tok->path);
     int bytelevel = 0;
     const cJSON *type = field(pre, "type");
     apl_status st;
     if (cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0) {
         const cJSON *list = field(pre, "pretokenizers");
         int i = 0;
-        st = cJSON_IsArray(list) ? APL_OK
-                                 : apl_fail(APL_EFORMAT, "%s: pre_tokenizer.pretokenizers: must be an "
-                                            "array", tok->path);
+        st = APL_OK;
+        if (!cJSON_IsArray(list))
+            st = apl_fail(APL_EFORMAT, "%s: pre_tokenizer.pretokenizers: must be an array",
+                          tok->path);
         for (const cJSON *p = list ? list->child : NULL; p && st == APL_OK; p = p->next, i++) {
             char name[64];
             snprintf(name, sizeof name, "pre_tokenizer.pretokenizers[%d]", i);
@@ -1012,7 +1021,8 @@ static apl_status post_token(apl_tokenizer *tok, const cJSON *name, const cJSON 
         for (const cJSON *e = ids->child; e; e = e->next) {
             int32_t id;
             if (!json_id(e, &id) || id >= tok->n_ids)
-                return apl_fail(APL_EFORMAT, "%s: %s: bad id for \"%s\"", tok->path, fld, name->valuestring);
+                return apl_fail(APL_EFORMAT, "%s: %s: bad id for \"%s\"", tok->path, fld,
+                                name->valuestring);
             if (ids_push(to, &id, 1)) return oom();
         }
         return APL_OK;
@@ -1040,7 +1050,8 @@ static apl_status load_template(apl_tokenizer *tok, const cJSON *p, apl_ids *pre
         if (!cJSON_IsString(id))
             return apl_fail(APL_EFORMAT, "%s: post_processor.single: items must be SpecialToken "
                             "or Sequence", tok->path);
-        apl_status st = post_token(tok, id, specials, "post_processor.single", seen_seq ? suf : pre);
+        apl_ids *to = seen_seq ? suf : pre;
+        apl_status st = post_token(tok, id, specials, "post_processor.single", to);
         if (st != APL_OK) return st;
     }
     return APL_OK;
@@ -1054,15 +1065,18 @@ static apl_status load_post_one(apl_tokenizer *tok, const cJSON *p, apl_ids *pre
     if (strcmp(t, "ByteLevel") == 0) return APL_OK;
     if (strcmp(t, "TemplateProcessing") == 0) return load_template(tok, p, pre, suf);
     if (strcmp(t, "RobertaProcessing") == 0 || strcmp(t, "BertProcessing") == 0) {
-        const cJSON *cls = field(p, "cls"), *sep = field(p, "sep");
-        if (!cJSON_IsString(cJSON_GetArrayItem(cls, 0)) || !cJSON_IsString(cJSON_GetArrayItem(sep, 0)))
-            return apl_fail(APL_EFORMAT, "%s: post_processor: cls and sep must be [token, id]", tok->path);
-        apl_status st = post_token(tok, cJSON_GetArrayItem(cls, 0), NULL, "post_processor.cls", pre);
-        return st ? st : post_token(tok, cJSON_GetArrayItem(sep, 0), NULL, "post_processor.sep", suf);
+        const cJSON *cls = cJSON_GetArrayItem(field(p, "cls"), 0);
+        const cJSON *sep = cJSON_GetArrayItem(field(p, "sep"), 0);
+        if (!cJSON_IsString(cls) || !cJSON_IsString(sep))
+            return apl_fail(APL_EFORMAT, "%s: post_processor: cls and sep must be [token, id]",
+                            tok->path);
+        apl_status st = post_token(tok, cls, NULL, "post_processor.cls", pre);
+        return st ? st : post_token(tok, sep, NULL, "post_processor.sep", suf);
     }
     if (strcmp(t, "Sequence") == 0) {
         /* Each processor wraps the output of the previous one. */
-        for (const cJSON *q = field(p, "processors") ? field(p, "processors")->child : NULL; q; q = q->next) {
+        const cJSON *list = field(p, "processors");
+        for (const cJSON *q = list ? list->child : NULL; q; q = q->next) {
             apl_ids qpre = { 0 };
             apl_status st = load_post_one(tok, q, &qpre, suf);
             if (st == APL_OK && (ids_push(&qpre, pre->v, pre->n))) st = oom();
@@ -1072,7 +1086,8 @@ static apl_status load_post_one(apl_tokenizer *tok, const cJSON *p, apl_ids *pre
         }
         return APL_OK;
     }
-    return apl_fail(APL_EUNSUPPORTED, "%s: post_processor.type: \"%s\" is not supported", tok->path, t);
+    return apl_fail(APL_EUNSUPPORTED, "%s: post_processor.type: \"%s\" is not supported",
+                    tok->path, t);
 }
 
 static apl_status load_normalizer(apl_tokenizer *tok, const cJSON *norm)
@@ -1082,9 +1097,10 @@ static apl_status load_normalizer(apl_tokenizer *tok, const cJSON *norm)
     if (strcmp(t, "NFC") == 0) tok->norm = NORM_NFC;
     else if (strcmp(t, "NFKC") == 0) tok->norm = NORM_NFKC;
     else
-        return apl_fail(APL_EUNSUPPORTED, "%s: normalizer.type: \"%s\" is not supported (NFC, NFKC)",
-                        tok->path, t);
-    const unsigned char *probe = (const unsigned char *)"\xC3\xA9"; /* é: fails here, not in encode */
+        return apl_fail(APL_EUNSUPPORTED, "%s: normalizer.type: \"%s\" is not supported (NFC, "
+                        "NFKC)", tok->path, t);
+    /* Normalizing "é" now makes a missing ICU fail the load rather than the first encode. */
+    const unsigned char *probe = (const unsigned char *)"\xC3\xA9";
     size_t n = 2;
     apl_status st = normalize(tok, &probe, &n);
     if (st == APL_OK) return APL_OK;
@@ -1261,7 +1277,7 @@ static apl_status index_added(apl_tokenizer *tok)
     if (!tok->added_first || !tok->by_first) return oom();
     for (int i = 0; i < tok->n_added; i++) tok->by_first[i] = i;
     qsort_r(tok->by_first, (size_t)tok->n_added, sizeof *tok->by_first, by_length_desc, tok->added);
-    /* Stable by first byte, longest first within a byte: a counting pass would do, but n is small. */
+    /* Grouped by first byte, longest first within a group (n is small: 256 passes are cheap). */
     int *sorted = malloc((size_t)(tok->n_added + 1) * sizeof *sorted), k = 0;
     if (!sorted) return oom();
     for (int b = 0; b < 256; b++) {
@@ -1324,7 +1340,8 @@ apl_status apl_tokenizer_load(const char *path, apl_tokenizer **out)
             snprintf(a, sizeof a, "%s/vocab.json", path);
             snprintf(b, sizeof b, "%s/merges.txt", path);
             if (stat(a, &sb) != 0 || stat(b, &sb) != 0)
-                return apl_fail(APL_ENOTFOUND, "%s: no tokenizer.json, nor vocab.json + merges.txt", path);
+                return apl_fail(APL_ENOTFOUND, "%s: no tokenizer.json, nor vocab.json + merges.txt",
+                                path);
             return apl_tokenizer_from_files(a, b, out);
         }
     } else {
@@ -1343,7 +1360,10 @@ apl_status apl_tokenizer_load(const char *path, apl_tokenizer **out)
 /* ------------------------------------------------------------------------------------------ */
 /* BPE of one piece */
 
-static int heap_less(heap_item a, heap_item b) { return a.rank != b.rank ? a.rank < b.rank : a.pos < b.pos; }
+static int heap_less(heap_item a, heap_item b)
+{
+    return a.rank != b.rank ? a.rank < b.rank : a.pos < b.pos;
+}
 
 static void heap_push(heap_item *h, size_t *n, heap_item it)
 {
@@ -1372,7 +1392,8 @@ static heap_item heap_pop(heap_item *h, size_t *n)
 }
 
 /* Pushes the merge of symbols i and i.next when the pair has one. */
-static void push_pair(const apl_tokenizer *tok, const symbol *sy, int32_t i, heap_item *h, size_t *n)
+static void push_pair(const apl_tokenizer *tok, const symbol *sy, int32_t i, heap_item *h,
+                      size_t *n)
 {
     uint64_t v;
     if (i < 0 || sy[i].next < 0) return;
@@ -1447,7 +1468,8 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
         int32_t id = lookup(tok, tok->spell.p, tok->spell.n);
         if (id >= 0) return ids_push(out, &id, 1) ? oom() : APL_OK;
     }
-    if (n == 1 && tok->byte_id[s[0]] >= 0) return ids_push(out, &tok->byte_id[s[0]], 1) ? oom() : APL_OK;
+    if (n == 1 && tok->byte_id[s[0]] >= 0)
+        return ids_push(out, &tok->byte_id[s[0]], 1) ? oom() : APL_OK;
     if (n > CACHE_MAX_BYTES) return bpe_merge(tok, s, n, out);
     smap_slot *hit = smap_find(&tok->cache, s, n);
     if (hit) return ids_push(out, tok->cache_ids.v + hit->v0, hit->v1) ? oom() : APL_OK;
@@ -1470,7 +1492,8 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
 
 /* Splits s by the regex of stage k (matches and the text between them are pieces) and hands the
  * pieces to stage k + 1; past the last stage, to BPE. */
-static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s, size_t n, apl_ids *out)
+static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s, size_t n,
+                              apl_ids *out)
 {
     if (k == tok->n_stages) return bpe_piece(tok, s, n, out);
     stage *st = &tok->stages[k];
@@ -1499,7 +1522,8 @@ static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s,
             a = b;
         }
         apl_status r = APL_OK;
-        if (a > at) r = pretokenize(tok, k + 1, s + at, a - at, out); /* unmatched text, e.g. bad UTF-8 */
+        /* The text before the match (bytes that are not UTF-8, say) is a piece too. */
+        if (a > at) r = pretokenize(tok, k + 1, s + at, a - at, out);
         if (r == APL_OK && b > a) r = pretokenize(tok, k + 1, s + a, b - a, out);
         if (r != APL_OK) return r;
         at = b;
@@ -1542,7 +1566,8 @@ static int find_added(const apl_tokenizer *tok, const unsigned char *s, size_t n
     return -1;
 }
 
-/* Text between added tokens: normalized (HF matches added tokens in the text as given), then split. */
+/* Text between added tokens: normalized (HF matches added tokens in the text as given), then
+ * split. */
 static apl_status encode_segment(apl_tokenizer *tok, const unsigned char *s, size_t n, apl_ids *out)
 {
     apl_status st = normalize(tok, &s, &n);
@@ -1578,8 +1603,8 @@ apl_status apl_tokenizer_decode(const apl_tokenizer *tok, const int32_t *ids, si
         int32_t id = ids[i];
         if (id < 0 || id >= tok->n_ids || tok->tok_off[id] == NONE) {
             free(raw.p);
-            return apl_fail(APL_EINVAL, "id %d (at %zu) is not in the vocabulary (size %d)", (int)id,
-                            i + 1, (int)tok->n_ids);
+            return apl_fail(APL_EINVAL, "id %d (at %zu) is not in the vocabulary (size %d)",
+                            (int)id, i + 1, (int)tok->n_ids);
         }
         if (skip_special && tok->special[id]) continue;
         if (buf_put(&raw, tok->bytes.p + tok->byte_off[id], tok->byte_len[id])) goto nomem;

@@ -18,9 +18,10 @@
  * post-processors (applied when add_special is set). Other components are refused with
  * APL_EUNSUPPORTED, naming the field.
  *
- * Text is bytes: invalid UTF-8 is never an error; bytes the regex cannot read become pieces of their
- * own, so decode(encode(x)) == x for every x. Decoding replaces each maximal invalid UTF-8 subpart
- * with U+FFFD, as Rust's from_utf8_lossy and Python's errors="replace" do.
+ * Text is bytes: invalid UTF-8 is never an error; bytes the regex cannot read become pieces of
+ * their own, so the ids always spell the input's bytes, and decode(encode(x)) == x for valid UTF-8.
+ * Decoding replaces each maximal invalid UTF-8 subpart with U+FFFD, as Rust's from_utf8_lossy and
+ * Python's errors="replace" do.
  *
  * Ownership: the caller frees the tokenizer with apl_tokenizer_free, apl_ids with apl_ids_free,
  * decoded text with free(). Strings returned by apl_tokenizer_id_to_token belong to the tokenizer.

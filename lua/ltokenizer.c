@@ -208,7 +208,8 @@ static int l_tokenizer_id_to_token(lua_State *L)
 {
     tok_box *b = check_box(L, "apl.tokenizer.id_to_token");
     lua_Integer id = luaL_checkinteger(L, 2);
-    const char *s = id >= 0 && id <= INT32_MAX ? apl_tokenizer_id_to_token(b->tok, (int32_t)id) : NULL;
+    const char *s = NULL;
+    if (id >= 0 && id <= INT32_MAX) s = apl_tokenizer_id_to_token(b->tok, (int32_t)id);
     if (s) lua_pushstring(L, s);
     else lua_pushnil(L);
     return 1;
@@ -251,8 +252,10 @@ static int l_tokenizer_tostring(lua_State *L)
 {
     tok_box *b = luaL_checkudata(L, 1, TOKENIZER_MT);
     if (!b->tok) lua_pushliteral(L, "apl.Tokenizer (freed)");
-    else lua_pushfstring(L, "apl.Tokenizer (vocab %d, eos %d, pad %d)", (int)apl_tokenizer_vocab_size(b->tok),
-                         (int)apl_tokenizer_eos_id(b->tok), (int)apl_tokenizer_pad_id(b->tok));
+    else
+        lua_pushfstring(L, "apl.Tokenizer (vocab %d, eos %d, pad %d)",
+                        (int)apl_tokenizer_vocab_size(b->tok), (int)apl_tokenizer_eos_id(b->tok),
+                        (int)apl_tokenizer_pad_id(b->tok));
     return 1;
 }
 
