@@ -245,7 +245,6 @@ static int cp_byte[324];  /* code point -> byte, -1 for code points outside the 
 
 static void init_alphabet(void)
 {
-    if (byte_cp['A']) return; /* idempotent; the tables are the same for every caller */
     int n = 0;
     for (int i = 0; i < 324; i++) cp_byte[i] = -1;
     for (int b = 0; b < 256; b++) {
@@ -462,7 +461,8 @@ void apl_tokenizer_free(apl_tokenizer *tok)
 
 static apl_status tok_new(const char *path, apl_tokenizer **out)
 {
-    init_alphabet();
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_alphabet);
     apl_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok || !(tok->path = strdup(path))) {
         free(tok);
@@ -1566,8 +1566,8 @@ static int find_added(const apl_tokenizer *tok, const unsigned char *s, size_t n
     return -1;
 }
 
-/* Text between added tokens: normalized (HF matches added tokens in the text as given), then
- * split. */
+/* Text between added tokens: normalized, then split. Added tokens were matched in the text as
+ * given, which is what HF does for those marked normalized=false (special tokens, as a rule). */
 static apl_status encode_segment(apl_tokenizer *tok, const unsigned char *s, size_t n, apl_ids *out)
 {
     apl_status st = normalize(tok, &s, &n);
