@@ -191,7 +191,8 @@ static int is_buffer(const apl_model *m, const char *name)
         if (n >= l && strcmp(name + n - l, BUFFER_SUFFIXES[i]) == 0) return 1;
     }
     /* a tied head some writers store anyway */
-    return m->cfg.tie_embeddings && strcmp(name, "lm_head.weight") == 0;
+    return m->cfg.tie_embeddings && (strcmp(name, "lm_head.weight") == 0 ||
+                                     strcmp(name, "embed_out.weight") == 0);
 }
 
 /* Every tensor of the checkpoint must be a parameter or a known buffer: a stray one (say biases
@@ -248,6 +249,8 @@ static apl_status load_param(apl_model *m, apl_st *st, const char *dir, int i)
     }
     m->p[i] = apl_t_to(t, m->dt, m->dev);
     apl_t_free(t);
+    /* the converted copy is all that is kept: the file's pages need not stay resident */
+    if (m->p[i]) apl_st_drop_pages(st, e);
     return apl_t_ok(m->p[i]);
 }
 

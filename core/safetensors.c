@@ -407,6 +407,17 @@ apl_status apl_st_tensor(apl_st *st, const apl_st_info *info, apl_tensor **out)
     return APL_OK;
 }
 
+void apl_st_drop_pages(apl_st *st, const apl_st_info *info)
+{
+    (void)st;
+    const st_entry *e = (const st_entry *)info;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t b = (uintptr_t)(e->map->base + e->map->data_start + e->begin);
+    uintptr_t lo = (b + page - 1) / page * page, hi = (b + info->nbytes) / page * page;
+    /* only whole pages: a neighbour sharing a boundary page may be a live view */
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Writing */
 

@@ -54,6 +54,10 @@ const apl_st_info *apl_st_find(const apl_st *st, const char *name); /* NULL when
 /* A new CPU tensor over the mapped bytes (copied only when misaligned for its dtype). */
 apl_status apl_st_tensor(apl_st *st, const apl_st_info *e, apl_tensor **out);
 
+/* Hands the pages wholly inside e's bytes back to the kernel (they are re-read from the file if
+ * touched again): for a caller that has converted e into a copy and dropped every view of it. */
+void apl_st_drop_pages(apl_st *st, const apl_st_info *e);
+
 /* Writes n named tensors (any device, stored in their own dtype) with a {"format":"pt"} metadata
  * entry, through a temporary file renamed into place. */
 apl_status apl_st_write(const char *path, const char *const *names, apl_tensor *const *ts, int n);
