@@ -18,6 +18,9 @@ local core = require "apl.core.tokenizer"
 
 local M = { load = core.load, from_files = core.from_files }
 
+-- The npm packages the tests and the benchmark use, at the versions they were checked with.
+M.NPM_VERSIONS = { ["gpt-3-encoder"] = "1.1.4", ["js-tiktoken"] = "1.0.21" }
+
 local function root() return package.apl_root or "." end
 
 local function exists(path)
@@ -33,7 +36,9 @@ function M.npm_modules(packages)
     local dir = prefix .. "/node_modules"
     local missing = {}
     for _, p in ipairs(packages) do
-        if not exists(dir .. "/" .. p .. "/package.json") then missing[#missing + 1] = p end
+        if not exists(dir .. "/" .. p .. "/package.json") then
+            missing[#missing + 1] = M.NPM_VERSIONS[p] and p .. "@" .. M.NPM_VERSIONS[p] or p
+        end
     end
     if #missing == 0 then return dir end
     if not os.execute("command -v npm >/dev/null 2>&1") then
