@@ -458,13 +458,14 @@ apl_tensor *apl_model_layers(const apl_model *m, const apl_fwd *f, apl_tensor *x
 
 apl_tensor *apl_model_heads(apl_tensor *x, int64_t H, int64_t D)
 {
+    if (!x) return NULL;
     int64_t shape[4] = {apl_t_size(x, 0), apl_t_size(x, 1), H, D};
     return apl_t_transpose(apl_t_reshape(x, shape, 4), 1, 2);
 }
 
 apl_tensor *apl_model_rope(const apl_fwd *f, apl_tensor *x)
 {
-    if (!f->cos) return x; /* rotary_pct 0 */
+    if (!x || !f->cos) return x; /* NULL passes down the chain; no cos: rotary_pct 0 */
     int64_t D = apl_t_size(x, -1), rot = apl_t_size(f->cos, -1), half = rot / 2;
     apl_tensor *xr = apl_t_narrow(x, -1, 0, rot);                   // (B, H, T, rot)
     apl_tensor *halves[2] = {apl_t_unary(APL_NEG, apl_t_narrow(xr, -1, half, half)),
