@@ -2,7 +2,7 @@
 # Installs the Debian packages apl needs; quiet and quick when all are present.
 set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 lua-cjson libcjson-dev
-libcurl4-openssl-dev libpcre2-dev libreadline-dev libopenblas0-pthread python3-numpy python3-torch"
+libcurl4-openssl-dev libpcre2-dev libicu-dev libreadline-dev libopenblas0-pthread python3-numpy python3-torch"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
