@@ -51,6 +51,10 @@ int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def);
 /* The progress callback that prints a status line with counts and ETA to stderr (lprogress.c). */
 typedef struct apl_lua_progress apl_lua_progress;
 void apl_lua_progress_cb(void *ud, const char *phase, long done, long total);
+/* A reporter for apl_lua_progress_cb (ud) printing through apl.progress.new(phase, total); may
+ * raise, so make it before allocating C temporaries. _free prints the final line. */
+apl_lua_progress *apl_lua_progress_new(lua_State *L, const char *phase, long total);
+void apl_lua_progress_free(apl_lua_progress *p);
 
 /* Registered modules: main.c preloads each luaopen_* that is linked in. */
 int luaopen_apl_tensor(lua_State *L);

@@ -3,18 +3,35 @@
  *   apl script.lua a b     run a script (arg[0] = "script.lua", arg[1] = "a", ...)
  *   apl -e 'code'          run code
  *   apl -i script.lua      run, then open the REPL
+ *   apl --version          apl, Lua and libtorch versions, the BLAS in use, threads, CUDA
  *   apl                    REPL
+ *
+ * Exit status: 0, 1 on an error, 2 on a bad command line, 130 when Ctrl-C stopped the script.
+ * Ctrl-C follows lua.c: the first one makes the running chunk raise "interrupted" (Lua code
+ * through a hook, C loops by polling apl_interrupted); a second one kills the process, for a C
+ * call that never polls.
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <lualib.h>
+#include <readline/history.h>
+#include <readline/readline.h>
 
 #include "apl_lua.h"
+#include "blas.h"
+
+#define PROMPT "> "
+#define PROMPT2 ">> "
+#define HISTORY_LINES 1000
 
 /* Binding modules are linked in when their files exist; weak references let the program build
  * while a module is still being written. */
@@ -24,21 +41,129 @@ extern int luaopen_apl_core_compute(lua_State *L) __attribute__((weak));
 extern int luaopen_apl_core_oracle(lua_State *L) __attribute__((weak));
 extern int luaopen_apl_core_sys(lua_State *L) __attribute__((weak));
 
-static const struct { const char *name; lua_CFunction open; } *preloads(void)
+/* ------------------------------------------------------------------------------------------ */
+/* Before anything else */
+
+/* PASSIVE: idle OpenMP threads sleep instead of spinning; under CPU contention the spinning
+ * made training steps 10x slower. A value the user set is kept. GNU libgomp reads OMP_* in its
+ * constructor, before main, so this first runs from .preinit_array (before every shared
+ * library's constructor); libc's own start-up then resets environ, so main sets it again for
+ * child processes and for OpenMP runtimes that read it later. */
+static void set_openmp_env(void) { setenv("OMP_WAIT_POLICY", "PASSIVE", 0); }
+
+static void preinit_openmp(int argc, char **argv, char **envp)
 {
-    static struct { const char *name; lua_CFunction open; } mods[8];
-    int n = 0;
-#define ADD(nm, fn) if (fn) { mods[n].name = nm; mods[n].open = fn; n++; }
-    ADD("apl.tensor", luaopen_apl_tensor);
-    ADD("apl.core.model", luaopen_apl_core_model);
-    ADD("apl.core.tokenizer", luaopen_apl_core_tokenizer);
-    ADD("apl.core.compute", luaopen_apl_core_compute);
-    ADD("apl.core.oracle", luaopen_apl_core_oracle);
-    ADD("apl.core.sys", luaopen_apl_core_sys);
-#undef ADD
-    mods[n].name = NULL;
-    return (void *)mods;
+    (void)argc, (void)argv, (void)envp;
+    set_openmp_env();
 }
+__attribute__((section(".preinit_array"), used)) static void (*const preinit_fn)(int, char **,
+                                                                                char **) =
+    preinit_openmp;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Command line */
+
+typedef struct {
+    int interactive; /* -i, or nothing to run */
+    int version, help;
+    int threads;     /* --threads N; 0: APL_THREADS or the number of cores */
+    int script;      /* argv index of the script (or "-"), 0 when none */
+    int first_arg;   /* argv index where options end */
+} options;
+
+static const char *usage_text =
+    "usage: apl [options] [script [args]]\n"
+    "  -e code        run code (may be repeated)\n"
+    "  -i             open the REPL after running the script or code\n"
+    "  --threads N    libtorch CPU threads (default: APL_THREADS, else the number of cores)\n"
+    "  -v, --version  print versions, the BLAS libtorch calls, threads and CUDA, then exit\n"
+    "  -h, --help     print this help\n"
+    "  --             stop handling options\n"
+    "  -              run stdin as a script\n"
+    "With no script and no -e, apl opens the REPL. Scripts see the global `apl` and the\n"
+    "arguments in `arg` and `...`.\n"
+    "Environment: APL_THREADS, APL_QUIET=1 (no progress lines), APL_QUIET_BLAS=1 (no reference-\n"
+    "BLAS warning), OMP_WAIT_POLICY (default PASSIVE).\n";
+
+static int parse_threads(const char *s)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || end == s || *end || n < 1 || n > 4096) return 0;
+    return (int)n;
+}
+
+/* Returns 0, or 2 after printing what is wrong. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) { i++; break; }
+        if (strcmp(a, "-i") == 0) o->interactive = 1;
+        else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) o->version = 1;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) o->help = 1;
+        else if (strcmp(a, "-e") == 0) {
+            if (++i == argc) { fprintf(stderr, "apl: -e needs an argument\n%s", usage_text); return 2; }
+        } else if (strcmp(a, "--threads") == 0 || strncmp(a, "--threads=", 10) == 0) {
+            const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : "");
+            if (!(o->threads = parse_threads(v))) {
+                fprintf(stderr, "apl: --threads wants a count in 1..4096, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "apl: unknown option '%s'\n%s", a, usage_text);
+            return 2;
+        }
+    }
+    o->first_arg = i;
+    o->script = i < argc ? i : 0;
+    return 0;
+}
+
+static int has_e(int argc, char **argv, const options *o)
+{
+    for (int i = 1; i < o->first_arg && i < argc; i++)
+        if (strcmp(argv[i], "-e") == 0) return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Threads and BLAS */
+
+/* Cores this process may run on (taskset and cpusets shrink it), not the machine's total. */
+static int core_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* libtorch uses one thread unless told: --threads, then APL_THREADS, then the core count. */
+static void set_threads(const options *o)
+{
+    int n = o->threads;
+    const char *env = getenv("APL_THREADS");
+    if (!n && env && *env && !(n = parse_threads(env)))
+        fprintf(stderr, "apl: ignoring APL_THREADS='%s' (want a count in 1..4096)\n", env);
+    apl_set_num_threads(n ? n : core_count());
+}
+
+static void warn_reference_blas(void)
+{
+    const char *quiet = getenv("APL_QUIET_BLAS");
+    if (quiet && strcmp(quiet, "1") == 0) return;
+    apl_blas_info b;
+    if (apl_blas_detect(&b) != APL_OK) return;
+    const char *w = apl_blas_warning(&b);
+    if (w) fputs(w, stderr);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lua state */
 
 /* The project root is the folder of the real binary: the build tree, or PREFIX/share/apl when
  * installed (bin/apl is a symlink to it). */
@@ -59,43 +184,112 @@ static void set_paths(lua_State *L)
     lua_pop(L, 1);
 }
 
+static void preload(lua_State *L, const char *name, lua_CFunction open)
+{
+    if (!open) return;
+    lua_pushcfunction(L, open);
+    lua_setfield(L, -2, name);
+}
+
 static void open_engine(lua_State *L)
 {
     luaL_openlibs(L);
     set_paths(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    const struct { const char *name; lua_CFunction open; } *m = (void *)preloads();
-    for (; m->name; m++) {
-        lua_pushcfunction(L, m->open);
-        lua_setfield(L, -2, m->name);
-    }
+    preload(L, "apl.tensor", luaopen_apl_tensor);
+    preload(L, "apl.core.model", luaopen_apl_core_model);
+    preload(L, "apl.core.tokenizer", luaopen_apl_core_tokenizer);
+    preload(L, "apl.core.compute", luaopen_apl_core_compute);
+    preload(L, "apl.core.oracle", luaopen_apl_core_oracle);
+    preload(L, "apl.core.sys", luaopen_apl_core_sys);
     lua_pop(L, 1);
 }
 
-static int traceback(lua_State *L)
+/* ------------------------------------------------------------------------------------------ */
+/* Running chunks, Ctrl-C */
+
+static lua_State *globalL;
+static volatile sig_atomic_t chunk_running; /* 1 inside docall, 0 at the prompt */
+static volatile sig_atomic_t sigint_seen;   /* a Ctrl-C arrived during the current docall */
+static volatile sig_atomic_t prompt_sigint; /* a Ctrl-C arrived while waiting for input */
+
+static void set_sigint(void (*handler)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: a blocking read at the prompt returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* Runs at the next Lua instruction, call or return after a Ctrl-C. When a C loop already
+ * turned this Ctrl-C into its own error (apl_check_interrupt cleared the flag), raising a
+ * second one here would hit whatever code handles the first, so the hook just goes away. */
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    if (!apl_interrupted) return;
+    apl_interrupted = 0;
+    luaL_where(L, 0); /* the interrupted function's line, not its caller's */
+    lua_pushliteral(L, "interrupted");
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+static void on_sigint(int sig)
+{
+    if (!chunk_running) {
+        prompt_sigint = 1;
+        return;
+    }
+    sigint_seen = 1;
+    apl_interrupted = 1;
+    set_sigint(SIG_DFL); /* a second Ctrl-C ends the process, as in lua.c */
+    (void)sig;
+    lua_sethook(globalL, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int msghandler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
-    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
     luaL_traceback(L, L, msg, 1);
     return 1;
+}
+
+/* Calls the function below the nargs arguments with a traceback handler and Ctrl-C armed. */
+static int docall(lua_State *L, int nargs, int nres)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    globalL = L;
+    sigint_seen = 0;
+    apl_interrupted = 0;
+    chunk_running = 1;
+    set_sigint(on_sigint);
+    int st = lua_pcall(L, nargs, nres, base);
+    chunk_running = 0;
+    set_sigint(on_sigint);
+    if (sigint_seen) lua_sethook(L, NULL, 0, 0); /* one that came too late to fire */
+    apl_interrupted = 0;
+    lua_remove(L, base);
+    return st;
 }
 
 static int report(lua_State *L, int st)
 {
     if (st != LUA_OK) {
-        fprintf(stderr, "apl: %s\n", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "apl: %s\n", msg ? msg : "(error object is not a string)");
+        fflush(stderr);
         lua_pop(L, 1);
     }
-    return st;
-}
-
-static int docall(lua_State *L, int nargs)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
-    int st = lua_pcall(L, nargs, 0, base);
-    lua_remove(L, base);
     return st;
 }
 
@@ -104,42 +298,328 @@ static int load_apl(lua_State *L)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "apl");
-    int st = docall(L, 1);
+    int st = docall(L, 1, 1);
     if (st != LUA_OK) return report(L, st);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "apl");
-    lua_call(L, 1, 1);
     lua_setglobal(L, "apl");
     return LUA_OK;
 }
 
-static int run_script(lua_State *L, char **argv, int argc, int script)
+/* arg[0] is the script, arg[1..] its arguments, negative indices the program and options. */
+static void create_arg_table(lua_State *L, int argc, char **argv, int script)
 {
-    lua_createtable(L, argc - script - 1, script + 1);
+    lua_createtable(L, argc - script, script + 1);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i - script);
     }
     lua_setglobal(L, "arg");
-    int st = luaL_loadfile(L, argv[script]);
+}
+
+static int run_chunk(lua_State *L, int st)
+{
+    return report(L, st == LUA_OK ? docall(L, 0, 0) : st);
+}
+
+static int run_script(lua_State *L, int argc, char **argv, int script)
+{
+    const char *name = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
+    int st = luaL_loadfile(L, name);
     if (st != LUA_OK) return report(L, st);
+    int n = argc - script - 1;
+    luaL_checkstack(L, n + 3, "too many arguments to script");
     for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-    return report(L, docall(L, argc - script - 1));
+    return report(L, docall(L, n, 0));
+}
+
+/* Runs every -e in order; stops at the first error. */
+static int run_e_options(lua_State *L, char **argv, const options *o)
+{
+    for (int i = 1; i < o->first_arg; i++) {
+        if (strcmp(argv[i], "-e") != 0) continue;
+        i++;
+        int st = run_chunk(L, luaL_loadbuffer(L, argv[i], strlen(argv[i]), "=(command line)"));
+        if (st != LUA_OK) return st;
+    }
+    return LUA_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Version */
+
+static void print_version(lua_State *L)
+{
+    lua_getglobal(L, "apl");
+    lua_getfield(L, -1, "version");
+    printf("apl %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 2);
+    printf("%s\n", LUA_RELEASE);
+    printf("libtorch %s\n", apl_torch_version());
+    apl_blas_info b;
+    if (apl_blas_detect(&b) != APL_OK)
+        printf("BLAS: unknown (%s)\n", apl_last_error());
+    else if (b.kind == APL_BLAS_NONE)
+        printf("BLAS: none found in the process (libtorch may bundle its own, e.g. MKL)\n");
+    else
+        printf("BLAS: %s %s%s%s%s\n", apl_blas_kind_name(b.kind), b.path, b.detail[0] ? " (" : "",
+               b.detail, b.detail[0] ? ")" : "");
+    if (b.kind == APL_BLAS_REFERENCE) printf("BLAS: WARNING: the reference BLAS is 10-30x slower\n");
+    printf("threads: %d (cores available: %d)\n", apl_get_num_threads(), core_count());
+    if (apl_cuda_available())
+        printf("CUDA: available, %d device(s)\n", apl_cuda_device_count());
+    else
+        printf("CUDA: not available\n");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* REPL */
+
+enum { LINE_EOF, LINE_OK, LINE_CANCELLED };
+
+static int use_readline;
+static char history_path[PATH_MAX];
+
+/* readline's own reader retries on EINTR; this one turns a Ctrl-C at the prompt into "accept
+ * the line", which the REPL then throws away: the line (and any pending continuation) clears. */
+static int repl_getc(FILE *f)
+{
+    for (;;) {
+        unsigned char c;
+        ssize_t n = read(fileno(f), &c, 1);
+        if (n == 1) return c;
+        if (n == 0 || errno != EINTR) return EOF;
+        if (prompt_sigint) {
+            rl_echo_signal_char(SIGINT);
+            return '\n';
+        }
+        rl_check_signals(); /* a window resize */
+    }
+}
+
+static void history_open(void)
+{
+    const char *home = getenv("HOME");
+    if (!home || !*home) return;
+    snprintf(history_path, sizeof history_path, "%s/.apl_history", home);
+    using_history();
+    read_history(history_path);
+}
+
+static void history_add(const char *entry)
+{
+    if (!use_readline || !*entry) return;
+    add_history(entry);
+    if (!history_path[0]) return;
+    /* Appending each entry keeps the history of a session that is killed. */
+    if (access(history_path, F_OK) != 0) write_history(history_path);
+    else append_history(1, history_path);
+}
+
+static void history_close(void)
+{
+    if (use_readline && history_path[0]) history_truncate_file(history_path, HISTORY_LINES);
+}
+
+/* Pushes the next input line (without its newline). */
+static int pushline(lua_State *L, int first)
+{
+    prompt_sigint = 0;
+    if (use_readline) {
+        char *b = readline(first ? PROMPT : PROMPT2);
+        int cancelled = prompt_sigint;
+        prompt_sigint = 0;
+        if (!b) return LINE_EOF;
+        if (cancelled) {
+            free(b);
+            return LINE_CANCELLED;
+        }
+        lua_pushstring(L, b);
+        free(b);
+        return LINE_OK;
+    }
+    char *b = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    for (;;) {
+        errno = 0;
+        n = getline(&b, &cap, stdin);
+        if (n >= 0 || errno != EINTR) break;
+        clearerr(stdin);
+        if (prompt_sigint) {
+            free(b);
+            prompt_sigint = 0;
+            return LINE_CANCELLED;
+        }
+    }
+    if (n < 0) {
+        free(b);
+        return LINE_EOF;
+    }
+    if (n > 0 && b[n - 1] == '\n') b[--n] = 0;
+    lua_pushlstring(L, b, (size_t)n);
+    free(b);
+    return LINE_OK;
+}
+
+/* "return <line>" first, so that an expression prints its value. */
+static int addreturn(lua_State *L)
+{
+    const char *line = lua_tostring(L, -1);
+    const char *ret = lua_pushfstring(L, "return %s;", line);
+    int st = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+    if (st == LUA_OK) {
+        lua_remove(L, -2); /* the modified line */
+        history_add(line);
+    } else {
+        lua_pop(L, 2);
+    }
+    return st;
+}
+
+/* A syntax error that ends at <eof> means the statement goes on in the next line. */
+static int incomplete(lua_State *L, int st)
+{
+    if (st != LUA_ERRSYNTAX) return 0;
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    if (len < 5 || strcmp(msg + len - 5, "<eof>") != 0) return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* Reads continuation lines until the chunk compiles or fails for good; -1: cancelled/EOF. */
+static int multiline(lua_State *L)
+{
+    for (;;) {
+        size_t len;
+        const char *line = lua_tolstring(L, 1, &len);
+        int st = luaL_loadbuffer(L, line, len, "=stdin");
+        if (!incomplete(L, st)) {
+            history_add(line);
+            return st;
+        }
+        int got = pushline(L, 0);
+        if (got != LINE_OK) return -1;
+        lua_pushliteral(L, "\n");
+        lua_insert(L, -2);
+        lua_concat(L, 3);
+    }
+}
+
+/* Leaves a compiled chunk (or an error message) on the stack; -1 when there is nothing to run. */
+static int loadline(lua_State *L, int *eof)
+{
+    lua_settop(L, 0);
+    int got = pushline(L, 1);
+    if (got != LINE_OK) {
+        *eof = got == LINE_EOF;
+        return -1;
+    }
+    int st = addreturn(L);
+    if (st != LUA_OK) st = multiline(L);
+    if (st == -1) {
+        *eof = 0;
+        lua_settop(L, 0);
+        return -1;
+    }
+    lua_remove(L, 1);
+    return st;
+}
+
+/* Prints every result with tostring (so tensors use __tostring), separated by tabs. */
+static int print_results(lua_State *L)
+{
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *s = luaL_tolstring(L, i, &len);
+        if (i > 1) fputc('\t', stdout);
+        fwrite(s, 1, len, stdout);
+        lua_pop(L, 1);
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static void print_banner(void)
+{
+    apl_blas_info b;
+    const char *blas = apl_blas_detect(&b) == APL_OK ? apl_blas_kind_name(b.kind) : "unknown";
+    printf("apl — %s, libtorch %s, BLAS %s, %d threads, CUDA %s\n", LUA_RELEASE,
+           apl_torch_version(), blas, apl_get_num_threads(),
+           apl_cuda_available() ? "available" : "not available");
+    printf("Expressions print their value. Ctrl-C interrupts, Ctrl-D quits.\n");
+}
+
+static void repl(lua_State *L)
+{
+    int tty = isatty(STDIN_FILENO);
+    use_readline = tty;
+    if (tty) {
+        rl_readline_name = "apl";
+        rl_catch_signals = 0; /* Ctrl-C is ours (repl_getc); readline keeps SIGWINCH */
+        rl_getc_function = repl_getc;
+        history_open();
+        print_banner();
+    }
+    globalL = L;
+    set_sigint(on_sigint);
+    for (;;) {
+        int eof = 0;
+        int st = loadline(L, &eof);
+        if (st == -1) {
+            if (eof) break;
+            continue;
+        }
+        if (st == LUA_OK) st = docall(L, 0, LUA_MULTRET);
+        if (st == LUA_OK && lua_gettop(L) > 0) {
+            lua_pushcfunction(L, print_results);
+            lua_insert(L, 1);
+            st = docall(L, lua_gettop(L) - 1, 0);
+        }
+        report(L, st);
+    }
+    lua_settop(L, 0);
+    if (tty) fputc('\n', stdout);
+    history_close();
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int run(lua_State *L, int argc, char **argv, const options *o)
+{
+    if (load_apl(L) != LUA_OK) return 1;
+    if (o->version) {
+        print_version(L);
+        return 0;
+    }
+    create_arg_table(L, argc, argv, o->script);
+    int st = run_e_options(L, argv, o);
+    if (st == LUA_OK && o->script) st = run_script(L, argc, argv, o->script);
+    if (st != LUA_OK) return sigint_seen ? 130 : 1;
+    if (o->interactive || (!o->script && !has_e(argc, argv, o))) repl(L);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    lua_State *L = luaL_newstate();
-    if (!L) return 1;
-    open_engine(L);
-    if (load_apl(L) != LUA_OK) return 1;
-    int st = LUA_OK;
-    if (argc >= 3 && strcmp(argv[1], "-e") == 0) {
-        st = luaL_loadstring(L, argv[2]);
-        st = st == LUA_OK ? report(L, docall(L, 0)) : report(L, st);
-    } else if (argc >= 2) {
-        st = run_script(L, argv, argc, 1);
+    set_openmp_env();
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
+    if (o.help) {
+        fputs(usage_text, stdout);
+        return 0;
     }
+    set_threads(&o);
+    warn_reference_blas();
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "apl: cannot create the Lua state (out of memory)\n");
+        return 1;
+    }
+    open_engine(L);
+    rc = run(L, argc, argv, &o);
     lua_close(L);
-    return st == LUA_OK ? 0 : 1;
+    return rc;
 }
