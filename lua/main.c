@@ -580,7 +580,6 @@ static void repl(lua_State *L)
         report(L, st);
     }
     lua_settop(L, 0);
-    if (tty) fputc('\n', stdout);
     history_close();
 }
 

@@ -282,3 +282,50 @@ q:done()
     out = read_file(d .. "/err")
     T.eq(select(2, out:gsub("\n", "")), 2, out)
 end)
+
+-- The terminal REPL (readline) driven through a pseudo-terminal by Debian's python3.
+local PTY_DRIVER = [=[
+import os, pty, select, sys, time
+apl, home = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["HOME"] = home
+    os.execv(apl, [apl])
+buf = b""
+def expect(pat, timeout=20):
+    global buf
+    end = time.time() + timeout
+    while pat.encode() not in buf:
+        if time.time() > end:
+            sys.exit("timeout waiting for %r; got %r" % (pat, buf))
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            buf += os.read(fd, 4096)
+    i = buf.index(pat.encode()) + len(pat)
+    seen, buf = buf[:i], buf[i:]
+    return seen.decode(errors="replace")
+def send(s):
+    os.write(fd, s.encode())
+expect("> ")
+send("6*7\r"); print("expr", "42" in expect("> "))
+send("abc"); time.sleep(0.2); send("\x03"); print("clear", "^C" in expect("> "))
+send("function f()\r"); expect(">> "); send("\x03"); expect("> ")
+send("f == nil\r"); print("cancelled", "true" in expect("> "))
+send("print('go') while true do end\r"); expect("go"); time.sleep(0.3); send("\x03")
+print("interrupted", "interrupted" in expect("> "))
+send("'alive'\r"); print("alive", "alive" in expect("> "))
+send("\x04")
+_, status = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(status))
+]=]
+
+T.case("terminal REPL: Ctrl-C clears the line, interrupts a loop; history saved", function()
+    local py = io.open("/usr/bin/python3")
+    if not py then T.skip("no /usr/bin/python3 to drive a pseudo-terminal") end
+    py:close()
+    local d = T.tmpdir()
+    write_file(d .. "/repl_driver.py", PTY_DRIVER)
+    local out = T.sh("/usr/bin/python3 " .. d .. "/repl_driver.py " .. APL .. " " .. d)
+    T.eq(out, "expr True\nclear True\ncancelled True\ninterrupted True\nalive True\nexit 0\n")
+    T.eq(read_file(d .. "/.apl_history"), "6*7\nf == nil\nprint('go') while true do end\n'alive'\n")
+end)
