@@ -1,6 +1,6 @@
 /* gpt2.c — GPT-2: learned positions, pre-LayerNorm blocks, GELU (tanh) MLP, lm_head tied to the
- * token embedding. HF stores its projections as Conv1D, weight (in, out), so they are applied as
- * x @ W + b rather than as linear layers. */
+ * token embedding. HF stores its projections as Conv1D, weight (in, out), kept in that layout so
+ * that saved checkpoints are HF's. */
 #include "model_impl.h"
 
 enum { WTE, WPE, LN_F_W, LN_F_B };
@@ -31,10 +31,11 @@ static int gpt2_specs(const apl_config *c, apl_pspec *o)
     return n;
 }
 
-/* HF's Conv1D: x (..., in) @ w (in, out) + b (out) */
+/* HF's Conv1D: x (..., in) @ w (in, out) + b (out). As a linear layer over the transposed view,
+ * libtorch fuses the bias into the matmul (addmm) and multiplies by w as stored, without a copy. */
 static apl_tensor *conv1d(apl_tensor *x, apl_tensor *w, apl_tensor *b)
 {
-    return apl_t_binary(APL_ADD, apl_t_matmul(x, w), b);
+    return apl_t_linear(x, apl_t_transpose(w, 0, 1), b);
 }
 
 static apl_tensor *gpt2_block(const apl_model *m, const apl_fwd *f, int l, apl_tensor *x)
