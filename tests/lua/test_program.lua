@@ -56,12 +56,12 @@ end)
 
 T.case("--version names libtorch, the BLAS file, threads and CUDA", function()
     local out = T.sh(APL .. " --version")
-    local info = T.sh(APL .. [[ -e 'local v = apl.version_info(); print(v.apl, v.torch, v.blas, v.blas_path)']])
-    local ver, torch, kind, path = info:match("^(%S+)\t(%S+)\t(%S+)\t(%S*)\n$")
-    T.ok(ver and torch, "version_info: " .. info)
-    T.ok(out:find("apl " .. ver, 1, true), out)
-    T.ok(out:find("libtorch " .. torch, 1, true), out)
-    T.ok(out:find("\nBLAS: " .. kind .. " " .. path, 1, true), out)
+    local v = apl.version_info() -- this test runs in apl too
+    T.ok(v.torch:find("^%d+%.%d+"), v.torch)
+    T.ok(out:find("apl " .. v.apl .. "\n", 1, true), out)
+    T.ok(out:find("\nlibtorch " .. v.torch .. "\n", 1, true), out)
+    T.ok(out:find("\nBLAS: " .. v.blas .. " " .. v.blas_path, 1, true), out)
+    local path = v.blas_path
     T.ok(out:find("\nthreads: %d+"), out)
     T.ok(out:find("\nCUDA: "), out)
     -- The detected file is the one Debian's alternative points to.
@@ -77,9 +77,9 @@ T.case("reference BLAS: loud warning, APL_QUIET_BLAS=1 silences it", function()
     T.ok(out:find("WARNING", 1, true) and out:find("REFERENCE BLAS", 1, true), out)
     T.ok(out:find("update-alternatives", 1, true), out)
     T.ok(out:find("\nreference\n", 1, true), out)
+    -- (The -e test checks that there is no warning without the reference BLAS.)
     local quiet = T.sh("APL_QUIET_BLAS=1 LD_PRELOAD=" .. ref .. " " .. APL .. " -e 'print(1)'")
     T.eq(quiet, "1\n")
-    T.eq(T.sh(APL .. " -e 'print(1)'"), "1\n", "no warning without the reference BLAS")
 end)
 
 T.case("--help, and bad options exit 2", function()
@@ -94,8 +94,9 @@ T.case("--help, and bad options exit 2", function()
 end)
 
 T.case("threads: cores by default, APL_THREADS, --threads wins", function()
-    local cores = tonumber(T.sh("nproc"))
-    T.eq(tonumber(T.sh(APL .. " -e 'print(apl.get_num_threads())'")), cores)
+    if not os.getenv("APL_THREADS") then -- then this test runner got the default
+        T.eq(apl.get_num_threads(), tonumber(T.sh("nproc")))
+    end
     T.eq(T.sh("APL_THREADS=3 " .. APL .. " -e 'print(apl.get_num_threads())'"), "3\n")
     T.eq(T.sh("APL_THREADS=3 " .. APL .. " --threads 1 -e 'print(apl.get_num_threads())'"), "1\n")
 end)
@@ -109,10 +110,9 @@ T.case("OMP_WAIT_POLICY is PASSIVE before OpenMP starts, unless set", function()
 end)
 
 T.case("require finds the project's modules from any directory; cjson", function()
-    T.eq(T.sh("cd /tmp && " .. APL .. " -e 'print(type(require(\"apl.test\").case))'"), "function\n")
-    T.eq(T.sh("cd / && " .. APL .. " -e 'print(package.apl_root)'"), root .. "\n")
-    T.eq(T.sh(APL .. [[ -e 'local c = require "cjson"; print(c.encode({1, 2}), c.decode("[3]")[1] == 3)']]),
-        "[1,2]\ttrue\n")
+    local code = [[print(type(require("apl.test").case), package.apl_root)
+local c = require "cjson"; print(c.encode({1, 2}), c.decode("[3]")[1] == 3)]]
+    T.eq(T.sh("cd /tmp && " .. APL .. " -e " .. quote(code)), "function\t" .. root .. "\n[1,2]\ttrue\n")
 end)
 
 T.case("a script error exits 1 with a traceback", function()
@@ -173,9 +173,8 @@ T.case("REPL: expressions print, multi-line input, errors keep the session", fun
 end)
 
 T.case("REPL prints tensors through __tostring", function()
-    local out = repl("apl.tensor.ones({2})\n")
-    local direct = T.sh(APL .. " -e 'print(apl.tensor.ones({2}))'")
-    T.eq(out, direct)
+    local out = repl("apl.tensor.ones({2}), 'x'\n")
+    T.eq(out, tostring(apl.tensor.ones({2})) .. "\tx\n")
 end)
 
 T.case("-i runs the script, then the REPL sees its globals", function()
