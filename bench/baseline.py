@@ -375,11 +375,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--only", default="", help="comma-separated: matmul,bandwidth,generation,logprob,dpo,sft")
-    ap.add_argument("--gen", default="8,16,64", help="batch,prompt,new tokens")
-    ap.add_argument("--score", default="8,128", help="batch,tokens for log-prob scoring")
-    ap.add_argument("--dpo", default="4,128", help="pairs,tokens for a DPO step")
-    ap.add_argument("--sft", default="8,128", help="batch,tokens for an SFT step")
-    ap.add_argument("--reps", type=int, default=0, help="timed repetitions (default 3, quick 2)")
+    ap.add_argument("--gen", help="batch,prompt,new tokens (default 8,16,64)")
+    ap.add_argument("--score", help="batch,tokens for log-prob scoring (default 8,128; quick 4,64)")
+    ap.add_argument("--dpo", help="pairs,tokens for a DPO step (default 4,128; quick 1,64)")
+    ap.add_argument("--sft", help="batch,tokens for an SFT step (default 8,128; quick 2,64)")
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("APL_BENCH_REPS", "0")),
+                    help="timed repetitions (default 3, quick 2; env APL_BENCH_REPS)")
     ap.add_argument("--warmup", type=int, default=1)
     a = ap.parse_args()
 
@@ -393,6 +394,10 @@ def main():
         return
 
     reps = a.reps or (2 if a.quick else 3)
+    a.gen = a.gen or "8,16,64"
+    a.score = a.score or ("4,64" if a.quick else "8,128")
+    a.dpo = a.dpo or ("1,64" if a.quick else "4,128")
+    a.sft = a.sft or ("2,64" if a.quick else "8,128")
     only = set(a.only.split(",")) if a.only else None
     want = lambda k: only is None or k in only
     emit(name="baseline_info", threads=torch.get_num_threads(), torch=torch.__version__,

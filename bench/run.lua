@@ -140,7 +140,7 @@ function M.collect(apl_objs, base_objs, errors)
         end
         if not r.apl then r.error = errors[spec.area] or "not measured" end
         if r.apl and not r.baseline and spec.name ~= "oracle_labels_per_s" then
-            r.baseline_error = errors["baseline_" .. spec.area] or errors.baseline or "no baseline figure"
+            r.baseline_error = errors["baseline_" .. spec.area] or "no baseline figure"
         end
         out[#out + 1] = r
     end
@@ -264,12 +264,22 @@ function M.table_rows(rows)
         elseif r.name == "model_load_rss" and r.target_value then
             target = target .. string.format(" (%.0f MB added: %.2fx of %.0f MB)", r.apl_added_mb, r.target_value, r.ckpt_mb)
         end
-        local apl_cell = r.apl and fmt(r.apl, r.unit) or ("error: " .. tostring(r.error))
+        local apl_cell = r.apl and fmt(r.apl, r.unit) or "not measured*"
         local base_cell = r.baseline and fmt(r.baseline, r.unit)
-            or (r.name == "oracle_labels_per_s" and "n/a" or ("- (" .. tostring(r.baseline_error or r.error) .. ")"))
+            or (r.name == "oracle_labels_per_s" and "n/a" or "not measured*")
         t[#t + 1] = { r.label, r.unit or "", apl_cell, base_cell, ratio_text(r), spread_text(r), target, met_text(r) }
     end
     return t
+end
+
+-- "label: why" for every figure that is missing (the * of the table).
+function M.missing(rows)
+    local out = {}
+    for _, r in ipairs(rows) do
+        if r.error then out[#out + 1] = string.format("%s: %s", r.label, r.error) end
+        if r.baseline_error and r.apl then out[#out + 1] = string.format("%s baseline: %s", r.label, r.baseline_error) end
+    end
+    return out
 end
 
 function M.derived_rows(d, by)
@@ -334,19 +344,26 @@ local function readall(cmd)
     return out, ok, code
 end
 
--- Runs a command with stdout and stderr together; returns its JSON objects, or nil and why.
-local function run_process(label, cmd, limit)
+-- Runs a command with stdout and stderr together, echoing its other lines as they come; returns
+-- its JSON objects, and why it failed if it did.
+local function run_process(label, cmd, limit, env)
     io.stderr:write(string.format("== %s\n", label))
     local t0 = B.clock()
-    local out, ok, code = readall(string.format("timeout %d %s 2>&1", limit, cmd))
-    local objs, other = M.parse_lines(out)
-    for _, l in ipairs(other) do io.stderr:write("   ", l, "\n") end
+    local p = io.popen(string.format("%s timeout %d %s 2>&1", env or "", limit, cmd))
+    local objs, tail = {}, ""
+    for line in p:lines() do
+        local got, other = M.parse_lines(line)
+        if got[1] then objs[#objs + 1] = got[1] end
+        if other[1] then
+            io.stderr:write("   ", other[1], "\n")
+            tail = other[1]
+        end
+    end
+    local ok, _, code = p:close()
     io.stderr:write(string.format("   (%.0f s)\n", B.clock() - t0))
     if ok then return objs end
-    local tail = other[#other] or ""
-    local why = code == 124 and string.format("timed out after %d s", limit)
+    return objs, code == 124 and string.format("timed out after %d s", limit)
         or string.format("exit %s: %s", tostring(code), tail)
-    return objs, why
 end
 
 local function machine_info()
@@ -413,6 +430,9 @@ local function baseline_args(apl_objs, quick, threads)
     return table.concat(args, " ")
 end
 
+-- Runs every area and its baseline, in the order apl machine, model load, tokenizer, oracle,
+-- compute (the longest last). After each process, the results so far are written to
+-- opts.json_path (partial = true until the end), so a run cut short still leaves its figures.
 function M.run(opts)
     local quick = opts.quick
     local threads = B.threads()
@@ -420,11 +440,41 @@ function M.run(opts)
     io.stderr:write(string.format("apl bench%s: %d threads for apl and the baseline\n", quick and " (quick)" or "", threads))
     local apl_objs, base_objs, errors = {}, {}, {}
     local function add(list, objs) for _, o in ipairs(objs or {}) do list[#list + 1] = o end end
-    local env = string.format("APL_THREADS=%d APL_QUIET=1 ", threads)
+    local env = string.format("APL_THREADS=%d APL_QUIET=1", threads)
     local q = quick and " --quick" or ""
+    local py = M.PYTHON .. " " .. sh_quote(root .. "/bench/baseline.py")
+    local machine = machine_info()
+
+    local function results(partial)
+        local rows, A, P = M.collect(apl_objs, base_objs, errors)
+        for _, r in ipairs(rows) do
+            if r.name == "dpo_step" then
+                r.apl_peak_rss_mb = A.dpo_step and num(A.dpo_step.peak_rss_mb)
+                r.baseline_peak_rss_mb = P.dpo_step and num(P.dpo_step.peak_rss_mb)
+            end
+        end
+        return {
+            date = os.date("!%Y-%m-%d %H:%M UTC"),
+            command = quick and "make bench QUICK=1" or "make bench",
+            quick = quick, threads = threads, machine = machine, note = opts.note, partial = partial,
+            rows = rows, derived = M.derive(rows, quick), errors = errors,
+            wall_s = B.clock() - t_start,
+        }
+    end
+    local function save(partial)
+        if opts.json_path then M.write_json(opts.json_path, results(partial)) end
+    end
+    local function baseline(label, args, err_key, limit)
+        local got, why = run_process(label, py .. " " .. args, limit)
+        add(base_objs, got)
+        if why then errors[err_key] = why end
+        save(true)
+    end
 
     local ok, objs = pcall(measure_machine, quick)
     if ok then add(apl_objs, objs) else errors.machine = tostring(objs) end
+    baseline("baseline matmul and bandwidth", "--only matmul,bandwidth --threads " .. threads .. q,
+        "baseline_machine", 300)
 
     for _, area in ipairs(M.AREAS) do
         local path = root .. "/bench/" .. area.script
@@ -432,47 +482,40 @@ function M.run(opts)
             errors[area.key] = "bench/" .. area.script .. " not present"
             io.stderr:write("== ", area.key, ": ", errors[area.key], "\n")
         else
-            local got, why = run_process(area.key, env .. sh_quote(root .. "/apl") .. " " .. sh_quote(path) .. q, 900)
+            local got, why = run_process(area.key, sh_quote(root .. "/apl") .. " " .. sh_quote(path) .. q, 1800, env)
             add(apl_objs, got)
             if why then errors[area.key] = why end
+            save(true)
+        end
+        if area.key == "model_load" then
+            -- the same checkpoint file apl loaded, else one the baseline writes
+            local ckpt
+            for _, o in ipairs(apl_objs) do
+                if M.canonical(o.name) == "model_load" then ckpt = o.ckpt end
+            end
+            local tmp
+            if not ckpt then
+                tmp = (readall("mktemp -d /tmp/apl-bench.XXXXXX")):gsub("%s+$", "")
+                ckpt = (readall(py .. " write-ckpt " .. sh_quote(tmp))):gsub("%s+$", "")
+            end
+            baseline("baseline model load", "load " .. sh_quote(ckpt) .. " --threads " .. threads,
+                "baseline_model_load", 300)
+            if tmp then os.execute("rm -rf " .. sh_quote(tmp)) end
+        elseif area.key == "compute" then
+            baseline("baseline compute (PyTorch-Python)",
+                "--only generation,logprob,sft,dpo " .. baseline_args(apl_objs, quick, threads),
+                "baseline_compute", 3600)
         end
     end
+    local res = results(false)
+    if opts.json_path then M.write_json(opts.json_path, res) end
+    return res
+end
 
-    local py = M.PYTHON .. " " .. sh_quote(root .. "/bench/baseline.py")
-    local got, why = run_process("baseline (PyTorch-Python)", py .. " " .. baseline_args(apl_objs, quick, threads), 1200)
-    add(base_objs, got)
-    if why then errors.baseline = why end
-
-    -- Model load: the same checkpoint file apl loaded, else one the baseline writes.
-    local ckpt
-    for _, o in ipairs(apl_objs) do
-        if M.canonical(o.name) == "model_load" then ckpt = o.ckpt or o.path end
-    end
-    local tmp
-    if not ckpt then
-        tmp = (readall("mktemp -d /tmp/apl-bench.XXXXXX")):gsub("%s+$", "")
-        ckpt = (readall(py .. " write-ckpt " .. sh_quote(tmp))):gsub("%s+$", "")
-    end
-    got, why = run_process("baseline model load", py .. " load " .. sh_quote(ckpt) .. " --threads " .. threads, 300)
-    add(base_objs, got)
-    if why then errors.baseline_model_load = why end
-    if tmp then os.execute("rm -rf " .. sh_quote(tmp)) end
-
-    local rows, A, P = M.collect(apl_objs, base_objs, errors)
-    for _, r in ipairs(rows) do
-        if r.name == "dpo_step" then
-            r.apl_peak_rss_mb = A.dpo_step and num(A.dpo_step.peak_rss_mb)
-            r.baseline_peak_rss_mb = P.dpo_step and num(P.dpo_step.peak_rss_mb)
-        end
-    end
-    local results = {
-        date = os.date("!%Y-%m-%d %H:%M UTC"),
-        command = quick and "make bench QUICK=1" or "make bench",
-        quick = quick, threads = threads, machine = machine_info(), note = opts.note,
-        rows = rows, derived = M.derive(rows, quick), errors = errors,
-        wall_s = B.clock() - t_start,
-    }
-    return results
+function M.write_json(path, res)
+    local f = assert(io.open(path, "w"))
+    f:write(cjson.encode(res), "\n")
+    f:close()
 end
 
 function M.print(results)
@@ -481,6 +524,8 @@ function M.print(results)
     io.write(string.format("\napl bench — %s, %d threads (apl and baseline), %s\n",
         results.command, results.threads, results.machine.cpu or "unknown CPU"))
     io.write(M.render_text(M.table_rows(results.rows)))
+    local missing = M.missing(results.rows)
+    if #missing > 0 then io.write("* ", table.concat(missing, "\n* "), "\n") end
     io.write("\n", M.render_text(M.derived_rows(results.derived, by)))
     io.write(string.format("\nspread: half the range of the repetitions, as a share of the median. %.0f s in all.\n",
         results.wall_s or 0))
@@ -554,12 +599,8 @@ function M.markdown(res)
         l and l.target_value and string.format("%.2fx (%.0f MB added, %.0f MB absolute peak, %.0f MB file)",
             l.target_value, l.apl_added_mb, l.apl, l.ckpt_mb) or nil)
     w("\n")
-    local missing = {}
-    for _, r in ipairs(res.rows) do
-        if r.error then missing[#missing + 1] = string.format("- %s: %s", r.label, r.error) end
-        if r.baseline_error and r.apl then missing[#missing + 1] = string.format("- %s baseline: %s", r.label, r.baseline_error) end
-    end
-    if #missing > 0 then w("Not measured in this run:\n\n", table.concat(missing, "\n"), "\n\n") end
+    local missing = M.missing(res.rows)
+    if #missing > 0 then w("\\* not measured in this run:\n\n- ", table.concat(missing, "\n- "), "\n\n") end
     w(M.METHOD)
     return table.concat(out)
 end
@@ -611,11 +652,8 @@ local function main(argv)
         io.write("wrote BENCHMARKS.md from ", json_path, "\n")
         return
     end
-    local res = M.run(opts)
-    M.print(res)
-    local f = assert(io.open(json_path, "w"))
-    f:write(cjson.encode(res), "\n")
-    f:close()
+    opts.json_path = json_path
+    M.print(M.run(opts))
     io.write("wrote ", json_path, "\n")
 end
 

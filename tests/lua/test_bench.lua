@@ -73,14 +73,18 @@ end)
 
 T.case("bench: a missing area is a row with its reason", function()
     local a = R.parse_lines('{"name":"generation","apl":1,"unit":"tok/s"}')
-    local rows = R.collect(a, {}, { oracle = "bench/oracle.lua not present", baseline = "exit 1: boom" })
+    local rows = R.collect(a, {}, { oracle = "bench/oracle.lua not present", baseline_compute = "exit 1: boom" })
     local by = {}
     for _, r in ipairs(rows) do by[r.name] = r end
     T.eq(by.oracle_labels_per_s.error, "bench/oracle.lua not present")
     T.eq(by.oracle_labels_per_s.met, nil)
     T.eq(by.generation.baseline_error, "exit 1: boom")
     local text = R.render_text(R.table_rows(rows))
-    T.ok(text:find("error: bench/oracle.lua not present", 1, true), text)
+    T.ok(text:find("not measured*", 1, true), text)
+    T.eq(R.missing(rows)[1], "model load time: not measured")
+    local found = false
+    for _, m in ipairs(R.missing(rows)) do found = found or m == "oracle labels: bench/oracle.lua not present" end
+    T.ok(found, table.concat(R.missing(rows), "; "))
 end)
 
 T.case("bench: GPT-2 124M parameter and FLOP counts", function()
