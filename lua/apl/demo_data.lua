@@ -3,11 +3,14 @@
 --   local demo_data = require "apl.demo_data"
 --   local reviews = demo_data.reviews{ n = 3000, seed = 1 }   -- { {text=, sentiment="pos"}, ... }
 --   demo_data.write_imdb("build/demo/aclImdb", { train = 400, test = 100, seed = 2 })
+--   local paths = demo_data.prepare("build/demo")   -- tokenizer, prompt folders, tiny SFT model
 --
 -- Half the reviews are positive, half negative; some mention a contrary detail, so sentiment is
 -- learnable but not a single word. The sentiment words come from apl.sentiment's lists, which is
 -- what lets the demo's word-list oracle judge the tiny model's completions.
+local bpe_train = require "apl.bpe_train"
 local rng = require "apl.rng"
+local runfolder = require "apl.runfolder"
 local sentiment = require "apl.sentiment"
 
 local M = {}
@@ -93,6 +96,78 @@ function M.write_imdb(dir, opts)
         f:close()
     end
     return dir
+end
+
+------------------------------------------------------------------------------------------------
+-- The demo's prepared pieces, made once and cached.
+
+M.MODEL = { model_type = "gpt2", n_layer = 2, n_embd = 64, n_head = 4, n_positions = 64 }
+M.SFT = { reviews = 3000, epochs = 3, lr = 2e-3, batch_size = 32, merges = 300 }
+
+local function say(fmt, ...) io.write(string.format(fmt, ...), "\n"); io.flush() end
+
+-- Builds dir/<name> with make(tmp) unless it is there; a half-made one (an interrupted first
+-- run) is never mistaken for a finished one, because only a complete folder gets its name.
+local function cached(dir, name, make)
+    local final = dir .. "/" .. name
+    if runfolder.exists(final) then return final end
+    local tmp = final .. ".tmp"
+    os.execute("rm -rf '" .. tmp .. "'")
+    runfolder.mkdir(tmp)
+    make(tmp)
+    assert(os.rename(tmp, final))
+    return final
+end
+
+-- SFT examples: each review split after its first 1–3 words, so the model learns to continue
+-- review openings like the loop's prompts.
+local function sft_examples(reviews, seed)
+    local r = rng.new(seed, "sft-split")
+    local out = {}
+    for i, rv in ipairs(reviews) do
+        local words = {}
+        for w in rv.text:gmatch("%S+") do words[#words + 1] = w end
+        local k = math.min(r:int(1, 3), #words - 1)
+        out[i] = { prompt = table.concat(words, " ", 1, k), completion = " " .. table.concat(words, " ", k + 1) }
+    end
+    return out
+end
+
+local function train_model(tmp, tok_dir, reviews)
+    local tok = apl.tokenizer.load(tok_dir)
+    local cfg = {}
+    for k, v in pairs(M.MODEL) do cfg[k] = v end
+    cfg.vocab_size = tok:vocab_size()
+    local model = apl.model.init(cfg, { seed = 1 })
+    local tr = apl.sft.new { model = model, tok = tok, lr = M.SFT.lr, batch_size = M.SFT.batch_size }
+    local examples = sft_examples(reviews, 1)
+    for e = 1, M.SFT.epochs do
+        local m = tr:epoch(examples, { shuffle_seed = e })
+        say("demo: SFT epoch %d/%d  loss %.3f", e, M.SFT.epochs, m.loss)
+    end
+    model:save(tmp)
+    model:free()
+end
+
+-- Makes (or finds) under dir: tok/ (vocab.json + merges.txt), aclImdb/ (prompt folders) and
+-- sft/ (the tiny GPT-2 fine-tuned on the corpus). Returns their paths {tok=, data=, model=}.
+function M.prepare(dir)
+    runfolder.mkdir(dir)
+    local reviews = M.reviews { n = M.SFT.reviews, seed = 1 }
+    local texts = {}
+    for i, rv in ipairs(reviews) do texts[i] = rv.text end
+    local tok = cached(dir, "tok", function(tmp)
+        say("demo: learning a %d-merge byte-level BPE tokenizer on %d reviews", M.SFT.merges, #texts)
+        bpe_train.write(tmp, texts, { merges = M.SFT.merges })
+    end)
+    local data = cached(dir, "aclImdb", function(tmp)
+        M.write_imdb(tmp, { train = 600, test = 100, seed = 2 })
+    end)
+    local model = cached(dir, "sft", function(tmp)
+        say("demo: training the tiny model (%d layers, %d wide) on %d reviews", M.MODEL.n_layer, M.MODEL.n_embd, #texts)
+        train_model(tmp, tok, reviews)
+    end)
+    return { tok = tok, data = data, model = model }
 end
 
 return M
