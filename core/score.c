@@ -178,7 +178,7 @@ apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_se
         apl_t_free(sum);
         apl_t_free(pt);
         if (st != APL_OK) goto fail;
-        if (o->progress) o->progress(o->progress_ud, "score", start + k, n);
+        if (o->progress) o->progress(o->progress_ud, o->phase ? o->phase : "score", start + k, n);
     }
 fail:
     apl_set_grad_enabled(was);

@@ -33,6 +33,7 @@ typedef struct {
     int64_t pad_id;           /* id written at padded positions (masked out); < 0: use 0 */
     apl_progress_fn progress; /* may be NULL; called after each batch with pairs done */
     void *progress_ud;
+    const char *phase;        /* the name progress is given; NULL: "score" */
 } apl_score_opts;
 
 /* Scores n pairs in one forward. *sums is (n), the summed completion log-probs (f32, or f64 for

@@ -108,32 +108,6 @@ static void push_ints(lua_State *L, const int64_t *x, int64_t n)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Progress: opts.progress is a Lua function(done, total); errors in it are ignored (progress
- * must never abort a computation). */
-
-typedef struct { lua_State *L; int fn; } lua_progress;
-
-static void call_progress(void *ud, const char *phase, long done, long total)
-{
-    (void)phase;
-    lua_progress *p = ud;
-    lua_pushvalue(p->L, p->fn);
-    lua_pushinteger(p->L, done);
-    lua_pushinteger(p->L, total);
-    if (lua_pcall(p->L, 2, 0, 0) != LUA_OK) lua_pop(p->L, 1);
-}
-
-/* Pushes opts.progress (or nil); returns 1 when it is a function. */
-static int get_progress(lua_State *L, int opts, lua_progress *p)
-{
-    p->L = L;
-    if (lua_istable(L, opts)) lua_getfield(L, opts, "progress");
-    else lua_pushnil(L);
-    p->fn = lua_gettop(L);
-    return lua_isfunction(L, -1);
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Generation and scoring */
 
 static void generate_opts(lua_State *L, int idx, apl_generate_opts *o, const char *fname)
@@ -175,7 +149,7 @@ static void push_generated(lua_State *L, const apl_generate_result *r)
 }
 
 /* generate(model, prompt_ids, opts) -> rows {ids=, logprobs=, logprob=}, row k = prompt
- * (k-1) // n + 1, sample (k-1) % n + 1. */
+ * (k-1) // n + 1, sample (k-1) % n + 1. Prints a progress line (apl.progress). */
 static int l_compute_generate(lua_State *L)
 {
     const char *fname = "apl.generate";
@@ -184,16 +158,19 @@ static int l_compute_generate(lua_State *L)
     apl_seq *prompts = check_seqs(L, 2, fname, "prompts", &n);
     apl_generate_opts o;
     generate_opts(L, 3, &o, fname);
-    lua_progress p;
-    if (get_progress(L, 3, &p)) o.progress = call_progress, o.progress_ud = &p;
     apl_generate_result r;
-    apl_lua_check(L, apl_generate(m, prompts, n, &o, &r), fname);
+    apl_lua_progress *pr = apl_lua_progress_new(L, "generate", (long)(n * o.n)); // last: may raise
+    o.progress = apl_lua_progress_cb, o.progress_ud = pr;
+    apl_status st = apl_generate(m, prompts, n, &o, &r);
+    apl_lua_progress_free(pr);
+    apl_lua_check(L, st, fname);
     push_generated(L, &r); // raising here (out of memory) would leak r; Lua then has no memory left anyway
     apl_generate_result_free(&r);
     return 1;
 }
 
-/* logprob(model, prompt_ids, completion_ids, opts) -> Tensor (N) f32 [, per-token lists] */
+/* logprob(model, prompt_ids, completion_ids, opts) -> Tensor (N) f32 [, per-token lists];
+ * opts: batch_size, pad_id, per_token, phase (the progress line's name, "score"). */
 static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
@@ -208,9 +185,12 @@ static int l_compute_logprob(lua_State *L)
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += c[i].len;
     float *sums = scratch(L, sizeof(float) * n), *pt = per_token ? scratch(L, sizeof(float) * total) : NULL;
-    lua_progress prog;
-    if (get_progress(L, 4, &prog)) o.progress = call_progress, o.progress_ud = &prog;
-    apl_lua_check(L, apl_score_logprobs(m, p, c, n, &o, sums, pt), fname);
+    o.phase = apl_lua_optstr_field(L, 4, "phase", "score");
+    apl_lua_progress *pr = apl_lua_progress_new(L, o.phase, (long)n); // last: may raise
+    o.progress = apl_lua_progress_cb, o.progress_ud = pr;
+    apl_status st = apl_score_logprobs(m, p, c, n, &o, sums, pt);
+    apl_lua_progress_free(pr);
+    apl_lua_check(L, st, fname);
     int64_t shape[1] = {n};
     apl_lua_pushtensor(L, apl_t_from_data(sums, shape, 1, APL_F32), fname);
     if (!per_token) return 1;

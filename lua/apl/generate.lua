@@ -19,7 +19,6 @@
 -- it, and the completion is cut there: ids/logprobs keep the tokens up to the one that completed
 -- the stop string, text ends just before it.
 local C = require "apl.core.compute"
-local progress = require "apl.progress"
 
 local function encode_all(tok, items, what)
     local ids = {}
@@ -88,14 +87,11 @@ local function generate(model, tok, prompts, opts)
         if #ids > 0 then stop_ids[#stop_ids + 1] = ids end
     end
     local prompt_ids = encode_all(tok, prompts, "prompts")
-    local p = progress.new("generate", #prompt_ids * n)
     local rows = C.generate(model, prompt_ids, {
         n = n, max_new_tokens = opts.max_new_tokens, temperature = opts.temperature,
         top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, batch_size = opts.batch_size,
         stops = stop_ids, pad_id = tok.pad_id or eos,
-        progress = function(done) p:update(done) end,
     })
-    p:done()
     local out = {}
     for i = 1, #prompt_ids do
         local samples = {}

@@ -11,7 +11,6 @@
 -- lists. opts: batch_size (16 pairs per forward), per_token, add_eos (append tok.eos_id to each
 -- completion; default false), prompt_ids/completion_ids (pre-tokenized input).
 local C = require "apl.core.compute"
-local progress = require "apl.progress"
 local tensor = require "apl.tensor"
 local generate = require "apl.generate"
 
@@ -48,13 +47,10 @@ end
 -- Summed log-probs (N) of already encoded pairs, with a progress line.
 function M.logprob_ids(model, tok, prompt_ids, completion_ids, opts, phase)
     opts = opts or {}
-    local p = progress.new(phase or "score", #prompt_ids)
-    local lp, per_tok = C.logprob(model, prompt_ids, completion_ids, {
+    return C.logprob(model, prompt_ids, completion_ids, {
         batch_size = opts.batch_size, pad_id = tok and (tok.pad_id or tok.eos_id),
-        per_token = opts.per_token, progress = function(done) p:update(done) end,
+        per_token = opts.per_token, phase = phase,
     })
-    p:done()
-    return lp, per_tok
 end
 
 function M.logprob(model, tok, prompts, completions, opts)
