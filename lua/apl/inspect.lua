@@ -82,8 +82,10 @@ end
 local Run = {}
 Run.__index = Run
 
+-- r.dir, r.config, r.records = {acquired=, evals=} as read from the folder.
 function M.run(dir)
-    return setmetatable(report.load(dir), Run)
+    local loaded = report.load(dir)
+    return setmetatable({ dir = dir, config = loaded.config, records = loaded }, Run)
 end
 
 local function clip(s, n)
@@ -99,7 +101,7 @@ local function num(v) return v and string.format("%.3f", v) or "-" end
 function Run:pairs(opts)
     opts = opts or {}
     local rows = {}
-    for _, r in ipairs(self.acquired) do
+    for _, r in ipairs(self.records.acquired) do
         if not opts.step or r.step == opts.step then rows[#rows + 1] = r end
     end
     if opts.sort then
@@ -112,7 +114,7 @@ function Run:pairs(opts)
     end
     local limit, w = opts.limit or 20, opts.width or 28
     local fmt = "%4s %8s %8s %8s %6s %5s  %-" .. w .. "s %-" .. w .. "s %-" .. w .. "s\n"
-    io.write(string.format(fmt, "step", "score", "r̂(a)", "r̂(b)", "P(a≻b)", "label", "prompt", "a", "b"))
+    io.write(string.format(fmt, "step", "score", "r_a", "r_b", "P(a>b)", "label", "prompt", "a", "b"))
     local shown = {}
     for i = 1, math.min(limit, #rows) do
         local r = rows[i]
@@ -129,11 +131,11 @@ end
 -- The evaluations of the run: labels acquired, win-rate ± standard error, n.
 function Run:evals()
     io.write(string.format("%8s %8s %8s %6s\n", "labels", "win-rate", "± se", "n"))
-    for _, e in ipairs(self.evals) do
+    for _, e in ipairs(self.records.evals) do
         io.write(string.format("%8d %8.3f %8.3f %6d\n", math.tointeger(e.labels) or 0, e.winrate, e.stderr,
             math.tointeger(e.n) or 0))
     end
-    return self.evals
+    return self.records.evals
 end
 
 return M

@@ -246,14 +246,17 @@ local function acquire(s, acq, t)
     local chosen = {}
     for i, k in ipairs(M.top(scores, c.batch)) do chosen[i] = batch[k]; batch[k].score = scores[k] end
     ctx:implicit_rewards(chosen)
-    local labels = eval.judge(s.oracle, chosen, rng.new(c.seed, t, "order"))
+    local labels = eval.judge(s.oracle, chosen)
     local records = {}
     for i, p in ipairs(chosen) do
         local prob = sigmoid(p.r_a - p.r_b)
         local l = labels[i]
+        -- correct: the model's preference (a when P(a ≻ b) > 0.5) is the oracle's; unset when unlabelled.
+        local correct
+        if l.preferred then correct = (prob > 0.5) == (l.preferred == 1) end
         records[i] = { step = t, prompt = p.prompt, a = p.a, b = p.b, score = p.score,
             reward_a = p.r_a, reward_b = p.r_b, bt_prob = prob, label = l.preferred,
-            rationale = l.rationale, correct = l.preferred and ((prob > 0.5) == (l.preferred == 1)) or nil }
+            rationale = l.rationale, correct = correct }
         s.run:append("acquired", records[i])
     end
     return records
@@ -341,7 +344,7 @@ local function evaluate(s, t, labels)
     local prompts = texts_of(rows)
     local base = baselines(s, rows, prompts)
     local texts = one_completion(s, s.policy, prompts, "eval")
-    local w = eval.winrate(s.oracle, prompts, texts, base, rng.new(s.c.seed, "eval-order", labels))
+    local w = eval.winrate(s.oracle, prompts, texts, base)
     w.step, w.labels, w.acquisition, w.seed = t, labels, s.c.acquisition, s.c.seed
     s.run:append("eval", w)
     return w

@@ -143,6 +143,7 @@ T.case("fake engine: 2 steps write the run folder, acquire the top pairs, evalua
         local sa, sb = sentiment.score(r.a), sentiment.score(r.b)
         if sa ~= sb then T.eq(r.label, sa > sb and 1 or 2, "oracle label") end
         T.ok(r.rationale:find("scores"), "rationale kept")
+        T.eq(r.correct, (r.bt_prob > 0.5) == (r.label == 1), "correct: the model's preference is the oracle's")
         if i > 1 and r.step == acquired[i - 1].step then T.ok(r.score <= acquired[i - 1].score, "sorted") end
     end
     T.eq(acquired[1].score, 0, 1e-12, "step 1: policy = θ0, so every implicit reward is 0")
@@ -227,6 +228,26 @@ T.case("report: mean ± standard error over seeds, one column per acquisition fu
     T.eq(r.cells[2].certainty.se, se, 1e-12)
     T.ok(r.text:find("certainty %(2 seeds%)"), r.text)
     T.ok(runfolder.exists(base .. "/compare.svg"), "comparison plot")
+end)
+
+T.case("plots: well-formed SVG with ticks, legend, error bars and histogram bars", function()
+    local plot = require "apl.plot"
+    local dir = T.tmpdir()
+    local f = plot.lines { file = dir .. "/l.svg", title = "a < b & c", xlabel = "labels acquired", ylabel = "win-rate",
+        series = { { name = "random", x = { 128, 256 }, y = { 0.5, 0.6 }, err = { 0.02, 0.03 } },
+                   { name = "certainty", x = { 128, 256 }, y = { 0.55, 0.7 }, err = { 0.02, 0.03 } } } }
+    local h = plot.histogram { file = dir .. "/h.svg", range = { 0, 1 }, bins = 10, xlabel = "p",
+        groups = { { name = "correct", values = { 0.05, 0.95, 0.97, 1.0 } }, { name = "incorrect", values = { 0.5 } } } }
+    T.python("-c 'import sys, xml.dom.minidom as m; [m.parse(f) for f in sys.argv[1:]]'", f .. " " .. h)
+    local text = io.open(f):read("a")
+    for _, want in ipairs { ">random<", ">certainty<", ">labels acquired<", ">a &lt; b &amp; c<", ">0.5<", ">0.7<", ">200<" } do
+        T.ok(text:find(want, 1, true), want .. " in the line plot")
+    end
+    local _, bars = text:gsub('<path d="M', "")
+    T.eq(bars, 4, "one error bar per point")
+    T.eq(plot.bin_counts({ 0.05, 0.95, 0.97, 1.0, -1 }, 10, 0, 1), { 2, 0, 0, 0, 0, 0, 0, 0, 0, 3 })
+    T.eq(plot.ticks(0.43, 0.71), { 0.4, 0.5, 0.6, 0.7, 0.8 }, 1e-12)
+    T.ok(io.open(h):read("a"):find(">correct %(4%)<"), "histogram legend with counts")
 end)
 
 ------------------------------------------------------------------------------------------------
