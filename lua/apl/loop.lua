@@ -39,16 +39,18 @@ M.defaults = {
     temperature = { train = 0.7, test = 0.25, oracle = 0.05, entropy = 1.0 },
     max_new_tokens = 64,
     seed = 0,
-    waypoints = nil,         -- label counts to evaluate at; nil: after every step
+    -- waypoints: label counts to evaluate at (default: after every step)
     baseline = "initial",    -- "initial": θ0's completions; "reference": the test rows' references
     n_test = 256,
     online = false,
-    gen_batch_size = nil,    -- passed to apl.generate as batch_size
+    -- gen_batch_size: rows per forward in generation (apl.generate's batch_size)
 }
 
--- Objects in cfg rather than knobs: they are not written to config.json.
+-- Objects in cfg rather than knobs: they are not written to config.json. (args: the recipe's
+-- command line, saved so that --resume needs nothing else.)
 local OBJECTS = { policy = true, ref = true, tok = true, oracle = true, pool = true, test = true,
                   engine = true, resume = true, out = true, quiet = true }
+local EXTRA = { args = true, waypoints = true, gen_batch_size = true }   -- knobs without a default
 
 ------------------------------------------------------------------------------------------------
 -- The engine adapter: every call into models, the trainer and the oracle goes through here.
@@ -127,7 +129,6 @@ end
 function Ctx:generate(prompts, opts) return self.engine.generate(self.policy, self.tok, texts_of(prompts), opts) end
 
 local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
-M.sigmoid = sigmoid
 
 ------------------------------------------------------------------------------------------------
 -- Configuration
@@ -157,6 +158,10 @@ end
 
 local function check(c)
     local function need(cond, msg) if not cond then error("apl.loop: " .. msg, 4) end end
+    for k in pairs(c) do
+        need(M.defaults[k] ~= nil or OBJECTS[k] or EXTRA[k],
+            string.format("unknown knob '%s'", tostring(k)))
+    end
     need(c.policy, "cfg.policy (the initial model θ0) is required")
     need(c.tok, "cfg.tok (the tokenizer) is required")
     need(c.oracle, "cfg.oracle (a function(prompt, a, b), a judge spec or an oracle) is required")
@@ -210,13 +215,14 @@ end
 -- carry no preference and are dropped.
 local function candidate_pairs(s, prompts, t)
     local c = s.c
-    local gens = s.engine.generate(s.policy, c.tok, texts_of(prompts), {
+    local texts = texts_of(prompts)
+    local gens = s.engine.generate(s.policy, c.tok, texts, {
         n = 2, temperature = c.temperature.train, max_new_tokens = c.max_new_tokens,
         seed = rng.seed(c.seed, t, "generate"), batch_size = c.gen_batch_size })
     local batch = {}
     for i, g in ipairs(gens) do
         if g[1].text ~= g[2].text then
-            batch[#batch + 1] = { prompt = texts_of(prompts)[i], a = g[1].text, b = g[2].text }
+            batch[#batch + 1] = { prompt = texts[i], a = g[1].text, b = g[2].text }
         end
     end
     return batch

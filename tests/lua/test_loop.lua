@@ -203,6 +203,7 @@ end)
 T.case("config errors name the knob", function()
     T.assert_error_match(function() loop.run(config { pool = {} }) end, "apl.loop: cfg.pool")
     T.assert_error_match(function() loop.run(config { baseline = "human" }) end, 'baseline must be')
+    T.assert_error_match(function() loop.run(config { epoch = 3 }) end, "unknown knob 'epoch'")
     T.assert_error_match(function() loop.run(config { acquisition = "nope", out = T.tmpdir() .. "/x", engine = fake_engine() }) end,
         "acquisition.nope")
 end)
