@@ -147,6 +147,8 @@ local function train_model(tmp, tok_dir, reviews)
     end
     model:save(tmp)
     model:free()
+    -- A model folder carries its tokenizer, as Hugging Face folders do.
+    assert(os.execute(string.format("cp '%s/vocab.json' '%s/merges.txt' '%s/'", tok_dir, tok_dir, tmp)))
 end
 
 -- Makes (or finds) under dir: tok/ (vocab.json + merges.txt), aclImdb/ (prompt folders) and

@@ -25,12 +25,12 @@ function M.session(opts)
 end
 
 -- Loads the policy from policy_dir, θ0 from ref_dir (both Hugging Face folders) and the
--- tokenizer from ref_dir. opts: beta, dtype, device.
+-- tokenizer from ref_dir (or opts.tok, a folder). opts: beta, dtype, device, tok.
 function M.load(policy_dir, ref_dir, opts)
     opts = opts or {}
     local mopts = { dtype = opts.dtype, device = opts.device }
     return M.session { policy = apl.model.load(policy_dir, mopts), ref = apl.model.load(ref_dir, mopts),
-                       tok = apl.tokenizer.load(ref_dir), beta = opts.beta }
+                       tok = apl.tokenizer.load(opts.tok or ref_dir), beta = opts.beta }
 end
 
 -- β·(log πθ − log π0) of each token of completion, with the token's text.

@@ -326,3 +326,34 @@ T.case("real tiny model: a crashed run resumed from its folder acquires what an 
     end
     T.eq(e2[3].winrate, e1[3].winrate)
 end)
+
+-- Runs fn with io.write going to a file; returns fn's result and the text written.
+local function captured(fn)
+    local path = T.tmpdir() .. "/out.txt"
+    io.output(path)
+    local ok, res = pcall(fn)
+    io.output():close()
+    io.output(io.stdout)
+    if not ok then error(res, 0) end
+    return res, io.open(path):read("a")
+end
+
+T.case("inspect: per-token rewards add up to the implicit reward; run pairs sorted by score", function()
+    local tok, theta0, dir = tiny_setup()
+    local policy = theta0()
+    loop.run(tiny_config(tok, policy, { out = dir .. "/run" }))
+    local ref = theta0()
+    local s = apl.inspect.session { policy = policy, ref = ref, tok = tok, beta = 0.2 }
+    local out, text = captured(function() return s:pair("the movie", " was great .", " was awful .") end)
+    local r = apl.implicit_reward(policy, ref, tok, { "the movie" }, { " was great ." }, 0.2):totable()[1]
+    T.eq(out.r_a, r, 1e-5)
+    local sum = 0
+    for _, t in ipairs(out.tokens_a) do sum = sum + t.reward end
+    T.eq(sum, r, 1e-4, "per-token differences sum to r̂(a)")
+    T.eq(out.p, 1 / (1 + math.exp(out.r_b - out.r_a)), 1e-5)
+    T.ok(text:find("P%(a ≻ b%)"), text)
+    local rows, table_text = captured(function() return apl.inspect.run(dir .. "/run"):pairs { sort = "score", limit = 5 } end)
+    T.eq(#rows, 5)
+    for i = 2, #rows do T.ok(rows[i].score <= rows[i - 1].score, "sorted by score") end
+    T.ok(table_text:find("5 of 8 pairs"), table_text)
+end)
