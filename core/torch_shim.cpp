@@ -760,8 +760,10 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
         return at::scaled_dot_product_attention(q->t, k->t, v->t, bias, 0.0, false, scale);
 #else
         at::Tensor scores = q->t.matmul(k->t.transpose(-2, -1)).mul(scale).add(bias);
-        // softmax in f32 for half types, as HF's eager attention does
-        at::Tensor p = scores.softmax(-1, at::kFloat).to(q->t.scalar_type());
+        // softmax in f32 for half types, as HF's eager attention does; f64 stays f64 (in f32
+        // its lowest mask value would overflow to -inf and padded rows would turn NaN)
+        at::ScalarType acc = q->t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+        at::Tensor p = scores.softmax(-1, acc).to(q->t.scalar_type());
         return p.matmul(v->t);
 #endif
     });
