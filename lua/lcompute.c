@@ -20,14 +20,14 @@
 
 #define OPTIM_MT "apl.Optim"
 
-/* Defined by lua/lmodel.c; weak so that this file builds while the model bindings are missing. */
+/* The agreed accessor of lua/lmodel.c. Weak: while lmodel.c does not export it, the userdata is
+ * read directly; lmodel.c's apl.Model userdata is a box whose first field is the apl_model. */
 extern apl_model *apl_lua_checkmodel(lua_State *L, int idx) __attribute__((weak));
 
-static apl_model *check_model(lua_State *L, int idx, const char *fname)
+static apl_model *check_model(lua_State *L, int idx)
 {
-    (void)fname;
     if (apl_lua_checkmodel) return apl_lua_checkmodel(L, idx);
-    apl_model **b = luaL_checkudata(L, idx, "apl.Model"); // TEMP until lmodel.c exports it
+    apl_model **b = luaL_checkudata(L, idx, "apl.Model");
     if (!*b) luaL_argerror(L, idx, "model was freed");
     return *b;
 }
@@ -153,7 +153,7 @@ static void push_generated(lua_State *L, const apl_generate_result *r)
 static int l_compute_generate(lua_State *L)
 {
     const char *fname = "apl.generate";
-    apl_model *m = check_model(L, 1, fname);
+    apl_model *m = check_model(L, 1);
     int64_t n;
     apl_seq *prompts = check_seqs(L, 2, fname, "prompts", &n);
     apl_generate_opts o;
@@ -174,7 +174,7 @@ static int l_compute_generate(lua_State *L)
 static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
-    apl_model *m = check_model(L, 1, fname);
+    apl_model *m = check_model(L, 1);
     int64_t n, nc;
     apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
     apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);
@@ -218,7 +218,7 @@ static optim_box *check_optim(lua_State *L, int idx)
 static int l_compute_optim(lua_State *L)
 {
     const char *fname = "apl.optim";
-    apl_model *m = check_model(L, 1, fname);
+    apl_model *m = check_model(L, 1);
     apl_optim_opts o = apl_optim_defaults();
     o.lr = apl_lua_optnum_field(L, 2, "lr", o.lr);
     o.beta1 = apl_lua_optnum_field(L, 2, "beta1", o.beta1);
@@ -268,7 +268,7 @@ static int l_optim_grads(lua_State *L)
 {
     check_optim(L, 1);
     lua_getiuservalue(L, 1, 1);
-    apl_model *m = check_model(L, -1, "apl.Optim:grads");
+    apl_model *m = check_model(L, -1);
     int n = apl_model_num_tensors(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
@@ -305,7 +305,7 @@ static void dpo_opts(lua_State *L, int idx, apl_dpo_opts *o, const char *fname)
 static int l_compute_dpo_accumulate(lua_State *L)
 {
     const char *fname = "apl.dpo";
-    apl_model *m = check_model(L, 1, fname);
+    apl_model *m = check_model(L, 1);
     apl_dpo_batch b;
     int64_t nc, nr;
     b.prompts = check_seqs(L, 2, fname, "prompts", &b.n);
@@ -356,7 +356,7 @@ static int l_compute_dpo_loss(lua_State *L)
 static int l_compute_sft_accumulate(lua_State *L)
 {
     const char *fname = "apl.sft";
-    apl_model *m = check_model(L, 1, fname);
+    apl_model *m = check_model(L, 1);
     int64_t n, nc;
     apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
     apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);
@@ -365,19 +365,6 @@ static int l_compute_sft_accumulate(lua_State *L)
     apl_lua_check(L, apl_sft_accumulate(m, p, c, n, apl_lua_optint_field(L, 4, "pad_id", -1), scale, &nll), fname);
     lua_pushnumber(L, nll);
     return 1;
-}
-
-/* copy_weights(dst, src): dst's parameters take src's values (trainer reset); gradients off,
- * because the destination's parameters may be autograd leaves. */
-static int l_compute_copy_weights(lua_State *L)
-{
-    const char *fname = "apl.copy_weights";
-    apl_model *dst = check_model(L, 1, fname), *src = check_model(L, 2, fname);
-    int was = apl_set_grad_enabled(0);
-    apl_status st = apl_model_copy_from(dst, src);
-    apl_set_grad_enabled(was);
-    apl_lua_check(L, st, fname);
-    return 0;
 }
 
 int luaopen_apl_core_compute(lua_State *L)
@@ -391,7 +378,7 @@ int luaopen_apl_core_compute(lua_State *L)
         {"generate", l_compute_generate}, {"logprob", l_compute_logprob},
         {"optim", l_compute_optim}, {"dpo_accumulate", l_compute_dpo_accumulate},
         {"dpo_loss", l_compute_dpo_loss}, {"sft_accumulate", l_compute_sft_accumulate},
-        {"copy_weights", l_compute_copy_weights}, {NULL, NULL},
+        {NULL, NULL},
     };
     luaL_newmetatable(L, OPTIM_MT);
     luaL_newlib(L, optim_methods);

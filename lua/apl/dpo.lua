@@ -158,7 +158,7 @@ end
 
 -- Policy back to theta0 (the reference's weights, in memory) and a fresh optimizer state.
 function Trainer:reset()
-    C.copy_weights(self.policy, self.ref)
+    self.policy:copy_from(self.ref)
     self.opt:reset()
 end
 
