@@ -99,6 +99,18 @@ apl_status apl_blas_detect(apl_blas_info *out)
     return apl_blas_identify_file(di.dli_fname, out);
 }
 
+const char *apl_blas_openblas_coretype(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init(); /* needed when called before the constructors that normally run it */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The warning */
 

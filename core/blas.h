@@ -50,6 +50,12 @@ apl_status apl_blas_identify_file(const char *path, apl_blas_info *out);
 /* The kind a file's location and name suggest, for libraries without vendor symbols. */
 apl_blas_kind apl_blas_kind_from_path(const char *path);
 const char *apl_blas_kind_name(apl_blas_kind kind); /* "reference", "OpenBLAS", ... */
+/* The OPENBLAS_CORETYPE this CPU should run ("Cooperlake", "SkylakeX", "Haswell"), or NULL
+ * (not x86-64, or no AVX2). OpenBLAS picks kernels by CPU model number, and a release older
+ * than the CPU falls back to "Prescott" (SSE3): Debian 12's 0.3.21 on Emerald Rapids runs sgemm
+ * 4-6x slower than with the AVX-512 kernels it ships. Choosing by feature flags avoids that.
+ * Safe to call before constructors run (apl calls it from .preinit_array). */
+const char *apl_blas_openblas_coretype(void);
 /* A loud multi-line warning with the fix when `b` is the reference BLAS, else NULL. */
 const char *apl_blas_warning(const apl_blas_info *b);
 

@@ -6,20 +6,8 @@
 #include <unistd.h>
 
 #include "blas.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (cond) {                                                                          \
-            passed++;                                                                        \
-        } else {                                                                             \
-            failed++;                                                                        \
-            printf("NOT OK  %s:%d: ", __FILE__, __LINE__);                                   \
-            printf(__VA_ARGS__);                                                             \
-            printf("\n");                                                                    \
-        }                                                                                    \
-    } while (0)
+#include "check.h"
+#include "torch_shim.h"
 
 #define LIBDIR "/usr/lib/x86_64-linux-gnu"
 
@@ -66,9 +54,11 @@ static void test_identify_installed(void)
     CHECK(strstr(apl_last_error(), "/nonexistent/libblas.so.3") != NULL, "message names the file");
 }
 
-/* This binary links libtorch, which loads the system libblas.so.3: the alternative's target. */
+/* Loading libtorch (this test calls into it) loads the system libblas.so.3: the alternative's
+ * target. */
 static void test_detect_matches_alternative(void)
 {
+    printf("libtorch %s\n", apl_torch_version());
     apl_blas_info b;
     CHECK(apl_blas_detect(&b) == APL_OK, "detect: %s", apl_last_error());
     char want[PATH_MAX];
@@ -94,12 +84,39 @@ static void test_warning(void)
     CHECK(apl_blas_warning(&b) == NULL, "no warning for OpenBLAS");
 }
 
+/* The choice follows the CPU flags the kernel reports. */
+static void test_openblas_coretype(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) {
+        printf("skipped coretype check: no /proc/cpuinfo\n");
+        return;
+    }
+    static char line[8192];
+    char flags[8192] = "";
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "flags", 5) == 0) {
+            snprintf(flags, sizeof flags, " %s", strchr(line, ':') + 1);
+            break;
+        }
+    fclose(f);
+    const char *want = NULL;
+    if (strstr(flags, " avx512f ") && strstr(flags, " avx512bw ") && strstr(flags, " avx512vl ") &&
+        strstr(flags, " avx512dq "))
+        want = strstr(flags, " avx512_bf16") ? "Cooperlake" : "SkylakeX";
+    else if (strstr(flags, " avx2 ") && strstr(flags, " fma "))
+        want = "Haswell";
+    const char *got = apl_blas_openblas_coretype();
+    CHECK((want == NULL) == (got == NULL) && (!want || strcmp(want, got) == 0), "coretype %s, want %s",
+          got ? got : "(none)", want ? want : "(none)");
+}
+
 int main(void)
 {
     test_kind_from_path();
     test_identify_installed();
     test_detect_matches_alternative();
     test_warning();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    test_openblas_coretype();
+    DONE();
 }

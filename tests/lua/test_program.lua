@@ -101,12 +101,27 @@ T.case("threads: cores by default, APL_THREADS, --threads wins", function()
     T.eq(T.sh("APL_THREADS=3 " .. APL .. " --threads 1 -e 'print(apl.get_num_threads())'"), "1\n")
 end)
 
-T.case("OMP_WAIT_POLICY is PASSIVE before OpenMP starts, unless set", function()
-    local out = T.sh("OMP_DISPLAY_ENV=TRUE " .. APL .. " -e 'print(os.getenv(\"OMP_WAIT_POLICY\"))'")
-    T.ok(out:find("OMP_WAIT_POLICY = 'PASSIVE'", 1, true), "libgomp saw: " .. out)
+-- The runner's own environment already has what apl adds; children start without it here.
+local FRESH = "env -u OMP_WAIT_POLICY -u OPENBLAS_CORETYPE -u APL_SET_ENV "
+
+T.case("OMP_WAIT_POLICY=PASSIVE reaches libgomp (spin count 0), unless the user set it", function()
+    local out = T.sh(FRESH .. "OMP_DISPLAY_ENV=VERBOSE " .. APL .. " -e 'print(os.getenv(\"OMP_WAIT_POLICY\"))'")
+    T.ok(out:find("GOMP_SPINCOUNT = '0'", 1, true), "libgomp saw: " .. out)
     T.ok(out:find("\nPASSIVE\n", 1, true), out)
-    out = T.sh("OMP_WAIT_POLICY=ACTIVE OMP_DISPLAY_ENV=TRUE " .. APL .. " -e ''")
+    out = T.sh(FRESH .. "OMP_WAIT_POLICY=ACTIVE OMP_DISPLAY_ENV=VERBOSE " .. APL .. " -e ''")
     T.ok(out:find("OMP_WAIT_POLICY = 'ACTIVE'", 1, true), out)
+end)
+
+T.case("OpenBLAS kernels follow the CPU's features, unless OPENBLAS_CORETYPE is set", function()
+    if apl.version_info().blas ~= "OpenBLAS" then T.skip("libtorch is not calling OpenBLAS") end
+    local flags = io.open("/proc/cpuinfo"):read("a"):match("\nflags%s*:([^\n]*)") or ""
+    if not flags:find(" avx2") then T.skip("no AVX2: OpenBLAS's own choice stands") end
+    local code = quote("print(apl.version_info().blas_detail)")
+    local detail = T.sh(FRESH .. APL .. " -e " .. code)
+    local want = flags:find(" avx512_bf16") and "Cooperlake" or flags:find(" avx512bw") and "SkylakeX" or "Haswell"
+    T.ok(detail:find(" " .. want .. " ", 1, true), detail)
+    T.ok(not detail:find("Prescott", 1, true), detail)
+    T.ok(T.sh(FRESH .. "OPENBLAS_CORETYPE=Prescott " .. APL .. " -e " .. code):find(" Prescott ", 1, true))
 end)
 
 T.case("require finds the project's modules from any directory; cjson", function()
