@@ -101,8 +101,12 @@ static apl_tensor *draw_uniforms(const batch *b)
 static apl_status pick_tokens(const batch *b, apl_tensor *logits, apl_tensor **tok, apl_tensor **lp)
 {
     int mark = apl_scope_push();
-    apl_tensor *x = apl_t_to(logits, APL_F32, b->dev);
+    apl_tensor *x = apl_t_to(logits, APL_F32, b->dev);                            // (R, V)
     apl_tensor *t;
+    if (!x) {
+        apl_scope_pop(mark);
+        return APL_ETORCH;
+    }
     if (b->o->temperature <= 0) {
         t = apl_t_reduce(APL_ARGMAX, x, 1, 0);
     } else {
@@ -164,13 +168,14 @@ fail:
     return st;
 }
 
-/* Drops finished slots from the cache, the mask, the generators and the next input *tok. */
-static apl_status compact(batch *b, const int64_t *keep, int64_t n_keep, apl_tensor **tok)
+/* Keeps batch slots idx[0..n) (ascending to drop slots, repeated to copy them): the cache rows,
+ * the mask rows and the rows of *x (R, ...), which is replaced. */
+static apl_status select_slots(batch *b, const int64_t *idx, int64_t n, apl_tensor **x)
 {
     int mark = apl_scope_push();
-    apl_tensor *rows = apl_t_reshape(apl_score_upload(keep, n_keep, 1, APL_I64, b->dev), &n_keep, 1);
-    apl_tensor *mask = apl_t_index_select(b->mask, 0, rows);                      // (R', cap)
-    apl_tensor *t = apl_t_index_select(*tok, 0, rows);                            // (R')
+    apl_tensor *rows = apl_t_reshape(apl_score_upload(idx, n, 1, APL_I64, b->dev), &n, 1); // (n)
+    apl_tensor *mask = apl_t_index_select(b->mask, 0, rows);                      // (n, cap)
+    apl_tensor *t = apl_t_index_select(*x, 0, rows);
     apl_status st = apl_t_ok(t);
     if (st == APL_OK) st = apl_t_ok(mask);
     apl_tensor *kept_rows = NULL;
@@ -178,64 +183,89 @@ static apl_status compact(batch *b, const int64_t *keep, int64_t n_keep, apl_ten
         kept_rows = apl_keep(rows);
         apl_t_free(b->mask);
         b->mask = apl_keep(mask);
-        apl_t_free(*tok);
-        *tok = apl_keep(t);
+        apl_t_free(*x);
+        *x = apl_keep(t);
     }
     apl_scope_pop(mark);
     // Outside the scope: the cache's new tensors must not be freed by our pop.
     if (st == APL_OK) st = apl_kv_cache_select_rows(b->cache, kept_rows);
-    if (st == APL_OK) {
-        int64_t j = 0; // keep[] is ascending, so the slots move down in place
-        for (int64_t i = 0; i < b->live; i++) {
-            if (j < n_keep && keep[j] == i) {
-                b->row[j] = b->row[i];
-                b->gen[j++] = b->gen[i];
-            } else if (b->gen[i]) {
-                apl_gen_free(b->gen[i]);
-            }
-        }
-        b->live = n_keep;
-    }
     apl_t_free(kept_rows);
     return st;
+}
+
+/* Drops finished slots from the cache, the mask, the generators and the next input *tok. */
+static apl_status compact(batch *b, const int64_t *keep, int64_t n_keep, apl_tensor **tok)
+{
+    apl_status st = select_slots(b, keep, n_keep, tok);
+    if (st != APL_OK) return st;
+    int64_t j = 0; // keep[] is ascending, so the slots move down in place
+    for (int64_t i = 0; i < b->live; i++) {
+        if (j < n_keep && keep[j] == i) {
+            b->row[j] = b->row[i];
+            b->gen[j++] = b->gen[i];
+        } else if (b->gen[i]) {
+            apl_gen_free(b->gen[i]);
+        }
+    }
+    b->live = n_keep;
+    return APL_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* The loop */
 
-/* Runs the left-padded prompts of the batch's rows through the model, filling the cache, and
- * returns the logits at the last prompt position (R, V). */
-static apl_status prefill(batch *b, const apl_seq *prompts, int64_t P, apl_tensor **last)
+/* Runs the distinct prompts of the batch (U of them, left-padded) through the model once, into a
+ * new cache of U rows, and returns the logits at the last prompt position (U, V). Samples of one
+ * prompt are consecutive rows; slot_of[i] receives the prompt row of slot i. */
+static apl_status prefill_prompts(batch *b, const apl_seq *prompts, int64_t P, int64_t *slot_of,
+                                  int64_t *U, apl_tensor **last)
 {
     int64_t R = b->live, cap = P + b->o->max_new_tokens, V = apl_model_vocab_size(b->m);
     int64_t pad = b->o->pad_id >= 0 && b->o->pad_id < V ? b->o->pad_id : 0;
     int64_t *ids = malloc(sizeof(int64_t) * R * P), *mask = malloc(sizeof(int64_t) * R * cap);
     apl_tensor *logits = NULL;
-    int mark = apl_scope_push();
+    int mark = -1;
     apl_status st = APL_ENOMEM;
     if (!ids || !mask) { apl_set_error("generate: out of memory"); goto fail; }
+    *U = 0;
     for (int64_t i = 0; i < R; i++) {
-        const apl_seq *p = &prompts[b->row[i] / b->o->n];
-        int64_t off = P - p->len;
-        for (int64_t t = 0; t < off; t++) ids[i * P + t] = pad;
-        memcpy(ids + i * P + off, p->ids, sizeof(int64_t) * p->len);
-        for (int64_t t = 0; t < cap; t++) mask[i * cap + t] = t >= off;
+        int64_t pi = b->row[i] / b->o->n;
+        if (i > 0 && pi == b->row[i - 1] / b->o->n) { slot_of[i] = *U - 1; continue; }
+        int64_t u = slot_of[i] = (*U)++, off = P - prompts[pi].len;
+        for (int64_t t = 0; t < off; t++) ids[u * P + t] = pad;
+        memcpy(ids + u * P + off, prompts[pi].ids, sizeof(int64_t) * prompts[pi].len);
+        for (int64_t t = 0; t < cap; t++) mask[u * cap + t] = t >= off;
     }
-    apl_tensor *tids = apl_score_upload(ids, R, P, APL_I64, b->dev);               // (R, P)
-    apl_tensor *tmask = apl_score_upload(mask, R, cap, APL_I64, b->dev);           // (R, cap)
+    // Before the scope: the cache's tensors must outlive it.
+    if ((st = apl_kv_cache_new(b->m, *U, cap, &b->cache)) != APL_OK) goto fail;
+    mark = apl_scope_push();
+    apl_tensor *tids = apl_score_upload(ids, *U, P, APL_I64, b->dev);              // (U, P)
+    apl_tensor *tmask = apl_score_upload(mask, *U, cap, APL_I64, b->dev);          // (U, cap)
     apl_tensor *pmask = apl_t_narrow(tmask, 1, 0, P);
     if ((st = apl_t_ok(tids)) != APL_OK || (st = apl_t_ok(pmask)) != APL_OK) goto fail;
     if ((st = apl_model_forward(b->m, tids, pmask, b->cache, &logits)) != APL_OK) goto fail;
-    apl_tensor *l = apl_t_select(logits, 1, P - 1);                                // (R, V)
+    apl_tensor *l = apl_t_select(logits, 1, P - 1);                                // (U, V)
     if ((st = apl_t_ok(l)) != APL_OK) goto fail;
     *last = apl_keep(l);
     b->mask = apl_keep(tmask);
     b->filled = P;
 fail:
     apl_t_free(logits);
-    apl_scope_pop(mark);
+    if (mark >= 0) apl_scope_pop(mark);
     free(ids);
     free(mask);
+    return st;
+}
+
+/* Fills the cache with the batch's prompts and returns the logits for the first new token of
+ * every slot (R, V). A prompt's n samples share one prefill; its cache rows are then copied. */
+static apl_status prefill(batch *b, const apl_seq *prompts, int64_t P, apl_tensor **last)
+{
+    int64_t U = 0, *slot_of = malloc(sizeof(int64_t) * b->live);
+    if (!slot_of) return apl_fail(APL_ENOMEM, "generate: out of memory");
+    apl_status st = prefill_prompts(b, prompts, P, slot_of, &U, last);
+    if (st == APL_OK && U < b->live) st = select_slots(b, slot_of, b->live, last);
+    free(slot_of);
     return st;
 }
 
@@ -324,7 +354,7 @@ static apl_status alloc_result(int64_t rows, int64_t width, apl_generate_result 
     return apl_fail(APL_ENOMEM, "generate: out of memory for %lld rows", (long long)rows);
 }
 
-/* Sets up the batch of rows r0..r0+R (generators, cache) and runs it. */
+/* Sets up the batch of rows r0..r0+R (their generators) and runs it. */
 static apl_status generate_rows(apl_model *m, const apl_seq *prompts, const apl_generate_opts *o,
                                 int64_t r0, int64_t R, apl_generate_result *out, int64_t *rows_done)
 {
@@ -344,7 +374,6 @@ static apl_status generate_rows(apl_model *m, const apl_seq *prompts, const apl_
             goto fail;
         }
     }
-    if ((st = apl_kv_cache_new(m, R, P + o->max_new_tokens, &b.cache)) != APL_OK) goto fail;
     st = run_batch(&b, prompts, P);
 fail:
     for (int64_t i = 0; b.gen && i < b.live; i++)

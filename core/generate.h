@@ -10,7 +10,8 @@
  *   // row k = prompt k / n, sample k % n: r.ids + k * r.width holds r.len[k] tokens
  *   apl_generate_result_free(&r);
  *
- * Rows (prompt x sample) are run batch_size at a time, left-padded. Each step samples one token
+ * Rows (prompt x sample) are run batch_size at a time, left-padded; the samples of a prompt share
+ * one prefill (its cache rows are copied). Each step samples one token
  * per live row; a row that ends (a stop sequence or max_new_tokens) is dropped from the batch and
  * its KV cache rows with apl_kv_cache_select_rows, so finished rows stop costing compute.
  *

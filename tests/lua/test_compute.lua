@@ -23,12 +23,15 @@ end
 
 T.case("generate: greedy equals step-by-step argmax over unpadded rows", function()
     local tok, m = F.tok(), F.model(1)
-    -- no EOS stop here: every row runs the full 12 steps, through padding of different widths
-    local out = apl.generate(m, tok, PROMPTS, { temperature = 0, max_new_tokens = 12, batch_size = 3,
+    -- No EOS stop: every row runs the full 12 steps, through padding of different widths. n = 2
+    -- with batches of 3 rows: a prompt's samples share a prefill, and one prompt spans two batches.
+    local out = apl.generate(m, tok, PROMPTS, { n = 2, temperature = 0, max_new_tokens = 12, batch_size = 3,
                                                 eos_id = -1 })
     T.eq(#out, #PROMPTS)
     for i, ids in ipairs(encode_all(tok, PROMPTS)) do
-        T.eq(out[i][1].ids, F.ref_greedy(m, ids, 12), "prompt " .. i)
+        local want = F.ref_greedy(m, ids, 12)
+        T.eq(out[i][1].ids, want, "prompt " .. i)
+        T.eq(out[i][2].ids, want, "prompt " .. i .. ", sample 2")
     end
 end)
 
