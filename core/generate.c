@@ -41,7 +41,7 @@ typedef struct {
     apl_generate_result *out;
     apl_device dev;
     int64_t live;
-    int64_t *row;          /* (live) */
+    int64_t *row;          /* (live), -1 for a finished slot not yet dropped */
     apl_gen **gen;         /* (live), NULL entries when greedy */
     apl_kv_cache *cache;
     apl_tensor *mask;      /* (live, cache capacity) i64, 0 on left padding, owned */
@@ -142,7 +142,8 @@ static int ends_with_stop(const apl_generate_opts *o, const int64_t *ids, int64_
     return 0;
 }
 
-/* Appends this step's tokens to the result rows; writes in keep[] the slots still running. */
+/* Appends this step's tokens to the result rows of running slots; writes in keep[] the slots
+ * still running. */
 static apl_status record_step(batch *b, apl_tensor *tok, apl_tensor *lp, int64_t *keep,
                               int64_t *n_keep)
 {
@@ -155,12 +156,18 @@ static apl_status record_step(batch *b, apl_tensor *tok, apl_tensor *lp, int64_t
     *n_keep = 0;
     apl_generate_result *r = b->out;
     for (int64_t i = 0; i < b->live; i++) {
-        int64_t k = b->row[i], n = r->len[k];
+        int64_t k = b->row[i];
+        if (k < 0) continue;
+        int64_t n = r->len[k];
         r->ids[k * r->width + n] = t[i];
         r->logprobs[k * r->width + n] = l[i];
         r->len[k] = ++n;
-        if (n < r->width && !ends_with_stop(b->o, r->ids + k * r->width, n)) keep[(*n_keep)++] = i;
-        else ++*b->rows_done;
+        if (n < r->width && !ends_with_stop(b->o, r->ids + k * r->width, n)) {
+            keep[(*n_keep)++] = i;
+        } else {
+            b->row[i] = -1;
+            ++*b->rows_done;
+        }
     }
 fail:
     free(t);
@@ -306,7 +313,10 @@ static apl_status run_batch(batch *b, const apl_seq *prompts, int64_t P)
             b->o->progress(b->o->progress_ud, "generate", *b->rows_done, total);
         if (n_keep == 0) break;
         if ((st = apl_check_interrupt()) != APL_OK) break;
-        if (n_keep < b->live && (st = compact(b, keep, n_keep, &tok)) != APL_OK) break;
+        // Dropping slots copies the whole cache, so finished slots ride along (their tokens are
+        // ignored) until they are a quarter of the batch.
+        if (4 * (b->live - n_keep) >= b->live && (st = compact(b, keep, n_keep, &tok)) != APL_OK)
+            break;
         st = decode_step(b, tok, &last);
         apl_t_free(tok);
         apl_t_free(lp);

@@ -12,8 +12,9 @@
  *
  * Rows (prompt x sample) are run batch_size at a time, left-padded; the samples of a prompt share
  * one prefill (its cache rows are copied). Each step samples one token
- * per live row; a row that ends (a stop sequence or max_new_tokens) is dropped from the batch and
- * its KV cache rows with apl_kv_cache_select_rows, so finished rows stop costing compute.
+ * per live row; rows that end (a stop sequence or max_new_tokens) are dropped from the batch and
+ * the KV cache (apl_kv_cache_select_rows) once they are a quarter of it, so finished rows stop
+ * costing compute without a cache copy for every row that ends.
  *
  * Reproducibility: row (p, s) draws its uniforms from a private generator seeded from
  * (seed, p, s), and sampling is inverse-CDF on those uniforms, so a completion does not depend on
