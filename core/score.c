@@ -1,4 +1,5 @@
 /* score.c — summed and per-token log-probs of completions given prompts (see score.h). */
+#define _GNU_SOURCE /* qsort_r */
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,12 +114,13 @@ fail:
 /* ------------------------------------------------------------------------------------------ */
 /* Batched scoring without gradients */
 
-static const apl_seq *g_sort_p, *g_sort_c; /* qsort has no context argument */
+typedef struct { const apl_seq *p, *c; } pair_lists;
 
-static int by_length_desc(const void *a, const void *b)
+static int by_length_desc(const void *a, const void *b, void *ctx)
 {
+    const pair_lists *pl = ctx;
     int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
-    int64_t li = g_sort_p[i].len + g_sort_c[i].len, lj = g_sort_p[j].len + g_sort_c[j].len;
+    int64_t li = pl->p[i].len + pl->c[i].len, lj = pl->p[j].len + pl->c[j].len;
     return li < lj ? 1 : li > lj ? -1 : (i > j) - (i < j);
 }
 
@@ -162,8 +164,8 @@ apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_se
         offset[i + 1] = offset[i] + completions[i].len;
     }
     // Longest first: similar lengths share a batch (less padding) and memory errors come early.
-    g_sort_p = prompts, g_sort_c = completions;
-    qsort(order, n, sizeof *order, by_length_desc);
+    pair_lists pl = {prompts, completions};
+    qsort_r(order, n, sizeof *order, by_length_desc, &pl);
     for (int64_t start = 0; start < n; start += o->batch_size) {
         if ((st = apl_check_interrupt()) != APL_OK) goto fail;
         int64_t k = n - start < o->batch_size ? n - start : o->batch_size;
