@@ -193,19 +193,25 @@ static apl_status ref_inputs(const apl_dpo_opts *o, const apl_dpo_batch *b, floa
 }
 
 /* Policy log-probs (2n) as the loss uses them: summed, or averaged over tokens for IPO. */
-static apl_tensor *policy_logps(apl_model *policy, const apl_dpo_opts *o, const apl_seq *p2,
-                                const apl_seq *c2, int64_t rows, int64_t pad_id)
+static apl_status policy_logps(apl_model *policy, const apl_dpo_opts *o, const apl_seq *p2,
+                               const apl_seq *c2, int64_t rows, int64_t pad_id, apl_tensor **out)
 {
     apl_tensor *sums = NULL;
-    if (apl_score_batch(policy, p2, c2, rows, pad_id, &sums, NULL) != APL_OK) return NULL;
-    if (o->loss != APL_DPO_IPO) return sums;
+    apl_status st = apl_score_batch(policy, p2, c2, rows, pad_id, &sums, NULL);
+    if (st != APL_OK || o->loss != APL_DPO_IPO) {
+        *out = sums;
+        return st;
+    }
     float *len = malloc(sizeof(float) * rows);
-    if (!len) { apl_t_free(sums); apl_set_error("dpo: out of memory"); return NULL; }
+    if (!len) {
+        apl_t_free(sums);
+        return apl_fail(APL_ENOMEM, "dpo: out of memory");
+    }
     for (int64_t i = 0; i < rows; i++) len[i] = (float)c2[i].len;
-    apl_tensor *avg = apl_t_binary(APL_DIV, sums, vec(len, rows, apl_model_device(policy), 0));
+    *out = apl_t_binary(APL_DIV, sums, vec(len, rows, apl_model_device(policy), 0));
     free(len);
     apl_t_free(sums);
-    return avg;
+    return apl_t_ok(*out);
 }
 
 static apl_status read_dpo_out(const apl_dpo_opts *o, apl_tensor *logps, apl_tensor *losses,
@@ -241,7 +247,7 @@ apl_status apl_dpo_accumulate(apl_model *policy, const apl_dpo_opts *o, const ap
     if (!rc || !rr) { st = apl_fail(APL_ENOMEM, "dpo: out of memory"); goto fail; }
     if ((st = concat_rows(b, &p2, &c2)) != APL_OK || (st = ref_inputs(o, b, rc, rr)) != APL_OK)
         goto fail;
-    logps = policy_logps(policy, o, p2, c2, 2 * b->n, pad_id);                     // (2n)
+    if ((st = policy_logps(policy, o, p2, c2, 2 * b->n, pad_id, &logps)) != APL_OK) goto fail; // (2n)
     apl_tensor *losses = apl_dpo_losses(o, apl_t_narrow(logps, 0, 0, b->n),
                                         apl_t_narrow(logps, 0, b->n, b->n),
                                         vec(rc, b->n, dev, 0), vec(rr, b->n, dev, 0)); // (n)
