@@ -5,29 +5,29 @@
 -- The first run prepares, once, under build/demo/: a byte-level BPE tokenizer learned on a
 -- generated review corpus, prompt folders in the aclImdb layout, and the tiny model fine-tuned
 -- on the corpus (apl.sft). Later runs reuse them. Each run writes build/demo/runs/<time>/.
---   apl recipes/demo.lua [--seeds 2] [--out DIR]
+--   apl recipes/demo.lua [--seeds N] [--out DIR]
 local data = require "apl.data"
 local demo_data = require "apl.demo_data"
 local sentiment = require "apl.sentiment"
 
 local a = require("apl.args").parse(arg, {
-    { "seeds", "N", "seeds per acquisition function", default = 1, number = true },
+    { "seeds", "N", "seeds per acquisition function", default = 3, number = true },
     { "out", "DIR", "folder for the runs (default build/demo/runs/<time>)" },
 })
 
 -- Knobs ---------------------------------------------------------------------------------------
 local acquisitions = { "random", "certainty" }
 local knobs = {
-    budget = 80,                -- B
+    budget = 128,               -- B
     batch = 16,                 -- M
-    sample = 48,                -- S
+    sample = 64,                -- S
     epochs = 4,
     beta = 0.2,
     lr = 1e-3,                  -- a tiny model moves at a far larger rate than GPT-2 large's 1e-6
     minibatch = 16,
     temperature = { train = 0.7, test = 0.25 },
     max_new_tokens = 16,
-    n_test = 48,
+    n_test = 100,               -- the prepared test folder holds 100 reviews
     baseline = "initial",
     gen_batch_size = 64,
 }
@@ -54,7 +54,8 @@ for _, acquisition in ipairs(acquisitions) do
 end
 
 -- Results -------------------------------------------------------------------------------------
-print(string.format("\nwin-rate against the initial model (%d test prompts), after %d s:", knobs.n_test, os.time() - t0))
+print(string.format("\nwin-rate against the initial model (%d test prompts), after %d s:",
+    math.min(knobs.n_test, #test), os.time() - t0))
 apl.report(dirs)
 print("per run: winrate.svg and bt_hist.svg in " .. table.concat(dirs, ", "))
-print("browse the acquired pairs: apl -i -e 'r = apl.inspect.run(\"" .. dirs[#dirs] .. "\")'  then  r:pairs{sort=\"score\"}")
+print("browse the acquired pairs: apl examples/inspect_run.lua " .. dirs[#dirs] .. " score")

@@ -101,7 +101,8 @@ local function write(file, out)
     return file
 end
 
--- opts: file, title, xlabel, ylabel, ylim ({lo, hi}, optional), series = { {name, x, y, err} }.
+-- opts: file, title, xlabel, ylabel, ylim ({lo, hi}, optional), hline (a dashed reference level,
+-- e.g. 0.5 for win-rates), series = { {name, x, y, err} }.
 function M.lines(opts)
     local xlo, xhi, ylo, yhi = math.huge, -math.huge, math.huge, -math.huge
     for _, s in ipairs(opts.series) do
@@ -116,6 +117,10 @@ function M.lines(opts)
     local f = frame(xlo, xhi, ylo, yhi)
     local out, names = {}, {}
     axes(out, f, opts)
+    if opts.hline then
+        out[#out + 1] = string.format('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#888" stroke-dasharray="5,4"/>',
+            PAD.left, f.y(opts.hline), W - PAD.right, f.y(opts.hline))
+    end
     for k, s in ipairs(opts.series) do
         local c = COLORS[(k - 1) % #COLORS + 1]
         local pts = {}

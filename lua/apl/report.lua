@@ -43,7 +43,7 @@ function M.run_plots(dir)
     for i, e in ipairs(r.evals) do s.x[i], s.y[i], s.err[i] = e.labels, e.winrate, e.stderr end
     local out = {
         winrate = plot.lines { file = dir .. "/winrate.svg", title = "Win-rate vs labels acquired (" .. name .. ")",
-                               xlabel = "labels acquired", ylabel = "win-rate", ylim = { 0.4, 0.6 }, series = { s } },
+                               xlabel = "labels acquired", ylabel = "win-rate", ylim = { 0.4, 0.6 }, hline = 0.5, series = { s } },
     }
     local right, wrong = M.bt_split(r.acquired)
     out.bt = plot.histogram { file = dir .. "/bt_hist.svg", range = { 0, 1 }, bins = 10,
@@ -129,7 +129,7 @@ function M.compare(dirs, opts)
     end
     local file = opts.plot or (dirname(dirs[1]) .. "/compare.svg")
     plot.lines { file = file, title = "Win-rate vs labels acquired", xlabel = "labels acquired",
-                 ylabel = "win-rate", ylim = { 0.4, 0.6 }, series = series }
+                 ylabel = "win-rate", ylim = { 0.4, 0.6 }, hline = 0.5, series = series }
     local text = format_table(cols, by, rows, cells)
     if not opts.quiet then io.write(text, "\n", "plot: ", file, "\n") end
     return { columns = cols, rows = rows, cells = cells, text = text, plot = file }
