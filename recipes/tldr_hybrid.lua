@@ -15,7 +15,7 @@ local a = require("apl.args").parse(arg, {
     { "judge-url", "URL", "OpenAI-compatible endpoint", env = "APL_JUDGE_URL", required = true },
     { "judge-model", "NAME", "judge model", env = "APL_JUDGE_MODEL", required = true },
     { "api-key-env", "VAR", "variable holding the API key", default = "OPENAI_API_KEY", env_var = true },
-    { "acquisition", "NAME", "random | entropy | certainty | hybrid | uncertainty", default = "hybrid" },
+    { "acquisition", "NAME", "random | entropy | certainty | hybrid | uncertainty", default = "hybrid", module = "acquisition" },
     { "seed", "N", "seed of every random choice", default = 1, number = true },
     { "device", "DEV", "cpu or cuda", env = "APL_DEVICE" },
     { "out", "DIR", "run folder (default runs/tldr-<acquisition>-s<seed>)" },

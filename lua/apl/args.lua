@@ -3,7 +3,10 @@
 --   local a = require("apl.args").parse(arg, {
 --       { "model", "DIR", "policy model folder (Hugging Face layout)", env = "APL_MODEL", required = true, dir = true },
 --       { "seed", "N", "random seed", default = 1, number = true },
+--       { "acquisition", "NAME", "acquisition function", default = "random", module = "acquisition" },
 --   })
+-- Checks: required, number, dir (a folder), exists (a file or folder), env_var (names a set
+-- environment variable), module (names a Lua module under that prefix, e.g. acquisition/NAME.lua).
 --   a.model, a.seed          -- dashes become underscores: --judge-url -> a.judge_url
 --
 -- Every problem (a missing value, a folder that is not there, an unset API key variable, an
@@ -90,6 +93,8 @@ function M.check(argv, spec)
             problems[#problems + 1] = string.format("--%s: %s does not exist", s[1], v)
         elseif s.env_var and (os.getenv(v) or "") == "" then
             problems[#problems + 1] = string.format("--%s: the environment variable %s is not set", s[1], v)
+        elseif s.module and not package.searchpath(s.module .. "." .. v, package.path) then
+            problems[#problems + 1] = string.format("--%s: no %s/%s.lua", s[1], s.module, v)
         end
     end
     if #problems > 0 then return nil, table.concat(problems, "\n") end

@@ -142,3 +142,30 @@ T.case("imdb: truncation with the real byte-level BPE tokenizer", function()
         T.ok((n >= 8 and n <= 16) or r.prompt == "Short and sweet.", r.prompt .. " has " .. n .. " tokens")
     end
 end)
+
+T.case("args: flags, environment, defaults, resume defaults; every problem reported at once", function()
+    local args = require "apl.args"
+    local dir = T.tmpdir()
+    local spec = {
+        { "model", "DIR", "model", env = "APL_TEST_UNSET_VAR", required = true, dir = true },
+        { "seed", "N", "seed", default = 1, number = true },
+        { "acquisition", "NAME", "acq", default = "random", module = "acquisition" },
+        { "api-key-env", "VAR", "key", default = "HOME", env_var = true },
+        { "resume", "DIR", "resume" },
+    }
+    local a = args.check({ "--model", dir, "--seed=7", "--acquisition", "hybrid" }, spec)
+    T.eq({ a.model, a.seed, a.acquisition, a.api_key_env }, { dir, 7, "hybrid", "HOME" })
+    local _, err = args.check({ "--seed", "x", "--acquisition", "nope", "--bogus", "--api-key-env", "APL_TEST_UNSET_VAR" }, spec)
+    for _, want in ipairs { "unknown argument %-%-bogus", "missing %-%-model DIR %(or set APL_TEST_UNSET_VAR%)",
+                            '%-%-seed: "x" is not a number', "no acquisition/nope.lua",
+                            "environment variable APL_TEST_UNSET_VAR is not set" } do
+        T.ok(err:find(want), want .. " in: " .. err)
+    end
+    local _, err2 = args.check({ "--model", dir .. "/absent" }, spec)
+    T.ok(err2:find("absent is not a folder"), err2)
+    -- --resume fills what is not given again from the run's config.json.
+    write(dir .. "/config.json", require("cjson").encode { args = { model = dir, seed = 5 } })
+    local r = args.check({ "--resume", dir }, spec)
+    T.eq({ r.model, r.seed }, { dir, 5 })
+    T.eq(args.check({ "--resume", dir, "--seed", "9" }, spec).seed, 9, "a flag given again wins")
+end)
