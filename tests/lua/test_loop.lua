@@ -357,3 +357,22 @@ T.case("inspect: per-token rewards add up to the implicit reward; run pairs sort
     for i = 2, #rows do T.ok(rows[i].score <= rows[i - 1].score, "sorted by score") end
     T.ok(table_text:find("5 of 8 pairs"), table_text)
 end)
+
+T.case("real tiny model: the loop asks an OpenAI-style judge (local test server) at the oracle temperature", function()
+    local tok, theta0, dir = tiny_setup()
+    local server = dofile(T.root() .. "/tests/lua/oracle_server.lua")
+    local s = server.start {}
+    local ok, err = pcall(function()
+        -- The test server ignores the key; HOME is simply a variable that is always set.
+        local spec = { base_url = s.url, model = "judge", template = "imdb", api_key_env = "HOME", timeout = 10 }
+        local res = loop.run(tiny_config(tok, theta0(), { budget = 4, oracle = spec, out = dir .. "/http" }))
+        T.eq(#res.acquired, 4)
+        for _, r in ipairs(res.acquired) do T.ok(r.label == 1 or r.label == 2, "labelled by the judge") end
+        local reqs = s:requests()
+        T.ok(#reqs >= 4 + 4, "4 acquired pairs and 4 test prompts judged")
+        T.eq(require("cjson").decode(reqs[1].body).temperature, 0.05, 1e-9)
+        T.eq(runfolder.open(dir .. "/http").config.oracle.template, "imdb")
+    end)
+    s:stop()
+    if not ok then error(err, 0) end
+end)
