@@ -290,6 +290,10 @@ local function crashing_engine(at)
                 if resets == at then error("simulated crash") end
                 return tr:epoch(pairs, eo)
             end,
+            step = function(_, pairs)
+                if resets == at then error("simulated crash") end
+                return tr:step(pairs)
+            end,
         }
     end }
 end
@@ -309,14 +313,15 @@ T.case("real tiny model: 2 steps of certainty with a Lua oracle", function()
     T.ok(runfolder.exists(dir .. "/run/oracle.jsonl"), "oracle ledger")
 end)
 
-T.case("real tiny model: a crashed run resumed from its folder acquires what an uninterrupted one does", function()
+local function real_resume_case(online)
     local tok, theta0, dir = tiny_setup()
-    loop.run(tiny_config(tok, theta0(), { budget = 12, out = dir .. "/full" }))
+    loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, out = dir .. "/full" }))
     T.assert_error_match(function()
-        loop.run(tiny_config(tok, theta0(), { budget = 12, out = dir .. "/crash", engine = crashing_engine(2) }))
+        loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, out = dir .. "/crash",
+                                              engine = crashing_engine(2) }))
     end, "simulated crash")
     T.eq(#read_run(dir .. "/crash"), 8, "step 2 labelled before the crash")
-    loop.run(tiny_config(tok, theta0(), { budget = 12, resume = dir .. "/crash" }))
+    loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, resume = dir .. "/crash" }))
     local a1, e1 = read_run(dir .. "/full")
     local a2, e2 = read_run(dir .. "/crash")
     T.eq(#a2, 12)
@@ -325,6 +330,14 @@ T.case("real tiny model: a crashed run resumed from its folder acquires what an 
         T.eq(a2[i].score, r.score, 1e-4, "score " .. i)
     end
     T.eq(e2[3].winrate, e1[3].winrate)
+end
+
+T.case("real tiny model: a crashed run resumed from its folder acquires what an uninterrupted one does", function()
+    real_resume_case(false)
+end)
+
+T.case("real tiny model: online variant resumes from the policy saved with model:save", function()
+    real_resume_case(true)
 end)
 
 -- Runs fn with io.write going to a file; returns fn's result and the text written.
