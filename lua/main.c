@@ -590,6 +590,119 @@ static int print_results(lua_State *L)
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Tab completion: globals and keywords, then fields after '.' and methods after ':' (the keys of
+ * a value and of its metatable's __index table). Lookups are raw, so completing never runs Lua
+ * code and never loads a lazy apl submodule. */
+
+static const char *const keywords[] = {
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL,
+};
+
+/* Appends head .. k to the table at `out` for each identifier key k of the table at `src` that
+ * starts with `part`. */
+static void add_matches(lua_State *L, int out, int src, const char *head, size_t headlen,
+                        const char *part)
+{
+    size_t plen = strlen(part);
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        size_t klen;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+        if (k && klen >= plen && strncmp(k, part, plen) == 0 && strspn(k, "abcdefghijklmnopqrstuvwxyz"
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == klen) {
+            lua_pushlstring(L, head, headlen);
+            lua_pushvalue(L, -3);
+            lua_concat(L, 2);
+            lua_rawseti(L, out, (lua_Integer)lua_rawlen(L, out) + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* The value a prefix such as "apl.tensor" names, looked up raw; nil when there is none. */
+static void walk(lua_State *L, const char *path, size_t len)
+{
+    lua_pushglobaltable(L);
+    const char *p = path, *end = path + len;
+    while (p < end && !lua_isnil(L, -1)) {
+        const char *dot = memchr(p, '.', (size_t)(end - p));
+        size_t n = dot ? (size_t)(dot - p) : (size_t)(end - p);
+        lua_pushlstring(L, p, n);
+        if (lua_istable(L, -2)) {
+            lua_rawget(L, -2);
+        } else {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+        lua_remove(L, -2);
+        p += n + 1;
+    }
+}
+
+/* Runs protected: light userdata `word` -> table of completions. */
+static int collect_completions(lua_State *L)
+{
+    const char *word = lua_touserdata(L, 1);
+    const char *sep = strrchr(word, '.'), *colon = strrchr(word, ':');
+    if (colon > sep) sep = colon;
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    size_t headlen = sep ? (size_t)(sep - word) + 1 : 0;
+    if (sep) walk(L, word, (size_t)(sep - word));
+    else lua_pushglobaltable(L);
+    int v = lua_gettop(L);
+    const char *part = word + headlen;
+    if (lua_istable(L, v)) add_matches(L, out, v, word, headlen, part);
+    if (luaL_getmetafield(L, v, "__index") == LUA_TTABLE)
+        add_matches(L, out, lua_gettop(L), word, headlen, part);
+    if (!sep)
+        for (const char *const *k = keywords; *k; k++)
+            if (strncmp(*k, part, strlen(part)) == 0) {
+                lua_pushstring(L, *k);
+                lua_rawseti(L, out, (lua_Integer)lua_rawlen(L, out) + 1);
+            }
+    lua_settop(L, out);
+    return 1;
+}
+
+static char **completions;
+static size_t completions_next;
+
+/* readline takes ownership of each returned string. */
+static char *completion_generator(const char *text, int state)
+{
+    (void)text;
+    if (state == 0) completions_next = 0;
+    return completions && completions[completions_next] ? completions[completions_next++] : NULL;
+}
+
+static char **repl_complete(const char *text, int start, int end)
+{
+    (void)start, (void)end;
+    rl_attempted_completion_over = 1; /* no file-name completion */
+    rl_completion_append_character = '\0'; /* readline resets it to ' ' before each attempt */
+    lua_State *L = globalL;
+    int top = lua_gettop(L);
+    free(completions); /* the strings went to readline */
+    completions = NULL;
+    lua_pushcfunction(L, collect_completions);
+    lua_pushlightuserdata(L, (void *)text);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+        size_t n = lua_rawlen(L, -1);
+        completions = calloc(n + 1, sizeof *completions);
+        for (size_t i = 0; completions && i < n; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            completions[i] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+            if (!completions[i]) break; /* out of memory: offer what there is */
+        }
+    }
+    lua_settop(L, top);
+    return completions ? rl_completion_matches(text, completion_generator) : NULL;
+}
+
 static void print_banner(void)
 {
     apl_blas_info b;
@@ -608,6 +721,8 @@ static void repl(lua_State *L)
         rl_readline_name = "apl";
         rl_catch_signals = 0; /* Ctrl-C is ours (repl_getc); readline keeps SIGWINCH */
         rl_getc_function = repl_getc;
+        rl_attempted_completion_function = repl_complete;
+        rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
         history_open();
         print_banner();
     }
@@ -629,6 +744,8 @@ static void repl(lua_State *L)
         report(L, st);
     }
     lua_settop(L, 0);
+    free(completions);
+    completions = NULL;
     history_close();
 }
 

@@ -328,18 +328,22 @@ send("f == nil\r"); print("cancelled", "true" in expect("> "))
 send("print('go') while true do end\r"); expect("go"); time.sleep(0.3); send("\x03")
 print("interrupted", "interrupted" in expect("> "))
 send("'alive'\r"); print("alive", "alive" in expect("> "))
+send("apl.vers\t\r"); print("complete", "0.1.0" in expect("> "))
+send("s = 'x'\r"); expect("> "); send("s:upp\t()\r"); print("method", "X" in expect("> "))
 send("\x04")
 _, status = os.waitpid(pid, 0)
 print("exit", os.waitstatus_to_exitcode(status))
 ]=]
 
-T.case("terminal REPL: Ctrl-C clears the line, interrupts a loop; history saved", function()
+T.case("terminal REPL: Ctrl-C clears the line, interrupts a loop; completion; history saved", function()
     local py = io.open("/usr/bin/python3")
     if not py then T.skip("no /usr/bin/python3 to drive a pseudo-terminal") end
     py:close()
     local d = T.tmpdir()
     write_file(d .. "/repl_driver.py", PTY_DRIVER)
     local out = T.sh("/usr/bin/python3 " .. d .. "/repl_driver.py " .. APL .. " " .. d)
-    T.eq(out, "expr True\nclear True\ncancelled True\ninterrupted True\nalive True\nexit 0\n")
-    T.eq(read_file(d .. "/.apl_history"), "6*7\nf == nil\nprint('go') while true do end\n'alive'\n")
+    T.eq(out, "expr True\nclear True\ncancelled True\ninterrupted True\nalive True\ncomplete True\n"
+        .. "method True\nexit 0\n")
+    T.eq(read_file(d .. "/.apl_history"),
+        "6*7\nf == nil\nprint('go') while true do end\n'alive'\napl.version\ns = 'x'\ns:upper()\n")
 end)
