@@ -108,7 +108,7 @@ __attribute__((section(".preinit_array"), used)) static void (*const preinit_fn)
 /* Command line */
 
 typedef struct {
-    int interactive; /* -i, or nothing to run */
+    int interactive; /* -i */
     int version, help;
     int threads;     /* --threads N; 0: APL_THREADS or the number of cores */
     int script;      /* argv index of the script (or "-"), 0 when none */
@@ -126,8 +126,9 @@ static const char *usage_text =
     "  -              run stdin as a script\n"
     "With no script and no -e, apl opens the REPL. Scripts see the global `apl` and the\n"
     "arguments in `arg` and `...`.\n"
-    "Environment: APL_THREADS, APL_QUIET=1 (no progress lines), APL_QUIET_BLAS=1 (no reference-\n"
-    "BLAS warning), OMP_WAIT_POLICY (default PASSIVE).\n";
+    "Environment: APL_THREADS; APL_QUIET=1 (no progress lines); APL_QUIET_BLAS=1 (no reference-\n"
+    "BLAS warning); APL_PROGRESS_INTERVAL (seconds between progress lines off a terminal);\n"
+    "OMP_WAIT_POLICY (default PASSIVE) and OPENBLAS_CORETYPE (default: from the CPU's features).\n";
 
 static int parse_threads(const char *s)
 {
