@@ -27,7 +27,8 @@ local function is_missing(v) return v == nil or v == cjson.null end
 
 -- Reads a JSONL file. opts.fields maps the names the caller wants to the names in the file
 -- ({prompt = "text"}); every mapped field is required unless listed in opts.optional.
--- Without opts.fields, rows come back as decoded. Empty lines are skipped.
+-- Mapped rows also carry `line`, their line number. Without opts.fields, rows come back as
+-- decoded. Empty lines are skipped.
 function M.jsonl(path, opts)
     opts = opts or {}
     local f, err = io.open(path, "r")

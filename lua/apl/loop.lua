@@ -450,6 +450,7 @@ function M.run(cfg)
         local w = is_waypoint(c, before, #s.acquired) and evaluate(s, t, #s.acquired) or nil
         local rec = { step = t, labels = #s.acquired, seconds = os.time() - t0 }
         for k, v in pairs(metrics) do rec[k] = v end
+        if s.oracle.stats then rec.oracle = s.oracle:stats() end   -- requests, labels, cached, cost
         run:append("train", rec)   -- written last: a step is finished once its train line exists
         say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, #s.acquired, summary(metrics, w))
     end
