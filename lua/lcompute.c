@@ -130,8 +130,11 @@ static void generate_opts(lua_State *L, int idx, apl_generate_opts *o, const cha
     lua_remove(L, -2); // the buffer stays on the stack for the call, the list goes
 }
 
-static void push_generated(lua_State *L, const apl_generate_result *r)
+/* Pushes the rows of the result (light userdata at 1): run protected, so that the C result is
+ * freed even when building the tables runs out of memory. */
+static int push_generated(lua_State *L)
 {
+    const apl_generate_result *r = lua_touserdata(L, 1);
     lua_createtable(L, (int)r->rows, 0);
     for (int64_t k = 0; k < r->rows; k++) {
         const float *lp = r->logprobs + k * r->width;
@@ -146,6 +149,7 @@ static void push_generated(lua_State *L, const apl_generate_result *r)
         lua_setfield(L, -2, "logprob");
         lua_seti(L, -2, k + 1);
     }
+    return 1;
 }
 
 /* generate(model, prompt_ids, opts) -> rows {ids=, logprobs=, logprob=}, row k = prompt
@@ -164,9 +168,11 @@ static int l_compute_generate(lua_State *L)
     apl_status st = apl_generate(m, prompts, n, &o, &r);
     apl_lua_progress_free(pr);
     apl_lua_check(L, st, fname);
-    push_generated(L, &r); // raising here (out of memory) would leak r; Lua then has no memory left anyway
+    lua_pushcfunction(L, push_generated);
+    lua_pushlightuserdata(L, &r);
+    int ok = lua_pcall(L, 1, 1, 0);
     apl_generate_result_free(&r);
-    return 1;
+    return ok == LUA_OK ? 1 : lua_error(L);
 }
 
 /* logprob(model, prompt_ids, completion_ids, opts) -> Tensor (N) f32 [, per-token lists];
