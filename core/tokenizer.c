@@ -268,51 +268,51 @@ static size_t put_utf8(char *o, int cp)
     return 3;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s[0..n) does not start with one.
- * Follows the Unicode table of well-formed sequences (no overlongs, surrogates, > U+10FFFF). */
+/* For a lead byte c: how many continuation bytes follow and the range allowed for the first
+ * one, per the Unicode table of well-formed sequences (no overlongs, surrogates, > U+10FFFF).
+ * Returns 0 when c cannot start a multi-byte sequence. */
+static size_t utf8_lead(unsigned c, unsigned *lo, unsigned *hi)
+{
+    *lo = 0x80, *hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) return 1;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0) *lo = 0xA0;
+        if (c == 0xED) *hi = 0x9F;
+        return 2;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F;
+        return 3;
+    }
+    return 0;
+}
+
+/* How many bytes at s match the start of a well-formed sequence (stops at the first bad byte). */
+static size_t utf8_prefix(const unsigned char *s, size_t n, size_t need, unsigned lo, unsigned hi)
+{
+    size_t k = 1;
+    for (; k <= need && k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
+    return k;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s[0..n) does not start with one. */
 static size_t utf8_valid_len(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    for (size_t k = 1; k <= need; k++) {
-        if (k >= n || s[k] < lo || s[k] > hi) return 0;
-        lo = 0x80, hi = 0xBF;
-    }
-    return need + 1;
+    if (s[0] < 0x80) return 1;
+    unsigned lo, hi;
+    size_t need = utf8_lead(s[0], &lo, &hi);
+    if (!need) return 0;
+    return utf8_prefix(s, n, need, lo, hi) == need + 1 ? need + 1 : 0;
 }
 
 /* How many bytes at s form the maximal prefix of a valid sequence (at least 1): the unit that
  * one U+FFFD replaces. */
 static size_t utf8_bad_len(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0];
-    unsigned lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 1;
-    size_t k = 1;
-    for (; k <= need && k < n && s[k] >= lo && s[k] <= hi; k++) lo = 0x80, hi = 0xBF;
-    return k;
+    unsigned lo, hi;
+    size_t need = utf8_lead(s[0], &lo, &hi);
+    return need ? utf8_prefix(s, n, need, lo, hi) : 1;
 }
 
 static int utf8_decode(const unsigned char *s, size_t n, size_t *len)

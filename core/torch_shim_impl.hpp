@@ -26,18 +26,28 @@ at::Device to_device(apl_device dev);
 at::IntArrayRef dims(const int64_t *shape, int ndim);
 void set_error(const char *op, const char *what);
 
-// Runs f (which returns an at::Tensor) and wraps the result; on any exception records
-// "op: message" and returns NULL.
-template <class F> apl_tensor *tensor_op(const char *op, F &&f)
+// Records the exception being handled as "op: message". Call only inside a catch block.
+inline void record_exception(const char *op)
 {
     try {
-        return wrap(f());
+        throw;
     } catch (const c10::Error &e) {
         set_error(op, e.what_without_backtrace());
     } catch (const std::exception &e) {
         set_error(op, e.what());
     } catch (...) {
         set_error(op, "unknown C++ exception");
+    }
+}
+
+// Runs f (which returns an at::Tensor) and wraps the result; on any exception records
+// "op: message" and returns NULL.
+template <class F> apl_tensor *tensor_op(const char *op, F &&f)
+{
+    try {
+        return wrap(f());
+    } catch (...) {
+        record_exception(op);
     }
     return nullptr;
 }
@@ -48,12 +58,8 @@ template <class F> apl_status status_op(const char *op, F &&f)
     try {
         f();
         return APL_OK;
-    } catch (const c10::Error &e) {
-        set_error(op, e.what_without_backtrace());
-    } catch (const std::exception &e) {
-        set_error(op, e.what());
     } catch (...) {
-        set_error(op, "unknown C++ exception");
+        record_exception(op);
     }
     return APL_ETORCH;
 }

@@ -510,14 +510,9 @@ static int l_tensor_tostring(lua_State *L)
 /* ------------------------------------------------------------------------------------------ */
 /* Shape and indexing */
 
-static int l_tensor_reshape_view(lua_State *L)
+/* Pushes r, a new shape of t (a view of it where possible); a failure names t's shape. */
+static int push_reshaped(lua_State *L, apl_tensor *t, apl_tensor *r, const char *fname)
 {
-    int view = (int)lua_tointeger(L, lua_upvalueindex(1));
-    const char *fname = lua_tostring(L, lua_upvalueindex(2));
-    apl_tensor *t = apl_lua_checktensor(L, 1);
-    int64_t shape[APL_MAX_DIMS];
-    int next, n = read_shape(L, 2, shape, &next, fname);
-    apl_tensor *r = view ? apl_t_view(t, shape, n) : apl_t_reshape(t, shape, n);
     if (!r) {
         char s[128];
         apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
@@ -526,19 +521,23 @@ static int l_tensor_reshape_view(lua_State *L)
     return 1;
 }
 
+static int l_tensor_reshape_view(lua_State *L)
+{
+    int view = (int)lua_tointeger(L, lua_upvalueindex(1));
+    const char *fname = lua_tostring(L, lua_upvalueindex(2));
+    apl_tensor *t = apl_lua_checktensor(L, 1);
+    int64_t shape[APL_MAX_DIMS];
+    int next, n = read_shape(L, 2, shape, &next, fname);
+    return push_reshaped(L, t, view ? apl_t_view(t, shape, n) : apl_t_reshape(t, shape, n), fname);
+}
+
 static int l_tensor_expand(lua_State *L)
 {
     const char *fname = MOD "expand";
     apl_tensor *t = apl_lua_checktensor(L, 1);
     int64_t shape[APL_MAX_DIMS];
     int next, n = read_shape(L, 2, shape, &next, fname);
-    apl_tensor *r = apl_t_expand(t, shape, n);
-    if (!r) {
-        char s[128];
-        apl_lua_error(L, fname, "shape %s: %s", apl_t_shape_str(t, s, sizeof s), apl_last_error());
-    }
-    apl_lua_pushtensor_ref(L, r, 1, fname);
-    return 1;
+    return push_reshaped(L, t, apl_t_expand(t, shape, n), fname);
 }
 
 static int l_tensor_transpose(lua_State *L)
