@@ -236,6 +236,8 @@ local function fmt(v, unit)
     return string.format("%.2f", v)
 end
 
+local function int(v) return v and string.format("%d", math.floor(v + 0.5)) or "?" end
+
 local function pct(v) return v and string.format("%.0f%%", 100 * v) or "-" end
 
 local function spread_text(r)
@@ -547,13 +549,18 @@ function M.markdown(res)
     w("## Latest run\n\n")
     w("- command: `", res.command, "`", res.quick and " (QUICK: not the full configuration)" or "", "\n")
     w("- date: ", res.date, "; ", string.format("%.0f s", res.wall_s or 0), " in all\n")
-    w("- machine: ", m.cpu or "unknown CPU", ", ", tostring(m.cores), " cores, ",
+    w("- machine: ", m.cpu or "unknown CPU", ", ", int(m.cores), " cores, ",
       m.mem_gb and string.format("%.0f GB", m.mem_gb) or "? GB", " RAM, ", m.kernel or "", "\n")
-    w("- threads: ", tostring(res.threads), " for apl (`APL_THREADS`) and for the baseline (`torch.set_num_threads`)\n")
-    w("- apl: libtorch ", tostring(m.torch), ", BLAS ", tostring(m.blas), ", Lua ", tostring(m.lua),
-      "; baseline: Python/torch ", tostring(m.python), "\n")
+    w("- threads: ", int(res.threads), " for apl (`APL_THREADS`) and for the baseline (`torch.set_num_threads`)\n")
+    local py_version, torch_version = tostring(m.python):match("^(%S+)%s+(%S+)$")
+    w("- apl: libtorch ", tostring(m.torch), ", BLAS ", tostring(m.blas), ", ", tostring(m.lua),
+      "; baseline: Python ", py_version or tostring(m.python), ", torch ", torch_version or "?", "\n")
     if res.note and res.note ~= "" then w("- note: ", res.note, "\n") end
     if res.partial then w("- this run was cut short: the figures below are the ones that finished\n") end
+    if res.quick then
+        w("- QUICK run: scoring, DPO and SFT use the smaller shapes listed at the end; the full ",
+          "configuration (`make bench`) is not measured yet in this file\n")
+    end
     w("\n")
     w(M.render_md(M.table_rows(res.rows)), "\n")
     w("Ratios are apl / baseline: above 1 is better for rates, below 1 is better for times. ",
@@ -569,10 +576,10 @@ function M.markdown(res)
       " (the four projections of each block and the tied lm_head).\n")
     w("- forward FLOPs of B sequences of T tokens: B·T·(2·P + 4·L·T·C) (the attention term counts the full T×T, ",
       "not halved for the causal mask).\n")
-    w("- SFT step = 3 × forward (forward + backward) on B = ", tostring(sb), ", T = ", tostring(st), ": ",
+    w("- SFT step = 3 × forward (forward + backward) on B = ", int(sb), ", T = ", int(st), ": ",
       string.format("%.0f GFLOP", d.sft_gflop or 0), ".\n")
     w("- DPO step = 3 × forward of the policy + 1 × forward of the reference, both on the 2B = ",
-      tostring(db and 2 * db), " chosen and rejected sequences of T = ", tostring(dt),
+      int(db and 2 * db), " chosen and rejected sequences of T = ", int(dt),
       " (the reference log-probs are recomputed every step, not cached): ", string.format("%.0f GFLOP", d.dpo_gflop or 0), ".\n")
     w("- MFU = FLOPs / step time / peak, where peak is the better of apl's and torch's fp32 matmul ",
       "(n×n by n×n, 2·n³ FLOPs) measured in the same run: ", fmt(d.peak_gflops), " GFLOP/s.\n")
@@ -599,6 +606,10 @@ function M.markdown(res)
     trow("model load peak RSS <= 1.2x checkpoint size (counted: peak minus the RSS before loading)", l,
         l and l.target_value and string.format("%.2fx (%.0f MB added, %.0f MB absolute peak, %.0f MB file)",
             l.target_value, l.apl_added_mb, l.apl, l.ckpt_mb) or nil)
+    local limit = res.quick and 180 or 900
+    w("| `", res.command, "` finishes in under ", int(limit / 60), " minutes on 2 cores | ",
+      string.format("%.0f s", res.wall_s or 0), " on ", int(m.cores), " cores | ",
+      (res.wall_s or math.huge) < limit and "met" or "**not met**", " |\n")
     w("\n")
     local missing = M.missing(res.rows)
     if #missing > 0 then w("\\* not measured in this run:\n\n- ", table.concat(missing, "\n- "), "\n\n") end
@@ -614,7 +625,7 @@ RSS is that benchmark's own.
 
 | benchmark | configuration | baseline (`bench/baseline.py`, `/usr/bin/python3`) |
 |---|---|---|
-| model load | GPT-2 124M safetensors (random fp32 weights), time to a usable model and peak RSS of the process | json header + each tensor read straight into its parameter, on a model built on the meta device |
+| model load | GPT-2 124M safetensors (random fp32 weights): time to a usable model; peak RSS of the process after one 8-token forward has read every weight | json header, `numpy.memmap` (copy-on-write) + `torch.from_numpy` per tensor on a model built on the meta device, the same forward |
 | tokenizer encode | GPT-2 byte-level BPE on the same corpus, one thread, MB/s | js-tiktoken (node) |
 | generation | GPT-2 124M, batch 8, 16-token prompts, 64 new tokens, greedy | HF-style: KV cache grown with `torch.cat` each step, `no_grad` |
 | log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | `log_softmax` over the vocabulary, then `gather` |
@@ -648,6 +659,7 @@ local function main(argv)
         local f = assert(io.open(json_path))
         local res = cjson.decode(f:read("a"))
         f:close()
+        if opts.note then res.note = opts.note end
         local md = M.markdown(res)
         f = assert(io.open(root .. "/BENCHMARKS.md", "w"))
         f:write(md)
