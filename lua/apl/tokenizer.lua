@@ -36,18 +36,21 @@ function M.npm_modules(packages)
     local dir = prefix .. "/node_modules"
     local missing = {}
     for _, p in ipairs(packages) do
-        if not exists(dir .. "/" .. p .. "/package.json") then
-            missing[#missing + 1] = M.NPM_VERSIONS[p] and p .. "@" .. M.NPM_VERSIONS[p] or p
-        end
+        if not exists(dir .. "/" .. p .. "/package.json") then missing[#missing + 1] = p end
     end
     if #missing == 0 then return dir end
     if not os.execute("command -v npm >/dev/null 2>&1") then
         return nil, "npm is not installed (needed for " .. table.concat(missing, ", ") .. ")"
     end
+    -- `npm install --no-save` prunes every package it was not named, so the whole pinned set is
+    -- installed in one call, whichever of them was asked for.
+    local all = {}
+    for p, v in pairs(M.NPM_VERSIONS) do all[#all + 1] = p .. "@" .. v end
+    table.sort(all)
     local log = prefix .. "/install.log"
     os.execute("mkdir -p '" .. prefix .. "'")
     local cmd = string.format("npm install --no-save --no-audit --no-fund --prefix '%s' %s >'%s' 2>&1",
-        prefix, table.concat(missing, " "), log)
+        prefix, table.concat(all, " "), log)
     if not os.execute(cmd) then return nil, "npm install failed, see " .. log end
     return dir
 end
