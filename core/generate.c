@@ -194,7 +194,6 @@ static apl_status select_slots(batch *b, const int64_t *idx, int64_t n, apl_tens
         *x = apl_keep(t);
     }
     apl_scope_pop(mark);
-    // Outside the scope: the cache's new tensors must not be freed by our pop.
     if (st == APL_OK) st = apl_kv_cache_select_rows(b->cache, kept_rows);
     apl_t_free(kept_rows);
     return st;
@@ -243,7 +242,6 @@ static apl_status prefill_prompts(batch *b, const apl_seq *prompts, int64_t P, i
         memcpy(ids + u * P + off, prompts[pi].ids, sizeof(int64_t) * prompts[pi].len);
         for (int64_t t = 0; t < cap; t++) mask[u * cap + t] = t >= off;
     }
-    // Before the scope: the cache's tensors must outlive it.
     if ((st = apl_kv_cache_new(b->m, *U, cap, &b->cache)) != APL_OK) goto fail;
     mark = apl_scope_push();
     apl_tensor *tids = apl_score_upload(ids, *U, P, APL_I64, b->dev);              // (U, P)

@@ -244,10 +244,10 @@ static apl_status load_param(apl_model *m, apl_st *st, const char *dir, int i)
     apl_status r = apl_st_tensor(st, e, &t);
     if (r != APL_OK) return r;
     if (e->dt == m->dt && m->dev == APL_CPU) {
-        m->p[i] = t; /* a copy-on-write view of the file */
+        m->p[i] = apl_keep(t); /* a copy-on-write view of the file */
         return APL_OK;
     }
-    m->p[i] = apl_t_to(t, m->dt, m->dev);
+    m->p[i] = apl_keep(apl_t_to(t, m->dt, m->dev));
     apl_t_free(t);
     /* the converted copy is all that is kept: the file's pages need not stay resident */
     if (m->p[i]) apl_st_drop_pages(st, e);
@@ -363,7 +363,7 @@ static apl_tensor *clone_to(apl_tensor *t, apl_dtype dt, apl_device dev)
 {
     (void)dt;
     (void)dev;
-    return apl_t_clone(t);
+    return apl_keep(apl_t_clone(t));
 }
 
 apl_status apl_model_clone(const apl_model *m, apl_model **out)
@@ -649,8 +649,9 @@ apl_status apl_kv_cache_new(const apl_model *m, int64_t batch, int64_t max_len, 
     *c = (apl_kv_cache){L, batch, max_len, 0, m->dt, m->dev, c->k, c->v};
     int64_t shape[4] = {batch, m->cfg.n_kv_head, max_len, m->cfg.head_dim};
     for (int l = 0; l < L; l++) {
-        c->k[l] = apl_t_empty(shape, 4, m->dt, m->dev);
-        c->v[l] = apl_t_empty(shape, 4, m->dt, m->dev);
+        /* kept: a cache made inside a caller's scope must outlive that scope */
+        c->k[l] = apl_keep(apl_t_empty(shape, 4, m->dt, m->dev));
+        c->v[l] = apl_keep(apl_t_empty(shape, 4, m->dt, m->dev));
         if (!c->k[l] || !c->v[l]) {
             apl_kv_cache_free(c);
             return APL_ETORCH;
@@ -674,8 +675,8 @@ apl_status apl_kv_cache_select_rows(apl_kv_cache *c, apl_tensor *rows)
         if (st == APL_OK) {
             apl_t_free(c->k[l]);
             apl_t_free(c->v[l]);
-            c->k[l] = k;
-            c->v[l] = v;
+            c->k[l] = apl_keep(k);
+            c->v[l] = apl_keep(v);
         } else {
             apl_t_free(k);
             apl_t_free(v);

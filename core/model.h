@@ -7,7 +7,8 @@
  *   apl_t_free(logits);
  *   apl_model_free(m);
  *
- * Ownership: the model owns its parameters; apl_model_param returns a borrowed handle, valid until
+ * Ownership: the model owns its parameters (and a cache its tensors); they are apl_keep'd when
+ * made, so models and caches may be created inside a caller's open scope. apl_model_param returns a borrowed handle, valid until
  * the model is freed. apl_model_forward returns a new handle the caller frees.
  * Statuses: APL_EIO (unreadable file), APL_EFORMAT (malformed safetensors/config, message names the
  * file and field), APL_EUNSUPPORTED (unknown model_type), APL_ETORCH (libtorch error).

@@ -52,8 +52,9 @@ apl_status apl_optim_new(apl_model *m, const apl_optim_opts *o, apl_optim **out)
         apl_tensor *p = opt->params[i] = apl_model_tensor(m, i);
         int64_t shape[APL_MAX_DIMS];
         int nd = apl_t_shape(p, shape);
-        opt->mom[i] = apl_t_full(shape, nd, 0, APL_F32, apl_t_device(p));
-        opt->vel[i] = apl_t_full(shape, nd, 0, APL_F32, apl_t_device(p));
+        /* kept: optimizer state outlives any scope the caller has open */
+        opt->mom[i] = apl_keep(apl_t_full(shape, nd, 0, APL_F32, apl_t_device(p)));
+        opt->vel[i] = apl_keep(apl_t_full(shape, nd, 0, APL_F32, apl_t_device(p)));
         if ((st = apl_t_ok(opt->mom[i])) != APL_OK || (st = apl_t_ok(opt->vel[i])) != APL_OK ||
             (st = apl_t_requires_grad_(p, 1)) != APL_OK) goto fail;
     }
