@@ -56,6 +56,11 @@ void apl_lua_progress_cb(void *ud, const char *phase, long done, long total);
 apl_lua_progress *apl_lua_progress_new(lua_State *L, const char *phase, long total);
 void apl_lua_progress_free(apl_lua_progress *p);
 
+/* The model of the apl.Model userdata at idx (lua/lmodel.c); raises when it is not one or was
+ * freed. */
+typedef struct apl_model apl_model;
+apl_model *apl_lua_checkmodel(lua_State *L, int idx);
+
 /* Registered modules: main.c preloads each luaopen_* that is linked in. */
 int luaopen_apl_tensor(lua_State *L);
 

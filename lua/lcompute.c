@@ -20,18 +20,6 @@
 
 #define OPTIM_MT "apl.Optim"
 
-/* The agreed accessor of lua/lmodel.c. Weak: while lmodel.c does not export it, the userdata is
- * read directly; lmodel.c's apl.Model userdata is a box whose first field is the apl_model. */
-extern apl_model *apl_lua_checkmodel(lua_State *L, int idx) __attribute__((weak));
-
-static apl_model *check_model(lua_State *L, int idx)
-{
-    if (apl_lua_checkmodel) return apl_lua_checkmodel(L, idx);
-    apl_model **b = luaL_checkudata(L, idx, "apl.Model");
-    if (!*b) luaL_argerror(L, idx, "model was freed");
-    return *b;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Lua lists <-> C arrays */
 
@@ -157,7 +145,7 @@ static int push_generated(lua_State *L)
 static int l_compute_generate(lua_State *L)
 {
     const char *fname = "apl.generate";
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     int64_t n;
     apl_seq *prompts = check_seqs(L, 2, fname, "prompts", &n);
     apl_generate_opts o;
@@ -180,7 +168,7 @@ static int l_compute_generate(lua_State *L)
 static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     int64_t n, nc;
     apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
     apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);
@@ -224,7 +212,7 @@ static optim_box *check_optim(lua_State *L, int idx)
 static int l_compute_optim(lua_State *L)
 {
     const char *fname = "apl.optim";
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     apl_optim_opts o = apl_optim_defaults();
     o.lr = apl_lua_optnum_field(L, 2, "lr", o.lr);
     o.beta1 = apl_lua_optnum_field(L, 2, "beta1", o.beta1);
@@ -274,7 +262,7 @@ static int l_optim_grads(lua_State *L)
 {
     check_optim(L, 1);
     lua_getiuservalue(L, 1, 1);
-    apl_model *m = check_model(L, -1);
+    apl_model *m = apl_lua_checkmodel(L, -1);
     int n = apl_model_num_tensors(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
@@ -311,7 +299,7 @@ static void dpo_opts(lua_State *L, int idx, apl_dpo_opts *o, const char *fname)
 static int l_compute_dpo_accumulate(lua_State *L)
 {
     const char *fname = "apl.dpo";
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     apl_dpo_batch b;
     int64_t nc, nr;
     b.prompts = check_seqs(L, 2, fname, "prompts", &b.n);
@@ -362,7 +350,7 @@ static int l_compute_dpo_loss(lua_State *L)
 static int l_compute_sft_accumulate(lua_State *L)
 {
     const char *fname = "apl.sft";
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     int64_t n, nc;
     apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
     apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);

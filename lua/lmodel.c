@@ -24,7 +24,7 @@
 typedef struct { apl_model *m; } model_box;
 typedef struct { apl_kv_cache *c; } cache_box;
 
-static apl_model *check_model(lua_State *L, int idx)
+apl_model *apl_lua_checkmodel(lua_State *L, int idx)
 {
     model_box *b = luaL_checkudata(L, idx, MODEL_MT);
     if (!b->m) luaL_argerror(L, idx, "model was freed");
@@ -231,7 +231,7 @@ static int l_model_free(lua_State *L)
 /* m:_forward(ids, mask|nil, cache|nil) -> logits (B, T, V) */
 static int l_model_forward(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     apl_tensor *ids = apl_lua_checktensor(L, 2);
     apl_tensor *mask = lua_isnoneornil(L, 3) ? NULL : apl_lua_checktensor(L, 3);
     apl_kv_cache *c = lua_isnoneornil(L, 4) ? NULL : check_cache(L, 4);
@@ -243,14 +243,14 @@ static int l_model_forward(lua_State *L)
 
 static int l_model_save(lua_State *L)
 {
-    apl_lua_check(L, apl_model_save(check_model(L, 1), luaL_checkstring(L, 2)), "apl.model.save");
+    apl_lua_check(L, apl_model_save(apl_lua_checkmodel(L, 1), luaL_checkstring(L, 2)), "apl.model.save");
     return 0;
 }
 
 /* m:parameters() -> { {name = "transformer.wte.weight", tensor = <apl.Tensor>}, ... } */
 static int l_model_parameters(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     int n = apl_model_num_tensors(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
@@ -266,7 +266,7 @@ static int l_model_parameters(lua_State *L)
 
 static int l_model_config(lua_State *L)
 {
-    cJSON *j = cJSON_Parse(apl_model_config_json(check_model(L, 1)));
+    cJSON *j = cJSON_Parse(apl_model_config_json(apl_lua_checkmodel(L, 1)));
     push_json(L, j);
     cJSON_Delete(j);
     return 1;
@@ -274,14 +274,14 @@ static int l_model_config(lua_State *L)
 
 static int l_model_num_params(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)apl_model_num_params(check_model(L, 1)));
+    lua_pushinteger(L, (lua_Integer)apl_model_num_params(apl_lua_checkmodel(L, 1)));
     return 1;
 }
 
 /* m:to("f16") or m:to("cuda") — one dtype or device name; returns m */
 static int l_model_to(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     const char *s = luaL_checkstring(L, 2);
     apl_dtype dt = apl_model_dtype(m);
     apl_device dev = apl_model_device(m);
@@ -293,7 +293,7 @@ static int l_model_to(lua_State *L)
 
 static int l_model_clone(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     model_box *b = new_model_box(L);
     apl_lua_check(L, apl_model_clone(m, &b->m), "apl.model.clone");
     return 1;
@@ -301,7 +301,7 @@ static int l_model_clone(lua_State *L)
 
 static int l_model_copy_from(lua_State *L)
 {
-    apl_lua_check(L, apl_model_copy_from(check_model(L, 1), check_model(L, 2)), "apl.model.copy_from");
+    apl_lua_check(L, apl_model_copy_from(apl_lua_checkmodel(L, 1), apl_lua_checkmodel(L, 2)), "apl.model.copy_from");
     lua_settop(L, 1);
     return 1;
 }
@@ -309,7 +309,7 @@ static int l_model_copy_from(lua_State *L)
 /* m:info() -> {model_type, vocab_size, max_positions, eos_id, dtype, device} */
 static int l_model_info(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     char dev[32];
     lua_createtable(L, 0, 6);
     lua_pushstring(L, apl_model_type(m));
@@ -331,7 +331,7 @@ static int l_model_info(lua_State *L)
 
 static int l_model_kv_cache(lua_State *L)
 {
-    apl_model *m = check_model(L, 1);
+    apl_model *m = apl_lua_checkmodel(L, 1);
     lua_Integer batch = luaL_checkinteger(L, 2), max_len = luaL_checkinteger(L, 3);
     cache_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->c = NULL;
