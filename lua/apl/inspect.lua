@@ -33,11 +33,15 @@ function M.load(policy_dir, ref_dir, opts)
                        tok = apl.tokenizer.load(opts.tok or ref_dir), beta = opts.beta }
 end
 
--- β·(log πθ − log π0) of each token of completion, with the token's text.
+-- β·(log πθ − log π0) of each token of completion, with the token's text; like the implicit
+-- reward, the completion ends with EOS (when the tokenizer has one), the token DPO trains too.
 function Session:token_rewards(prompt, completion)
     local ids = self.tok:encode(completion)
-    local _, lp = apl.logprob(self.policy, self.tok, { prompt }, { completion }, { per_token = true })
-    local _, l0 = apl.logprob(self.ref, self.tok, { prompt }, { completion }, { per_token = true })
+    local eos = self.tok.eos_id ~= nil
+    if eos then ids[#ids + 1] = self.tok.eos_id end
+    local opts = { per_token = true, add_eos = eos }
+    local _, lp = apl.logprob(self.policy, self.tok, { prompt }, { completion }, opts)
+    local _, l0 = apl.logprob(self.ref, self.tok, { prompt }, { completion }, opts)
     local out = {}
     for i, id in ipairs(ids) do
         out[i] = { token = self.tok:decode { id }, policy = lp[1][i], ref = l0[1][i],

@@ -9,7 +9,7 @@
 --
 -- Prompts and completions are lists of strings (encoded separately, as TRL does) or of token-id
 -- lists. opts: batch_size (16 pairs per forward), per_token, add_eos (append tok.eos_id to each
--- completion; default false), prompt_ids/completion_ids (pre-tokenized input).
+-- completion; default false for log-probs, true for rewards), prompt_ids/completion_ids.
 local C = require "apl.core.compute"
 local tensor = require "apl.tensor"
 local generate = require "apl.generate"
@@ -76,8 +76,18 @@ function M.entropy(model, tok, prompts, opts)
     return tensor(h, { dtype = "f32" }), samples
 end
 
--- beta (log pi(c|p) - log pi0(c|p)) per pair (N).
+-- The DPO trainer scores chosen + EOS (as TRL does); rewards must score the same sequences, or
+-- the acquisition would rank pairs by a quantity the training never moves. add_eos = false opts out.
+local function reward_opts(tok, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    if o.add_eos == nil then o.add_eos = tok ~= nil and tok.eos_id ~= nil end
+    return o
+end
+
+-- beta (log pi(c|p) - log pi0(c|p)) per pair (N); completions get EOS appended (see reward_opts).
 function M.implicit_reward(policy, ref, tok, prompts, completions, beta, opts)
+    opts = reward_opts(tok, opts)
     local p, c = M.encode_pairs(tok, prompts, completions, opts, "apl.implicit_reward")
     local lp = M.logprob_ids(policy, tok, p, c, opts, "reward: policy")
     local l0 = M.logprob_ids(ref, tok, p, c, opts, "reward: ref")
@@ -87,7 +97,7 @@ end
 -- Rewards of two completions per prompt and the Bradley-Terry probability that the first is
 -- preferred: r1 (N), r2 (N), sigma(r1 - r2) (N). Both completions are scored in one call per model.
 function M.preference_prob(policy, ref, tok, prompts, c1, c2, beta, opts)
-    opts = opts or {}
+    opts = reward_opts(tok, opts)
     local fname = "apl.preference_prob"
     local p1, ids1 = M.encode_pairs(tok, prompts, c1, opts, fname)
     local _, ids2 = M.encode_pairs(tok, prompts, c2, opts, fname)
@@ -95,7 +105,7 @@ function M.preference_prob(policy, ref, tok, prompts, c1, c2, beta, opts)
     local p, c = {}, {}
     for i = 1, n do p[i], p[n + i], c[i], c[n + i] = p1[i], p1[i], ids1[i], ids2[i] end
     local r = M.implicit_reward(policy, ref, tok, nil, nil, beta,
-        { prompt_ids = p, completion_ids = c, batch_size = opts.batch_size })
+        { prompt_ids = p, completion_ids = c, batch_size = opts.batch_size, add_eos = false })
     local r1, r2 = r:narrow(1, 1, n), r:narrow(1, n + 1, n)
     return r1, r2, (r1 - r2):sigmoid()
 end

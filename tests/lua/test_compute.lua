@@ -233,9 +233,14 @@ T.case("implicit_reward and preference_prob", function()
     local tok, policy, ref = F.tok(), F.model(9), F.model(10)
     local beta = 0.2
     local r = apl.implicit_reward(policy, ref, tok, PROMPTS, COMPLETIONS, beta):totable()
+    local bare = apl.implicit_reward(policy, ref, tok, PROMPTS, COMPLETIONS, beta, { add_eos = false }):totable()
     local p, c = encode_all(tok, PROMPTS), encode_all(tok, COMPLETIONS)
     for i = 1, #PROMPTS do
-        T.eq(r[i], beta * (F.ref_logprob(policy, p[i], c[i]) - F.ref_logprob(ref, p[i], c[i])), 1e-3)
+        -- rewards score completion + EOS, the sequence the DPO trainer trains on
+        local ce = table.move(c[i], 1, #c[i], 1, {})
+        ce[#ce + 1] = tok.eos_id
+        T.eq(r[i], beta * (F.ref_logprob(policy, p[i], ce) - F.ref_logprob(ref, p[i], ce)), 1e-3)
+        T.eq(bare[i], beta * (F.ref_logprob(policy, p[i], c[i]) - F.ref_logprob(ref, p[i], c[i])), 1e-3)
     end
     local c2 = { " bad", " it", " plot", " great" }
     local r1, r2, prob = apl.preference_prob(policy, ref, tok, PROMPTS, COMPLETIONS, c2, beta)
