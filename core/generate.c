@@ -248,8 +248,9 @@ static apl_status prefill_prompts(batch *b, const apl_seq *prompts, int64_t P, i
     apl_tensor *tmask = apl_score_upload(mask, *U, cap, APL_I64, b->dev);          // (U, cap)
     apl_tensor *pmask = apl_t_narrow(tmask, 1, 0, P);
     if ((st = apl_t_ok(tids)) != APL_OK || (st = apl_t_ok(pmask)) != APL_OK) goto fail;
-    if ((st = apl_model_forward(b->m, tids, pmask, b->cache, &logits)) != APL_OK) goto fail;
-    apl_tensor *l = apl_t_select(logits, 1, P - 1);                                // (U, V)
+    // the prefill needs only the last position's logits
+    if ((st = apl_model_forward_tail(b->m, tids, pmask, b->cache, 1, &logits)) != APL_OK) goto fail;
+    apl_tensor *l = apl_t_select(logits, 1, 0);                                    // (U, V)
     if ((st = apl_t_ok(l)) != APL_OK) goto fail;
     *last = apl_keep(l);
     b->mask = apl_keep(tmask);

@@ -61,11 +61,11 @@ static apl_tensor *gpt2_forward(const apl_model *m, const apl_fwd *f)
     apl_tensor *wte = apl_model_w(m, -1, WTE);
     apl_tensor *x = apl_t_binary(APL_ADD, apl_t_embedding(wte, f->ids),
                                  apl_t_embedding(apl_model_w(m, -1, WPE), f->pos)); // (B, T, C)
-    apl_tensor *h = apl_model_layers(m, f, x, gpt2_block);
+    apl_tensor *h = apl_model_tail(f, apl_model_layers(m, f, x, gpt2_block));
     apl_tensor *y = apl_t_layer_norm(h, apl_model_w(m, -1, LN_F_W), apl_model_w(m, -1, LN_F_B),
                                      m->cfg.norm_eps);
     apl_t_free(h);
-    return apl_t_linear(y, wte, NULL); // (B, T, V), tied head
+    return apl_t_linear(y, wte, NULL); // (B, tail or T, V), tied head
 }
 
 const apl_arch apl_arch_gpt2 = {

@@ -596,15 +596,28 @@ static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_f
     return st;
 }
 
+apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h)
+{
+    if (f->tail <= 0 || f->tail >= f->T) return h;
+    return apl_t_narrow(h, 1, f->T - f->tail, f->tail); // (B, tail, C); h stays in the scope
+}
+
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,
                              apl_tensor **logits)
+{
+    return apl_model_forward_tail(m, ids, mask, cache, 0, logits);
+}
+
+apl_status apl_model_forward_tail(apl_model *m, apl_tensor *ids, apl_tensor *mask,
+                                  apl_kv_cache *cache, int64_t tail, apl_tensor **logits)
 {
     *logits = NULL;
     if (!ids) return apl_fail(APL_EINVAL, "forward: no ids");
     int64_t past = cache ? cache->len : 0;
     apl_status st = check_inputs(m, ids, mask, cache, past);
     if (st != APL_OK) return st;
-    apl_fwd f = {.B = apl_t_size(ids, 0), .T = apl_t_size(ids, 1), .past = past, .cache = cache};
+    apl_fwd f = {.B = apl_t_size(ids, 0), .T = apl_t_size(ids, 1), .past = past, .cache = cache,
+                 .tail = tail};
     int mark = apl_scope_push();
     if ((st = prepare(m, ids, mask, &f)) == APL_OK) {
         *logits = apl_keep(m->arch->forward(m, &f));

@@ -60,6 +60,12 @@ int64_t apl_model_num_params(const apl_model *m);
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,
                              apl_tensor **logits);
 
+/* Like apl_model_forward, but the final norm and the head run only on the last `tail` positions:
+ * logits (B, tail, V). Scoring wants the completion's positions, generation's prefill the last
+ * one; the head is V wide, so this saves most of a forward's head cost. tail 0 = all. */
+apl_status apl_model_forward_tail(apl_model *m, apl_tensor *ids, apl_tensor *mask,
+                                  apl_kv_cache *cache, int64_t tail, apl_tensor **logits);
+
 apl_status apl_kv_cache_new(const apl_model *m, int64_t batch, int64_t max_len, apl_kv_cache **out);
 void apl_kv_cache_free(apl_kv_cache *c);
 int64_t apl_kv_cache_len(const apl_kv_cache *c);   /* positions filled so far */

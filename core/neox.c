@@ -74,12 +74,12 @@ static apl_tensor *neox_block(const apl_model *m, const apl_fwd *f, int l, apl_t
 static apl_tensor *neox_forward(const apl_model *m, const apl_fwd *f)
 {
     apl_tensor *emb = apl_model_w(m, -1, EMBED);
-    apl_tensor *h = apl_model_layers(m, f, apl_t_embedding(emb, f->ids), neox_block); // (B, T, C)
+    apl_tensor *h = apl_model_tail(f, apl_model_layers(m, f, apl_t_embedding(emb, f->ids), neox_block));
     apl_tensor *y = apl_t_layer_norm(h, apl_model_w(m, -1, LN_F_W), apl_model_w(m, -1, LN_F_B),
                                      m->cfg.norm_eps);
     apl_t_free(h);
     apl_tensor *head = m->cfg.tie_embeddings ? emb : apl_model_w(m, -1, HEAD);
-    return apl_t_linear(y, head, NULL); // (B, T, V)
+    return apl_t_linear(y, head, NULL); // (B, tail or T, V)
 }
 
 const apl_arch apl_arch_neox = {

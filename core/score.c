@@ -91,9 +91,10 @@ apl_status apl_score_batch(apl_model *m, const apl_seq *prompts, const apl_seq *
     apl_tensor *cmask = apl_score_upload(b.cmask, n, b.C, APL_F32, dev);        // (n, C)
     if ((st = apl_t_ok(ids)) != APL_OK || (st = apl_t_ok(mask)) != APL_OK ||
         (st = apl_t_ok(cmask)) != APL_OK) goto fail;
-    if ((st = apl_model_forward(m, ids, mask, NULL, &logits)) != APL_OK) goto fail; // (n, T, V)
-    // Left padding puts every completion at the end: position t predicts token t + 1.
-    apl_tensor *span = apl_t_narrow(logits, 1, b.T - 1 - b.C, b.C);                 // (n, C, V)
+    // Left padding puts every completion at the end: position t predicts token t + 1, so the
+    // last C + 1 positions hold every logit the completion needs (the very last one is unused).
+    if ((st = apl_model_forward_tail(m, ids, mask, NULL, b.C + 1, &logits)) != APL_OK) goto fail;
+    apl_tensor *span = apl_t_narrow(logits, 1, 0, b.C);                              // (n, C, V)
     // f32 at least (bf16 log-probs are too coarse to sum); f64 models keep f64 (gradient checks).
     apl_dtype cdt = apl_model_dtype(m) == APL_F64 ? APL_F64 : APL_F32;
     apl_tensor *logp = apl_t_log_softmax(apl_t_to(span, cdt, dev), 2);
