@@ -756,7 +756,8 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
         int64_t T = q->t.size(-2), S = k->t.size(-2);
         if (S < T) throw std::invalid_argument("attention: fewer keys than queries");
         at::Tensor bias = attention_bias(q->t, T, S, mask);
-#if TORCH_VERSION_MAJOR >= 2
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+        // the fused kernel (2.1 added its `scale` argument); the same additive mask
         return at::scaled_dot_product_attention(q->t, k->t, v->t, bias, 0.0, false, scale);
 #else
         at::Tensor scores = q->t.matmul(k->t.transpose(-2, -1)).mul(scale).add(bias);
