@@ -14,11 +14,7 @@ local B = dofile(root .. "/bench/common.lua")
 local GPT2_124M = { model_type = "gpt2", vocab_size = 50257, n_embd = 768, n_layer = 12, n_head = 12,
     n_positions = 1024, eos_token_id = 50256, bos_token_id = 50256 }
 
-local function exists(p)
-    local f = io.open(p)
-    if f then f:close() end
-    return f ~= nil
-end
+local exists = require("apl.fs").exists
 
 if arg[1] == "--write" then
     os.execute("mkdir -p '" .. arg[2] .. "'")

@@ -333,11 +333,7 @@ end
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function exists(path)
-    local f = io.open(path)
-    if f then f:close() end
-    return f ~= nil
-end
+local exists = require("apl.fs").exists
 
 local function readall(cmd)
     local p = io.popen(cmd)

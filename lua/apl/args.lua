@@ -17,11 +17,7 @@ local cjson = require "cjson"
 
 local M = {}
 
-local function exists(path)
-    local f = io.open(path, "r")
-    if f then f:close() end
-    return f ~= nil
-end
+local exists = require("apl.fs").exists
 
 local function key(name) return (name:gsub("-", "_")) end
 

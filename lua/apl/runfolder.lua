@@ -14,19 +14,10 @@ local M = {}
 local Run = {}
 Run.__index = Run
 
-local function read_all(path)
-    local f = io.open(path, "r")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local fs = require "apl.fs"
+local read_all = fs.read
 
-function M.exists(path)
-    local f = io.open(path, "r")
-    if f then f:close() end
-    return f ~= nil
-end
+M.exists = fs.exists
 
 function M.mkdir(dir)
     local ok = os.execute("mkdir -p '" .. dir .. "'")

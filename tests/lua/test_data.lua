@@ -25,12 +25,7 @@ local function word_tok()
     }
 end
 
-local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
-end
+local write = require("apl.fs").write
 
 T.case("jsonl: every bad line reported with file:line, empty lines skipped", function()
     local path = FIX .. "/malformed.jsonl"

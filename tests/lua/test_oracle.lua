@@ -29,19 +29,10 @@ local function pairs_n(n)
     return list
 end
 
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local fs = require "apl.fs"
+local read = fs.read
 
-local function write(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
+local write = fs.write
 
 local function ledger_entries(path)
     local out = {}

@@ -15,19 +15,10 @@ end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function write_file(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-end
+local fs = require "apl.fs"
+local write_file = fs.write
 
-local function read_file(path)
-    local f = io.open(path)
-    if not f then return "" end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local function read_file(path) return fs.read(path) or "" end
 
 -- Feeds `input` to the REPL on a pipe; returns stdout, stderr, exit code.
 local function repl(input, flags)

@@ -16,18 +16,10 @@ local function gpt2()
     return gpt2_tok
 end
 
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-end
+local fs = require "apl.fs"
+local write = fs.write
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local function read(path) return assert(fs.read(path)) end
 
 local function concat(...)
     local out = {}

@@ -20,12 +20,7 @@ local function sh(cmd)
     return out
 end
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local function read(path) return assert(require("apl.fs").read(path)) end
 
 local docs
 -- The documents of build/tok/corpus.txt, built by tests/ref/tok_corpus.py when missing.
