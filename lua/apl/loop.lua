@@ -109,17 +109,17 @@ end
 -- DPO implicit rewards r̂ = β·log(πθ(y|x)/π0(y|x)) of both completions of each pair. Computed once
 -- per pair (kept on the pair as r_a, r_b), so the loop's records reuse the acquisition's work.
 function Ctx:implicit_rewards(batch)
-    local todo, prompts, comps = {}, {}, {}
+    local unscored, prompts, comps = {}, {}, {}
     for _, p in ipairs(batch) do
         if not p.r_a then
-            todo[#todo + 1] = p
+            unscored[#unscored + 1] = p
             prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.a
             prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.b
         end
     end
-    if #todo > 0 then
+    if #unscored > 0 then
         local r = self.engine.rewards(self.policy, self.ref, self.tok, prompts, comps, self.beta)
-        for i, p in ipairs(todo) do p.r_a, p.r_b = r[2 * i - 1], r[2 * i] end
+        for i, p in ipairs(unscored) do p.r_a, p.r_b = r[2 * i - 1], r[2 * i] end
     end
     local ra, rb = {}, {}
     for i, p in ipairs(batch) do ra[i], rb[i] = p.r_a, p.r_b end
