@@ -24,7 +24,15 @@ local ok, err = pcall(function()
     for _, l in ipairs(labels) do if l.preferred == 1 then n = n + 1 end end
     io.stderr:write(string.format("oracle: %d/%d labels correct in %.2f s (%d in flight, %.1f s answers)\n",
         n, N, dt, IN_FLIGHT, DELAY))
-    print(string.format('{"name":"oracle_labels_per_s","apl":%.2f,"unit":"labels/s"}', N / dt))
+    -- the Python peer against the same server (fresh prompts: the judge keeps no cache)
+    local p = io.popen(string.format("/usr/bin/python3 '%s/bench/oracle_baseline.py' '%s' %d %d",
+        root, s.url, N, IN_FLIGHT))
+    local base = require("cjson").decode(p:read("a"))
+    p:close()
+    io.stderr:write(string.format("oracle baseline (Python threads): %d/%d correct, %.2f labels/s\n",
+        math.tointeger(base.correct), N, base.labels_per_s))
+    print(string.format('{"name":"oracle_labels_per_s","apl":%.2f,"baseline":%.2f,"unit":"labels/s"}',
+        N / dt, base.labels_per_s))
 end)
 s:stop()
 if not ok then error(err, 0) end

@@ -139,7 +139,7 @@ function M.collect(apl_objs, base_objs, errors)
             r.n_labels = a and a.n
         end
         if not r.apl then r.error = errors[spec.area] or "not measured" end
-        if r.apl and not r.baseline and spec.name ~= "oracle_labels_per_s" then
+        if r.apl and not r.baseline then
             r.baseline_error = errors["baseline_" .. spec.area] or "no baseline figure"
         end
         out[#out + 1] = r
@@ -267,8 +267,7 @@ function M.table_rows(rows)
             target = target .. string.format(" (%.0f MB added: %.2fx of %.0f MB)", r.apl_added_mb, r.target_value, r.ckpt_mb)
         end
         local apl_cell = r.apl and fmt(r.apl, r.unit) or "not measured*"
-        local base_cell = r.baseline and fmt(r.baseline, r.unit)
-            or (r.name == "oracle_labels_per_s" and "n/a" or "not measured*")
+        local base_cell = r.baseline and fmt(r.baseline, r.unit) or "not measured*"
         t[#t + 1] = { r.label, r.unit or "", apl_cell, base_cell, ratio_text(r), spread_text(r), target, met_text(r) }
     end
     return t
@@ -627,7 +626,7 @@ RSS is that benchmark's own.
 | log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | `log_softmax` over the vocabulary, then `gather` |
 | DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL-style concatenated chosen+rejected batch, reference forward under `no_grad` every step |
 | SFT step | cross-entropy on response tokens, Adam | the same in plain torch |
-| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | none: the target is absolute |
+| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
 | matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
 
 `make bench QUICK=1` (`./apl bench/run.lua --quick`) changes: 2 timed repetitions instead of 3
