@@ -18,6 +18,9 @@ TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/cs
 TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(abspath $(LIBTORCH))/lib -Wl,--no-as-needed \
               -ltorch -ltorch_cpu -lc10 $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) \
               -Wl,--as-needed
+# pip wheels record the C++ ABI they were built with; the shim must match it to link.
+TORCH_ABI  := $(shell grep -ho '_GLIBCXX_USE_CXX11_ABI=[01]' $(LIBTORCH)/share/cmake/Torch/TorchConfig.cmake 2>/dev/null | head -n 1)
+TORCH_INC  += $(if $(TORCH_ABI),-D$(TORCH_ABI))
 endif
 
 LUA_INC  := $(shell pkg-config --cflags lua5.4)

@@ -3,7 +3,9 @@
 // ever crosses into C or Lua frames.
 #include "torch_shim_impl.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
 
 #include <cmath>
