@@ -59,6 +59,16 @@ static apl_seq *check_seqs(lua_State *L, int idx, const char *fname, const char 
     return seqs;
 }
 
+/* Prompts (arg 2) and completions (arg 3): two id lists of the same length, returned. */
+static int64_t check_pairs(lua_State *L, const char *fname, apl_seq **p, apl_seq **c)
+{
+    int64_t n, nc;
+    *p = check_seqs(L, 2, fname, "prompts", &n);
+    *c = check_seqs(L, 3, fname, "completions", &nc);
+    if (n != nc) apl_lua_error(L, fname, "%lld prompts but %lld completions", (long long)n, (long long)nc);
+    return n;
+}
+
 /* Reads a list of n numbers into a float userdata pushed on the stack. */
 static float *check_floats(lua_State *L, int idx, int64_t n, const char *fname, const char *what)
 {
@@ -169,10 +179,8 @@ static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
     apl_model *m = apl_lua_checkmodel(L, 1);
-    int64_t n, nc;
-    apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
-    apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);
-    if (n != nc) return apl_lua_error(L, fname, "%lld prompts but %lld completions", (long long)n, (long long)nc);
+    apl_seq *p, *c;
+    int64_t n = check_pairs(L, fname, &p, &c);
     apl_score_opts o = {.batch_size = apl_lua_optint_field(L, 4, "batch_size", 16),
                         .pad_id = apl_lua_optint_field(L, 4, "pad_id", -1)};
     int per_token = apl_lua_optbool_field(L, 4, "per_token", 0);
@@ -351,10 +359,8 @@ static int l_compute_sft_accumulate(lua_State *L)
 {
     const char *fname = "apl.sft";
     apl_model *m = apl_lua_checkmodel(L, 1);
-    int64_t n, nc;
-    apl_seq *p = check_seqs(L, 2, fname, "prompts", &n);
-    apl_seq *c = check_seqs(L, 3, fname, "completions", &nc);
-    if (n != nc) return apl_lua_error(L, fname, "%lld prompts but %lld completions", (long long)n, (long long)nc);
+    apl_seq *p, *c;
+    int64_t n = check_pairs(L, fname, &p, &c);
     double scale = apl_lua_optnum_field(L, 4, "scale", 1.0), nll = 0;
     apl_lua_check(L, apl_sft_accumulate(m, p, c, n, apl_lua_optint_field(L, 4, "pad_id", -1), scale, &nll), fname);
     lua_pushnumber(L, nll);
