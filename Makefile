@@ -27,9 +27,11 @@ LUA_INC  := $(shell pkg-config --cflags lua5.4)
 LUA_LIBS := $(shell pkg-config --libs lua5.4)
 DEP_LIBS := $(LUA_LIBS) -lcjson -lpcre2-8 -lcurl -lreadline -lm -lpthread -ldl
 
-CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -Icore $(LUA_INC) -I/usr/include/cjson
+# -fopenmp: core/smallm.c shares its columns among libtorch's OpenMP threads (libtorch already
+# brings the runtime, so this adds no library).
+CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -fopenmp -Icore $(LUA_INC) -I/usr/include/cjson
 CXXFLAGS += $(OPT) -g -std=c++17 -Wall -Wextra -fPIC -Icore $(TORCH_INC) -Wno-unused-parameter
-LDFLAGS  += -rdynamic
+LDFLAGS  += -rdynamic -fopenmp
 
 CORE_C   := $(sort $(wildcard core/*.c))
 CORE_CXX := $(sort $(wildcard core/*.cpp))

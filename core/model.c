@@ -494,7 +494,7 @@ apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, ap
         k = apl_t_repeat_interleave(k, c->n_head / c->n_kv_head, 1); // (B, H, S, D)
         v = apl_t_repeat_interleave(v, c->n_head / c->n_kv_head, 1);
     }
-    apl_tensor *y = apl_t_attention(q, k, v, f->mask, 1.0 / sqrt((double)c->head_dim));
+    apl_tensor *y = apl_t_attention(q, k, v, f->bias, 1.0 / sqrt((double)c->head_dim));
     int64_t shape[3] = {f->B, f->T, c->n_head * c->head_dim};
     return apl_t_reshape(apl_t_transpose(y, 1, 2), shape, 3); // (B, T, H*D)
 }
@@ -589,7 +589,8 @@ static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_f
         int64_t shape[2] = {f->B, f->T};
         f->pos = apl_t_to(apl_t_from_data(pos, shape, 2, APL_I64), APL_I64, m->dev);
         f->ids = apl_t_to(ids, APL_I64, m->dev);
-        st = f->pos && f->ids ? APL_OK : APL_ETORCH;
+        f->bias = apl_t_attention_bias(f->mask, f->T, f->past + f->T, m->dt, m->dev);
+        st = f->pos && f->ids && f->bias ? APL_OK : APL_ETORCH;
     }
     if (st == APL_OK && m->cfg.rot_dims) st = rope_tables(m, pos, f);
     free(pos);

@@ -29,6 +29,7 @@ typedef struct {
     int64_t B, T, past;    /* past: positions already in the cache */
     apl_tensor *ids;       /* (B, T) i64, on the model's device */
     apl_tensor *mask;      /* (B, past + T) nonzero = real token, or NULL */
+    apl_tensor *bias;      /* the attention bias of mask and causality, shared by the layers */
     apl_tensor *pos;       /* (B, T) i64 positions of the new tokens */
     apl_tensor *cos, *sin; /* (B, 1, T, rot) rotary tables in the model's dtype, or NULL */
     apl_kv_cache *cache;   /* NULL without a cache */

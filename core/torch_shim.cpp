@@ -3,6 +3,8 @@
 // ever crosses into C or Lua frames.
 #include "torch_shim_impl.hpp"
 
+#include "smallm.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -689,10 +691,69 @@ apl_tensor *apl_t_matmul(apl_tensor *a, apl_tensor *b)
     return tensor_op("matmul", [&] { return a->t.matmul(b->t); });
 }
 
+// ------------------------------------------------------------------------------------------
+// Linear layers: BLAS, or the small-row kernels of smallm.h while decoding
+
+static bool fast_kernels = true;
+
+int apl_set_fast_kernels(int on)
+{
+    int was = fast_kernels;
+    fast_kernels = on != 0;
+    return was;
+}
+
+int apl_fast_kernels(void) { return fast_kernels; }
+
+static bool plain_f32_cpu(const at::Tensor &t)
+{
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.is_sparse();
+}
+
+// w as a linear layer sees it, (N, K): stored (N, K), or a transposed view of a (K, N) Conv1D.
+static bool smallm_layout(const at::Tensor &w, apl_smallm_layout *layout)
+{
+    if (w.dim() != 2) return false;
+    if (w.is_contiguous()) *layout = APL_SMALLM_NK;
+    else if (w.stride(0) == 1 && w.stride(1) == w.size(0)) *layout = APL_SMALLM_KN;
+    else return false;
+    return true;
+}
+
+// The kernels apply to a product with no autograd graph to record, f32 on the CPU, of few rows.
+static bool smallm_applies(const at::Tensor &x, const at::Tensor &w, const apl_tensor *b,
+                           apl_smallm_layout *layout)
+{
+    if (!fast_kernels || x.dim() < 1 || !plain_f32_cpu(x) || !plain_f32_cpu(w)) return false;
+    if (b && (!plain_f32_cpu(b->t) || b->t.dim() != 1 || !b->t.is_contiguous())) return false;
+    bool grad = x.requires_grad() || w.requires_grad() || (b && b->t.requires_grad());
+    if (grad && at::GradMode::is_enabled()) return false;
+    int64_t K = x.size(-1);
+    if (w.dim() != 2 || w.size(1) != K || K == 0 || (b && b->t.size(0) != w.size(0))) return false;
+    return apl_smallm_usable(x.numel() / K) && smallm_layout(w, layout);
+}
+
+static at::Tensor smallm_linear(const at::Tensor &x_in, const at::Tensor &w, const apl_tensor *b,
+                                apl_smallm_layout layout)
+{
+    at::Tensor x = x_in.contiguous();
+    int64_t K = x.size(-1), M = x.numel() / K, N = w.size(0);
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = N;
+    at::Tensor y = at::empty(shape, x.options());
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+    const float *bp = b ? b->t.data_ptr<float>() : nullptr;
+    float *yp = y.data_ptr<float>();
+    apl_smallm_linear(xp, M, K, wp, layout, bp, yp, N, at::get_num_threads());
+    return y;
+}
+
 apl_tensor *apl_t_linear(apl_tensor *x, apl_tensor *w, apl_tensor *b)
 {
     APL_NEED(x, w);
     return tensor_op("linear", [&] {
+        apl_smallm_layout layout;
+        if (smallm_applies(x->t, w->t, b, &layout)) return smallm_linear(x->t, w->t, b, layout);
         return at::linear(x->t, w->t, b ? c10::optional<at::Tensor>(b->t) : c10::nullopt);
     });
 }
@@ -738,26 +799,27 @@ static double dtype_lowest(at::ScalarType st)
 // Additive mask (B or 1, 1, T, S): 0 where a query may attend, the dtype's lowest value
 // elsewhere. A finite value (as HF uses) keeps fully masked rows (queries at left padding)
 // from turning into NaN; their outputs are ignored anyway.
-static at::Tensor attention_bias(const at::Tensor &q, int64_t T, int64_t S, apl_tensor *mask)
+apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dtype dt,
+                                 apl_device dev)
 {
-    auto bopts = at::TensorOptions().dtype(at::kBool).device(q.device());
-    at::Tensor allowed = at::ones({T, S}, bopts).tril(S - T).view({1, 1, T, S});
-    if (mask) {
-        int64_t B = mask->t.size(0);
-        allowed = allowed.logical_and(mask->t.to(q.device()).to(at::kBool).view({B, 1, 1, S}));
-    }
-    double lowest = dtype_lowest(q.scalar_type());
-    return at::zeros(allowed.sizes(), q.options()).masked_fill(allowed.logical_not(), lowest);
+    return tensor_op("attention_bias", [&] {
+        if (S < T) throw std::invalid_argument("fewer keys than queries");
+        auto opts = at::TensorOptions().dtype(to_scalar(dt)).device(to_device(dev));
+        at::Tensor allowed = at::ones({T, S}, opts.dtype(at::kBool)).tril(S - T).view({1, 1, T, S});
+        if (mask) {
+            int64_t B = mask->t.size(0);
+            allowed = allowed.logical_and(mask->t.to(opts.device()).to(at::kBool).view({B, 1, 1, S}));
+        }
+        return at::zeros(allowed.sizes(), opts).masked_fill(allowed.logical_not(), dtype_lowest(to_scalar(dt)));
+    });
 }
 
-apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *mask,
+apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias_h,
                             double scale)
 {
-    APL_NEED(q, k, v);
+    APL_NEED(q, k, v, bias_h);
     return tensor_op("attention", [&] {
-        int64_t T = q->t.size(-2), S = k->t.size(-2);
-        if (S < T) throw std::invalid_argument("attention: fewer keys than queries");
-        at::Tensor bias = attention_bias(q->t, T, S, mask);
+        const at::Tensor &bias = bias_h->t;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
         // the fused kernel (2.1 added its `scale` argument); the same additive mask
         return at::scaled_dot_product_attention(q->t, k->t, v->t, bias, 0.0, false, scale);

@@ -57,6 +57,10 @@ void apl_set_num_threads(int n);
 int apl_get_num_threads(void);
 int apl_set_grad_enabled(int on); /* returns the previous mode; thread-local like torch */
 int apl_grad_enabled(void);
+/* Linear layers of 1-8 rows without a gradient (decoding) use smallm.h's kernels on CPUs that
+ * have them; off, every product goes to libtorch (BLAS). Returns the previous setting. */
+int apl_set_fast_kernels(int on);
+int apl_fast_kernels(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lifetime */
@@ -170,9 +174,14 @@ apl_tensor *apl_t_linear(apl_tensor *x, apl_tensor *w, apl_tensor *b);
 apl_tensor *apl_t_layer_norm(apl_tensor *x, apl_tensor *w, apl_tensor *b, double eps);
 apl_tensor *apl_t_rms_norm(apl_tensor *x, apl_tensor *w, double eps); /* computed in f32 */
 apl_tensor *apl_t_embedding(apl_tensor *weight, apl_tensor *ids);
-/* Causal softmax attention. q (B, H, T, D), k/v (B, H, S, D) with S >= T: query i sits at key
- * position S - T + i. mask: (B, S) key-padding mask (nonzero = attend) or NULL. */
-apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *mask,
+/* The additive bias of causal attention over T queries and S >= T keys, query i sitting at key
+ * position S - T + i: 0 where a query may attend, the dtype's lowest value elsewhere. mask:
+ * (B, S) key-padding mask (nonzero = attend) or NULL. (B or 1, 1, T, S) of dtype dt on dev.
+ * A forward pass builds it once and hands it to every layer's attention. */
+apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dtype dt,
+                                 apl_device dev);
+/* Softmax attention. q (B, H, T, D), k/v (B, H, S, D), bias from apl_t_attention_bias. */
+apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias,
                             double scale);
 /* mean over the batch of -log softmax(logits)[target], ignoring targets equal to ignore_index */
 apl_tensor *apl_t_cross_entropy(apl_tensor *logits, apl_tensor *targets, int64_t ignore_index);

@@ -54,6 +54,14 @@ static int l_sys_get_num_threads(lua_State *L)
     return 1;
 }
 
+/* fast_kernels() -> on; fast_kernels(on) -> the previous setting (see apl_set_fast_kernels). */
+static int l_sys_fast_kernels(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) lua_pushboolean(L, apl_fast_kernels());
+    else lua_pushboolean(L, apl_set_fast_kernels(lua_toboolean(L, 1)));
+    return 1;
+}
+
 static int l_sys_manual_seed(lua_State *L)
 {
     apl_manual_seed((uint64_t)luaL_checkinteger(L, 1));
@@ -131,6 +139,7 @@ int luaopen_apl_core_sys(lua_State *L)
         { "set_num_threads", l_sys_set_num_threads },
         { "get_num_threads", l_sys_get_num_threads },
         { "manual_seed", l_sys_manual_seed },
+        { "fast_kernels", l_sys_fast_kernels },
         { "set_grad_enabled", l_sys_set_grad_enabled },
         { "grad_enabled", l_sys_grad_enabled },
         { "interrupted", l_sys_interrupted },

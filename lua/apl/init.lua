@@ -17,6 +17,7 @@ apl.clock = sys.time       -- monotonic seconds, sub-microsecond resolution
 apl.rss_mb = sys.rss_mb    -- resident memory now, MiB
 apl.peak_rss_mb = sys.peak_rss_mb
 apl.interrupted = sys.interrupted -- true once per Ctrl-C (clears the flag)
+apl.fast_kernels = sys.fast_kernels -- small-row decoding kernels: fast_kernels(false) sends all to BLAS
 
 -- apl, torch, lua, blas, blas_path, blas_detail, threads, cuda, cuda_devices
 function apl.version_info()

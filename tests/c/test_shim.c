@@ -52,8 +52,10 @@ static void test_attention(void)
     apl_tensor *V = apl_t_from_data(v, sv, 4, APL_F32);
     float m[] = {0, 1, 1};
     apl_tensor *M = apl_t_from_data(m, sm, 2, APL_F32);
-    apl_tensor *o = apl_t_attention(Q, K, V, NULL, 1.0);
-    apl_tensor *om = apl_t_attention(Q, K, V, M, 1.0);
+    apl_tensor *B = apl_t_attention_bias(NULL, 2, 3, APL_F32, APL_CPU);
+    apl_tensor *BM = apl_t_attention_bias(M, 2, 3, APL_F32, APL_CPU);
+    apl_tensor *o = apl_t_attention(Q, K, V, B, 1.0);
+    apl_tensor *om = apl_t_attention(Q, K, V, BM, 1.0);
     float out[2], outm[2];
     CHECK(apl_t_read(o, APL_F32, out, sizeof out) == APL_OK, "%s", apl_last_error());
     CHECK(apl_t_read(om, APL_F32, outm, sizeof outm) == APL_OK, "%s", apl_last_error());
@@ -64,8 +66,8 @@ static void test_attention(void)
     NEAR(out[1], (1 * 1 + e * 2 + e * 3) / (1 + 2 * e), 1e-6);
     NEAR(outm[0], 2.0, 1e-6);
     NEAR(outm[1], (e * 2 + e * 3) / (2 * e), 1e-6);
-    apl_tensor *all[] = {Q, K, V, M, o, om};
-    for (int i = 0; i < 6; i++) apl_t_free(all[i]);
+    apl_tensor *all[] = {Q, K, V, M, B, BM, o, om};
+    for (int i = 0; i < 8; i++) apl_t_free(all[i]);
 }
 
 static void test_adam(void)
