@@ -490,10 +490,6 @@ apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, ap
         k = apl_t_narrow(ck, 2, 0, f->past + f->T); // (B, H_kv, S, D)
         v = apl_t_narrow(cv, 2, 0, f->past + f->T);
     }
-    if (c->n_kv_head != c->n_head) {
-        k = apl_t_repeat_interleave(k, c->n_head / c->n_kv_head, 1); // (B, H, S, D)
-        v = apl_t_repeat_interleave(v, c->n_head / c->n_kv_head, 1);
-    }
     apl_tensor *y = apl_t_attention(q, k, v, f->bias, 1.0 / sqrt((double)c->head_dim));
     int64_t shape[3] = {f->B, f->T, c->n_head * c->head_dim};
     return apl_t_reshape(apl_t_transpose(y, 1, 2), shape, 3); // (B, T, H*D)

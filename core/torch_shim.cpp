@@ -455,12 +455,6 @@ apl_tensor *apl_t_stack(apl_tensor *const *ts, int n, int64_t dim)
     return tensor_op("stack", [&] { return at::stack(tensors_of(ts, n), dim); });
 }
 
-apl_tensor *apl_t_repeat_interleave(apl_tensor *a, int64_t repeats, int64_t dim)
-{
-    APL_NEED(a);
-    return tensor_op("repeat_interleave", [&] { return a->t.repeat_interleave(repeats, dim); });
-}
-
 apl_tensor *apl_t_tril(apl_tensor *a, int64_t k)
 {
     APL_NEED(a);
@@ -814,22 +808,64 @@ apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dty
     });
 }
 
+// The few-query kernel of smallm.h applies to f32 CPU attention that autograd need not record,
+// with contiguous last dimensions (KV-cache views have them) and a bias as apl_t_attention_bias
+// makes it.
+static bool smallm_attention_applies(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                                     const at::Tensor &bias)
+{
+    if (!fast_kernels || !apl_smallm_usable(1)) return false;
+    for (const at::Tensor *t : {&q, &k, &v, &bias})
+        if (!plain_f32_cpu(*t) || t->dim() != 4 || t->stride(3) != 1) return false;
+    bool grad = q.requires_grad() || k.requires_grad() || v.requires_grad();
+    if (grad && at::GradMode::is_enabled()) return false;
+    int64_t T = q.size(2), S = k.size(2);
+    return T <= APL_SMALLM_MAX_ROWS && v.size(3) == q.size(3) && bias.is_contiguous() && bias.size(1) == 1 &&
+           bias.size(2) == T && bias.size(3) == S && (bias.size(0) == 1 || bias.size(0) == q.size(0));
+}
+
+static apl_smallm_view smallm_view(const at::Tensor &t)
+{
+    return apl_smallm_view{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// (B, H, T, D), a view of a (B, T, H, D) tensor: merging the heads afterwards needs no copy.
+static at::Tensor smallm_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                                   const at::Tensor &bias, double scale)
+{
+    int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
+    int threads = at::get_num_threads();
+    at::Tensor out = at::empty({B, T, H, D}, q.options());
+    at::Tensor scratch = at::empty({threads, S}, q.options());
+    apl_smallm_attention(smallm_view(q), smallm_view(k), smallm_view(v), bias.data_ptr<float>(),
+                         bias.size(0) == 1 ? 0 : bias.stride(0), B, H, k.size(1), T, S, D,
+                         (float)scale, out.data_ptr<float>(), scratch.data_ptr<float>(), threads);
+    return out.transpose(1, 2);
+}
+
 apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias_h,
                             double scale)
 {
     APL_NEED(q, k, v, bias_h);
     return tensor_op("attention", [&] {
         const at::Tensor &bias = bias_h->t;
+        int64_t H = q->t.size(1), H_kv = k->t.size(1);
+        if (H_kv != v->t.size(1) || H % H_kv != 0)
+            throw std::invalid_argument("key/value heads must divide the query heads");
+        if (smallm_attention_applies(q->t, k->t, v->t, bias))
+            return smallm_attention(q->t, k->t, v->t, bias, scale);
+        at::Tensor kk = H_kv == H ? k->t : k->t.repeat_interleave(H / H_kv, 1);
+        at::Tensor vv = H_kv == H ? v->t : v->t.repeat_interleave(H / H_kv, 1);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
         // the fused kernel (2.1 added its `scale` argument); the same additive mask
-        return at::scaled_dot_product_attention(q->t, k->t, v->t, bias, 0.0, false, scale);
+        return at::scaled_dot_product_attention(q->t, kk, vv, bias, 0.0, false, scale);
 #else
-        at::Tensor scores = q->t.matmul(k->t.transpose(-2, -1)).mul(scale).add(bias);
+        at::Tensor scores = q->t.matmul(kk.transpose(-2, -1)).mul(scale).add(bias);
         // softmax in f32 for half types, as HF's eager attention does; f64 stays f64 (in f32
         // its lowest mask value would overflow to -inf and padded rows would turn NaN)
         at::ScalarType acc = q->t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
         at::Tensor p = scores.softmax(-1, acc).to(q->t.scalar_type());
-        return p.matmul(v->t);
+        return p.matmul(vv);
 #endif
     });
 }

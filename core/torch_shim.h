@@ -122,7 +122,6 @@ apl_tensor *apl_t_squeeze(apl_tensor *a, int64_t dim);
 apl_tensor *apl_t_expand(apl_tensor *a, const int64_t *shape, int ndim);
 apl_tensor *apl_t_cat(apl_tensor *const *ts, int n, int64_t dim);
 apl_tensor *apl_t_stack(apl_tensor *const *ts, int n, int64_t dim);
-apl_tensor *apl_t_repeat_interleave(apl_tensor *a, int64_t repeats, int64_t dim);
 apl_tensor *apl_t_tril(apl_tensor *a, int64_t k);
 apl_tensor *apl_t_triu(apl_tensor *a, int64_t k);
 apl_tensor *apl_t_gather(apl_tensor *a, int64_t dim, apl_tensor *index);
@@ -180,7 +179,9 @@ apl_tensor *apl_t_embedding(apl_tensor *weight, apl_tensor *ids);
  * A forward pass builds it once and hands it to every layer's attention. */
 apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dtype dt,
                                  apl_device dev);
-/* Softmax attention. q (B, H, T, D), k/v (B, H, S, D), bias from apl_t_attention_bias. */
+/* Softmax attention. q (B, H, T, D), k/v (B, H_kv, S, D) where H_kv divides H (grouped-query
+ * attention: query head h reads key/value head h / (H / H_kv)), bias from apl_t_attention_bias.
+ * Returns (B, H, T, D). */
 apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias,
                             double scale);
 /* mean over the batch of -log softmax(logits)[target], ignoring targets equal to ignore_index */
