@@ -51,6 +51,24 @@ T.case("generate: result fields; logprobs equal scoring the same tokens", functi
     end
 end)
 
+T.case("generate: the decoding kernels and libtorch give the same completions (apl.fast_kernels)", function()
+    local tok, m = F.tok(), F.model(4)
+    local o = { n = 2, max_new_tokens = 12, seed = 3, temperature = 0.9, batch_size = 4 }
+    local was = apl.fast_kernels()
+    apl.fast_kernels(false)
+    local slow = apl.generate(m, tok, PROMPTS, o)
+    apl.fast_kernels(true)
+    local fast = apl.generate(m, tok, PROMPTS, o)
+    apl.fast_kernels(was)
+    T.eq(apl.fast_kernels(), was, "the setting comes back")
+    for i = 1, #PROMPTS do
+        for s = 1, 2 do
+            T.eq(fast[i][s].ids, slow[i][s].ids, "prompt " .. i .. ", sample " .. s)
+            T.ok(F.max_abs_diff(fast[i][s].logprobs, slow[i][s].logprobs) < 1e-5, "log-probs")
+        end
+    end
+end)
+
 T.case("generate: same seed, same completions for any batch_size; sample s does not depend on n", function()
     local tok, m = F.tok(), F.model(3)
     local o = { n = 3, max_new_tokens = 9, seed = 11, temperature = 1.3, top_k = 50, top_p = 0.95 }
