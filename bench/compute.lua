@@ -1,6 +1,7 @@
 -- bench/compute.lua — generation, log-prob scoring, a DPO step and an SFT step on GPT-2 124M's
 -- config with random fp32 weights, the workloads of bench/baseline.py:
 --   generation  B=8 prompts of 16 tokens, 64 new tokens, greedy          tok/s (new tokens)
+--               (generation_blas: the same with apl.fast_kernels(false))
 --   logprob     B=8 rows of T=128 (quick 4, 64), second half scored     tok/s (all tokens)
 --   dpo_step    4 pairs, T=128 (quick 1, 64), policy and reference forwards, Adam      s
 --   sft_step    B=8, T=128 (quick 2, 64), Adam                                         s
@@ -32,14 +33,19 @@ end
 
 local model = apl.model.init(CFG, { seed = 0 })
 
+-- Then again with the decoding kernels off (apl.fast_kernels(false)): every product through BLAS.
 local function bench_generation()
     local nb, prompt, new = 8, 16, 64
     local prompts = rows(1, nb, prompt)
-    local secs = B.time(function()
-        C.generate(model, prompts, { max_new_tokens = new, temperature = 0, batch_size = nb })
-    end)
-    B.emit_rate("generation", "tok/s", nb * new, secs,
-        { config = string.format("B=%d prompt=%d new=%d greedy", nb, prompt, new) })
+    local config = string.format("B=%d prompt=%d new=%d greedy", nb, prompt, new)
+    for _, name in ipairs({ "generation", "generation_blas" }) do
+        local was = apl.fast_kernels(name == "generation")
+        local secs = B.time(function()
+            C.generate(model, prompts, { max_new_tokens = new, temperature = 0, batch_size = nb })
+        end)
+        apl.fast_kernels(was)
+        B.emit_rate(name, "tok/s", nb * new, secs, { config = config })
+    end
 end
 
 local function bench_logprob()

@@ -8,6 +8,7 @@ local B = dofile(root .. "/bench/common.lua")
 local APL_OUT = [[
 progress: 3/3
 {"name":"generation","apl":300,"unit":"tok/s","samples":[290,300,310],"batch":8,"prompt":16,"new_tokens":64}
+{"name":"generation_blas","apl":120,"unit":"tok/s","samples":[120,120,120]}
 {"name":"logprob","apl":1000,"unit":"tok/s","samples":[1000,1000,1000],"config":"B=8 T=128"}
 {"name":"dpo_step","apl":8,"unit":"s","samples":[8,8,8],"config":"B=4 T=128","peak_rss_mb":3000}
 {"name":"sft_step","apl":5,"unit":"s","samples":[5,5,5],"config":"B=8 T=128"}
@@ -47,7 +48,7 @@ end)
 
 T.case("bench: JSON lines are picked out of other output", function()
     local objs, other = R.parse_lines(APL_OUT)
-    T.eq(#objs, 9)
+    T.eq(#objs, 10)
     T.eq(other, { "progress: 3/3", "not json {" })
 end)
 
@@ -56,6 +57,9 @@ T.case("bench: ratios, spreads and targets", function()
     T.eq(by.generation.ratio, 3, 1e-12)
     T.eq(by.generation.met, true)
     T.eq(by.generation.apl_spread, 20 / 300, 1e-12)
+    -- apl's generation without its decoding kernels, against the same baseline, no target
+    T.eq(by.generation_blas.ratio, 1.2, 1e-12)
+    T.eq(by.generation_blas.met, nil)
     T.eq(by.logprob.ratio, 1, 1e-12)
     T.eq(by.logprob.met, false) -- 1.0x is under the 1.2x target
     T.eq(by.dpo_step.ratio, 0.8, 1e-12)
