@@ -550,13 +550,21 @@ static apl_status rope_tables(const apl_model *m, const int64_t *pos, apl_fwd *f
     return f->cos && f->sin ? APL_OK : APL_ETORCH;
 }
 
-static apl_status check_inputs(const apl_model *m, apl_tensor *ids, apl_tensor *mask,
-                               const apl_kv_cache *c, int64_t past)
+static apl_status check_ids(apl_tensor *ids)
 {
     char buf[64];
     if (apl_t_ndim(ids) != 2 || apl_t_dtype(ids) != APL_I64 || apl_t_size(ids, 1) < 1)
         return apl_fail(APL_EINVAL, "forward: ids must be a (B, T) i64 tensor with T >= 1, got %s %s",
                         apl_dtype_name(apl_t_dtype(ids)), apl_t_shape_str(ids, buf, sizeof buf));
+    return APL_OK;
+}
+
+static apl_status check_inputs(const apl_model *m, apl_tensor *ids, apl_tensor *mask,
+                               const apl_kv_cache *c, int64_t past)
+{
+    char buf[64];
+    apl_status st = check_ids(ids);
+    if (st != APL_OK) return st;
     int64_t B = apl_t_size(ids, 0), S = past + apl_t_size(ids, 1);
     if (mask && (apl_t_ndim(mask) != 2 || apl_t_size(mask, 0) != B || apl_t_size(mask, 1) != S))
         return apl_fail(APL_EINVAL, "forward: attention_mask must be (%lld, %lld), got %s",
@@ -574,6 +582,18 @@ static apl_status check_inputs(const apl_model *m, apl_tensor *ids, apl_tensor *
     return APL_OK;
 }
 
+/* The ids, positions (pos, B * T on the host) and rotary tables of a forward. */
+static apl_status place_tokens(apl_model *m, apl_tensor *ids, const int64_t *pos, apl_fwd *f)
+{
+    int64_t shape[2] = {f->B, f->T};
+    f->pos = apl_t_to(apl_t_from_data(pos, shape, 2, APL_I64), APL_I64, m->dev);
+    f->ids = apl_t_to(ids, APL_I64, m->dev);
+    apl_status st = f->pos && f->ids ? APL_OK : APL_ETORCH;
+    if (st == APL_OK && m->cfg.rot_dims) st = rope_tables(m, pos, f);
+    return st;
+}
+
+/* Positions and attention bias from the padding mask and the cache. */
 static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_fwd *f)
 {
     int64_t n = f->B * f->T;
@@ -581,20 +601,21 @@ static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_f
     if (!pos) return apl_fail(APL_ENOMEM, "forward: out of memory");
     f->mask = mask ? apl_t_to(mask, APL_I64, m->dev) : NULL;
     apl_status st = mask && !f->mask ? APL_ETORCH : positions(f, pos);
+    if (st == APL_OK) st = place_tokens(m, ids, pos, f);
     if (st == APL_OK) {
-        int64_t shape[2] = {f->B, f->T};
-        f->pos = apl_t_to(apl_t_from_data(pos, shape, 2, APL_I64), APL_I64, m->dev);
-        f->ids = apl_t_to(ids, APL_I64, m->dev);
         f->bias = apl_t_attention_bias(f->mask, f->T, f->past + f->T, m->dt, m->dev);
-        st = f->pos && f->ids && f->bias ? APL_OK : APL_ETORCH;
+        st = apl_t_ok(f->bias);
     }
-    if (st == APL_OK && m->cfg.rot_dims) st = rope_tables(m, pos, f);
     free(pos);
     return st;
 }
 
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h)
 {
+    if (f->rows) {
+        int64_t flat[2] = {f->B * f->T, apl_t_size(h, 2)};
+        return apl_t_unsqueeze(apl_t_index_select(apl_t_reshape(h, flat, 2), 0, f->rows), 0);
+    }
     if (f->tail <= 0 || f->tail >= f->T) return h;
     return apl_t_narrow(h, 1, f->T - f->tail, f->tail); // (B, tail, C); h stays in the scope
 }
@@ -622,6 +643,28 @@ apl_status apl_model_forward_tail(apl_model *m, apl_tensor *ids, apl_tensor *mas
     }
     apl_scope_pop(mark);
     if (st == APL_OK && cache) cache->len += f.T;
+    return st;
+}
+
+apl_status apl_model_forward_packed(apl_model *m, apl_tensor *ids, const int64_t *pos,
+                                    apl_tensor *bias, apl_tensor *rows, apl_tensor **logits)
+{
+    *logits = NULL;
+    if (!ids || !pos || !bias || !rows) return apl_fail(APL_EINVAL, "forward_packed: missing input");
+    apl_status st = check_ids(ids); // T may pass max_pos: the positions are checked instead
+    if (st != APL_OK) return st;
+    apl_fwd f = {.B = apl_t_size(ids, 0), .T = apl_t_size(ids, 1), .bias = bias, .rows = rows};
+    int64_t maxpos = apl_model_max_positions(m);
+    for (int64_t i = 0; i < f.B * f.T; i++)
+        if (pos[i] < 0 || (maxpos > 0 && pos[i] >= maxpos))
+            return apl_fail(APL_EINVAL, "forward_packed: position %lld outside the model's %lld",
+                            (long long)pos[i], (long long)maxpos);
+    int mark = apl_scope_push();
+    if ((st = place_tokens(m, ids, pos, &f)) == APL_OK) {
+        *logits = apl_keep(m->arch->forward(m, &f));
+        st = apl_t_ok(*logits);
+    }
+    apl_scope_pop(mark);
     return st;
 }
 

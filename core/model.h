@@ -66,6 +66,14 @@ apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, ap
 apl_status apl_model_forward_tail(apl_model *m, apl_tensor *ids, apl_tensor *mask,
                                   apl_kv_cache *cache, int64_t tail, apl_tensor **logits);
 
+/* A forward over rows that pack several sequences sharing a prefix (DPO's prompt with its chosen
+ * and rejected completions): the caller gives the positions, pos (B * T) on the host, and the
+ * attention bias (B, 1, T, T) that keeps the sequences apart (apl_t_attention_bias's convention:
+ * 0 = may attend, the dtype's lowest value = may not). The final norm and the head run only on
+ * the hidden states at `rows`, (R) i64 flat indices into B * T: logits (1, R, V). */
+apl_status apl_model_forward_packed(apl_model *m, apl_tensor *ids, const int64_t *pos,
+                                    apl_tensor *bias, apl_tensor *rows, apl_tensor **logits);
+
 apl_status apl_kv_cache_new(const apl_model *m, int64_t batch, int64_t max_len, apl_kv_cache **out);
 void apl_kv_cache_free(apl_kv_cache *c);
 int64_t apl_kv_cache_len(const apl_kv_cache *c);   /* positions filled so far */

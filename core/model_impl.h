@@ -34,6 +34,7 @@ typedef struct {
     apl_tensor *cos, *sin; /* (B, 1, T, rot) rotary tables in the model's dtype, or NULL */
     apl_kv_cache *cache;   /* NULL without a cache */
     int64_t tail;          /* logits only for the last `tail` positions; 0 = all */
+    apl_tensor *rows;      /* or only at these flat indices into B * T (R) i64, or NULL */
 } apl_fwd;
 
 typedef struct apl_arch {
@@ -75,8 +76,9 @@ void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt,
 /* The parameter in (layer, slot), layer -1 for globals; NULL when the config has none (biases). */
 apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
 
-/* The last f->tail positions of the final hidden states h (B, T, C), or h itself: the final
- * norm and the head, V wide, then run only where logits are wanted. */
+/* The last f->tail positions of the final hidden states h (B, T, C), or the rows f->rows picks
+ * (1, R, C), or h itself: the final norm and the head, V wide, then run only where logits are
+ * wanted. */
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h);
 
 /* Runs block for each layer, each in its own scope, freeing x; returns the last output, which

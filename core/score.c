@@ -113,6 +113,124 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Preference pairs packed in one row each */
+
+/* Row i, left-padded to T: prompt ++ chosen ++ rejected. The logits wanted are W = Cw + Rw per
+ * pair (Cw, Rw: the longest completions, at least 1): column j < Cw predicts chosen[j], column
+ * Cw + j predicts rejected[j]; unused columns point at any real row and are masked out. */
+typedef struct {
+    int64_t n, T, Cw, Rw;
+    int64_t *ids, *pos, *rows, *targets;
+    float *allowed, *tmask; /* (n, T, T) 1 = may attend; (n, W) */
+} packed;
+
+static void free_packed(packed *b)
+{
+    free(b->ids), free(b->pos), free(b->rows), free(b->targets), free(b->allowed), free(b->tmask);
+}
+
+/* Which keys a query may see: earlier real tokens, except that rejected never sees chosen. */
+static void pack_attention(packed *b, int64_t i, int64_t off, int64_t P, int64_t C)
+{
+    float *a = b->allowed + i * b->T * b->T;
+    for (int64_t q = off; q < b->T; q++) {
+        int64_t rejected_from = off + P + C;
+        for (int64_t k = off; k <= q; k++)
+            a[q * b->T + k] = !(q >= rejected_from && k >= off + P && k < rejected_from);
+    }
+}
+
+/* Pair i's tokens, positions, attention and the columns of its logits. */
+static void pack_pair(packed *b, int64_t i, const apl_seq *p, const apl_seq *c, const apl_seq *r,
+                      int64_t pad_id)
+{
+    int64_t T = b->T, W = b->Cw + b->Rw, off = T - p->len - c->len - r->len;
+    int64_t *ids = b->ids + i * T, *pos = b->pos + i * T, base = i * T + off;
+    for (int64_t t = 0; t < off; t++) ids[t] = pad_id, pos[t] = 0;
+    const apl_seq *seg[3] = {p, c, r};
+    for (int s = 0, t = off; s < 3; s++)
+        for (int64_t j = 0; j < seg[s]->len; j++, t++) {
+            ids[t] = seg[s]->ids[j];
+            pos[t] = (s == 0 ? 0 : p->len) + j;
+        }
+    pack_attention(b, i, off, p->len, c->len);
+    int64_t last_prompt = base + p->len - 1;
+    for (int64_t j = 0; j < W; j++) {
+        int chosen = j < b->Cw;
+        const apl_seq *comp = chosen ? c : r;
+        int64_t k = chosen ? j : j - b->Cw, start = base + p->len + (chosen ? 0 : c->len);
+        int used = k < comp->len;
+        b->rows[i * W + j] = !used ? i * T + T - 1 : k == 0 ? last_prompt : start + k - 1;
+        b->targets[i * W + j] = used ? comp->ids[k] : 0;
+        b->tmask[i * W + j] = (float)used;
+    }
+}
+
+static apl_status build_packed(const apl_model *m, const apl_seq *p, const apl_seq *c,
+                               const apl_seq *r, int64_t n, int64_t pad_id, packed *b)
+{
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->Cw = b->Rw = 1;
+    apl_status st = check_pairs(p, c, n);
+    if (st == APL_OK) st = check_pairs(p, r, n);
+    if (st != APL_OK) return st;
+    for (int64_t i = 0; i < n; i++) {
+        if (p[i].len + c[i].len + r[i].len > b->T) b->T = p[i].len + c[i].len + r[i].len;
+        if (c[i].len > b->Cw) b->Cw = c[i].len;
+        if (r[i].len > b->Rw) b->Rw = r[i].len;
+    }
+    int64_t W = b->Cw + b->Rw, T = b->T;
+    if (pad_id < 0 || pad_id >= apl_model_vocab_size(m)) pad_id = 0;
+    b->ids = malloc(sizeof(int64_t) * n * T);
+    b->pos = malloc(sizeof(int64_t) * n * T);
+    b->allowed = calloc((size_t)(n * T * T), sizeof(float));
+    b->rows = malloc(sizeof(int64_t) * n * W);
+    b->targets = malloc(sizeof(int64_t) * n * W);
+    b->tmask = malloc(sizeof(float) * n * W);
+    if (!b->ids || !b->pos || !b->allowed || !b->rows || !b->targets || !b->tmask)
+        return apl_fail(APL_ENOMEM, "score: out of memory");
+    for (int64_t i = 0; i < n; i++) pack_pair(b, i, &p[i], &c[i], &r[i], pad_id);
+    return APL_OK;
+}
+
+apl_status apl_score_pairs(apl_model *m, const apl_seq *prompts, const apl_seq *chosen,
+                           const apl_seq *rejected, int64_t n, int64_t pad_id, apl_tensor **sum_chosen,
+                           apl_tensor **sum_rejected)
+{
+    packed b;
+    apl_tensor *logits = NULL;
+    int mark = apl_scope_push();
+    apl_status st = build_packed(m, prompts, chosen, rejected, n, pad_id, &b);
+    if (st != APL_OK) goto fail;
+    apl_device dev = apl_model_device(m);
+    int64_t W = b.Cw + b.Rw, shape4[4] = {n, 1, b.T, b.T};
+    apl_tensor *ids = apl_score_upload(b.ids, n, b.T, APL_I64, dev);                 // (n, T)
+    apl_tensor *rows = apl_t_reshape(apl_score_upload(b.rows, 1, n * W, APL_I64, dev), (int64_t[]){n * W}, 1);
+    apl_tensor *bias = apl_t_attention_bias_of(apl_t_from_data(b.allowed, shape4, 4, APL_F32),
+                                               apl_model_dtype(m), dev);             // (n, 1, T, T)
+    if ((st = apl_t_ok(ids)) != APL_OK || (st = apl_t_ok(rows)) != APL_OK ||
+        (st = apl_t_ok(bias)) != APL_OK)
+        goto fail;
+    if ((st = apl_model_forward_packed(m, ids, b.pos, bias, rows, &logits)) != APL_OK) goto fail;
+    apl_dtype cdt = apl_model_dtype(m) == APL_F64 ? APL_F64 : APL_F32; // as apl_score_batch
+    apl_tensor *logp = apl_t_log_softmax(apl_t_to(apl_t_select(logits, 0, 0), cdt, dev), 1); // (nW, V)
+    apl_tensor *target = apl_score_upload(b.targets, n * W, 1, APL_I64, dev);
+    apl_tensor *tok = apl_t_reshape(apl_t_gather(logp, 1, target), (int64_t[]){n, W}, 2);
+    apl_tensor *masked = apl_t_binary(APL_MUL, tok, apl_score_upload(b.tmask, n, W, APL_F32, dev));
+    apl_tensor *sc = apl_t_reduce(APL_SUM, apl_t_narrow(masked, 1, 0, b.Cw), 1, 0);  // (n)
+    apl_tensor *sr = apl_t_reduce(APL_SUM, apl_t_narrow(masked, 1, b.Cw, b.Rw), 1, 0);
+    if ((st = apl_t_ok(sc)) != APL_OK || (st = apl_t_ok(sr)) != APL_OK) goto fail;
+    *sum_chosen = apl_keep(sc);
+    *sum_rejected = apl_keep(sr);
+fail:
+    apl_t_free(logits);
+    apl_scope_pop(mark);
+    free_packed(&b);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Batched scoring without gradients */
 
 typedef struct { const apl_seq *p, *c; } pair_lists;

@@ -42,6 +42,16 @@ typedef struct {
 apl_status apl_score_batch(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
                            int64_t n, int64_t pad_id, apl_tensor **sums, apl_tensor **per_token);
 
+/* Summed log-probs of the chosen and the rejected completions of n preference pairs (n each,
+ * f32 or f64 like apl_score_batch, differentiable when grad mode is on), from one forward of n
+ * rows: row i packs prompt_i ++ chosen_i ++ rejected_i, the rejected tokens placed at the
+ * positions that follow the prompt and attending to the prompt and to themselves, never to the
+ * chosen ones. The prompt runs once per pair instead of once per completion (TRL's concatenated
+ * forward runs it twice), and the values equal scoring the two sequences separately. */
+apl_status apl_score_pairs(apl_model *m, const apl_seq *prompts, const apl_seq *chosen,
+                           const apl_seq *rejected, int64_t n, int64_t pad_id, apl_tensor **sum_chosen,
+                           apl_tensor **sum_rejected);
+
 /* Scores n pairs in batches, longest first, without gradients. sums: (n) floats. per_token may be
  * NULL, else it receives the completions' per-token values back to back, in pair order (sum of
  * completion lengths floats). */

@@ -793,6 +793,14 @@ static double dtype_lowest(at::ScalarType st)
 // Additive mask (B or 1, 1, T, S): 0 where a query may attend, the dtype's lowest value
 // elsewhere. A finite value (as HF uses) keeps fully masked rows (queries at left padding)
 // from turning into NaN; their outputs are ignored anyway.
+// 0 where allowed, the dtype's lowest finite value elsewhere: a query that may attend to nothing
+// (a padding position) gets a uniform softmax, never NaN, so it cannot poison the others.
+static at::Tensor bias_of(const at::Tensor &allowed, const at::TensorOptions &opts)
+{
+    return at::zeros(allowed.sizes(), opts).masked_fill(allowed.logical_not(),
+                                                         dtype_lowest(c10::typeMetaToScalarType(opts.dtype())));
+}
+
 apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dtype dt,
                                  apl_device dev)
 {
@@ -804,7 +812,16 @@ apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dty
             int64_t B = mask->t.size(0);
             allowed = allowed.logical_and(mask->t.to(opts.device()).to(at::kBool).view({B, 1, 1, S}));
         }
-        return at::zeros(allowed.sizes(), opts).masked_fill(allowed.logical_not(), dtype_lowest(to_scalar(dt)));
+        return bias_of(allowed, opts);
+    });
+}
+
+apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_device dev)
+{
+    APL_NEED(allowed);
+    return tensor_op("attention_bias_of", [&] {
+        auto opts = at::TensorOptions().dtype(to_scalar(dt)).device(to_device(dev));
+        return bias_of(allowed->t.to(opts.device()).to(at::kBool), opts);
     });
 }
 

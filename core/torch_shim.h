@@ -179,6 +179,9 @@ apl_tensor *apl_t_embedding(apl_tensor *weight, apl_tensor *ids);
  * A forward pass builds it once and hands it to every layer's attention. */
 apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dtype dt,
                                  apl_device dev);
+/* The same convention from an explicit (B, 1, T, S) mask of allowed pairs (nonzero = may attend),
+ * for rows that pack several sequences (apl_model_forward_packed). */
+apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_device dev);
 /* Softmax attention. q (B, H, T, D), k/v (B, H_kv, S, D) where H_kv divides H (grouped-query
  * attention: query head h reads key/value head h / (H / H_kv)), bias from apl_t_attention_bias.
  * Returns (B, H, T, D). */

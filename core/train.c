@@ -167,19 +167,6 @@ apl_status apl_dpo_loss_grad(const apl_dpo_opts *o, int64_t n, const float *pc, 
     return st;
 }
 
-/* prompts ++ prompts and chosen ++ rejected: the 2n rows of the concatenated forward. */
-static apl_status concat_rows(const apl_dpo_batch *b, apl_seq **p2, apl_seq **c2)
-{
-    *p2 = malloc(sizeof(apl_seq) * 2 * b->n);
-    *c2 = malloc(sizeof(apl_seq) * 2 * b->n);
-    if (!*p2 || !*c2) return apl_fail(APL_ENOMEM, "dpo: out of memory");
-    memcpy(*p2, b->prompts, sizeof(apl_seq) * b->n);
-    memcpy(*p2 + b->n, b->prompts, sizeof(apl_seq) * b->n);
-    memcpy(*c2, b->chosen, sizeof(apl_seq) * b->n);
-    memcpy(*c2 + b->n, b->rejected, sizeof(apl_seq) * b->n);
-    return APL_OK;
-}
-
 /* The reference log-probs the loss sees, (n) each on dev: TRL's IPO averages over tokens. */
 static apl_status ref_inputs(const apl_dpo_opts *o, const apl_dpo_batch *b, float *rc, float *rr)
 {
@@ -193,26 +180,36 @@ static apl_status ref_inputs(const apl_dpo_opts *o, const apl_dpo_batch *b, floa
     return APL_OK;
 }
 
-/* Policy log-probs (2n) as the loss uses them: summed, or averaged over tokens for IPO. */
-static apl_status policy_logps(apl_model *policy, const apl_dpo_opts *o, const apl_seq *p2,
-                               const apl_seq *c2, int64_t rows, int64_t pad_id, apl_tensor **out)
+/* IPO's log-probs: the (2n) sums divided by the completions' lengths. */
+static apl_status mean_over_tokens(const apl_dpo_batch *b, apl_device dev, apl_tensor **logps)
 {
-    apl_tensor *sums = NULL;
-    apl_status st = apl_score_batch(policy, p2, c2, rows, pad_id, &sums, NULL);
-    if (st != APL_OK || o->loss != APL_DPO_IPO) {
-        *out = sums;
-        return st;
+    float *len = malloc(sizeof(float) * 2 * b->n);
+    if (!len) return apl_fail(APL_ENOMEM, "dpo: out of memory");
+    for (int64_t i = 0; i < b->n; i++) {
+        len[i] = (float)b->chosen[i].len;
+        len[b->n + i] = (float)b->rejected[i].len;
     }
-    float *len = malloc(sizeof(float) * rows);
-    if (!len) {
-        apl_t_free(sums);
-        return apl_fail(APL_ENOMEM, "dpo: out of memory");
-    }
-    for (int64_t i = 0; i < rows; i++) len[i] = (float)c2[i].len;
-    *out = apl_t_binary(APL_DIV, sums, vec(len, rows, apl_model_device(policy), 0));
+    apl_tensor *avg = apl_t_binary(APL_DIV, *logps, vec(len, 2 * b->n, dev, 0));
     free(len);
-    apl_t_free(sums);
-    return apl_t_ok(*out);
+    apl_t_free(*logps);
+    *logps = avg;
+    return apl_t_ok(avg);
+}
+
+/* Policy log-probs (2n: chosen, then rejected) as the loss uses them: summed, or averaged over
+ * tokens for IPO. One packed forward per pair: the prompt runs once for both completions. */
+static apl_status policy_logps(apl_model *policy, const apl_dpo_opts *o, const apl_dpo_batch *b,
+                               int64_t pad_id, apl_tensor **out)
+{
+    apl_tensor *sums[2] = {NULL, NULL};
+    apl_status st = apl_score_pairs(policy, b->prompts, b->chosen, b->rejected, b->n, pad_id,
+                                    &sums[0], &sums[1]);
+    if (st != APL_OK) return st;
+    *out = apl_t_cat(sums, 2, 0); // (2n)
+    apl_t_free(sums[0]);
+    apl_t_free(sums[1]);
+    if ((st = apl_t_ok(*out)) != APL_OK || o->loss != APL_DPO_IPO) return st;
+    return mean_over_tokens(b, apl_model_device(policy), out);
 }
 
 static apl_status read_dpo_out(const apl_dpo_opts *o, apl_tensor *logps, apl_tensor *losses,
@@ -239,16 +236,14 @@ apl_status apl_dpo_accumulate(apl_model *policy, const apl_dpo_opts *o, const ap
     apl_status st = check_dpo(o);
     if (st != APL_OK) return st;
     if (b->n < 1) return apl_fail(APL_EINVAL, "dpo: empty micro-batch");
-    apl_seq *p2 = NULL, *c2 = NULL;
     float *rc = malloc(sizeof(float) * b->n), *rr = malloc(sizeof(float) * b->n);
     apl_tensor *logps = NULL;
     int mark = apl_scope_push();
     int was = apl_set_grad_enabled(1);
     apl_device dev = apl_model_device(policy);
     if (!rc || !rr) { st = apl_fail(APL_ENOMEM, "dpo: out of memory"); goto fail; }
-    if ((st = concat_rows(b, &p2, &c2)) != APL_OK || (st = ref_inputs(o, b, rc, rr)) != APL_OK)
-        goto fail;
-    if ((st = policy_logps(policy, o, p2, c2, 2 * b->n, pad_id, &logps)) != APL_OK) goto fail; // (2n)
+    if ((st = ref_inputs(o, b, rc, rr)) != APL_OK) goto fail;
+    if ((st = policy_logps(policy, o, b, pad_id, &logps)) != APL_OK) goto fail; // (2n)
     apl_tensor *losses = apl_dpo_losses(o, apl_t_narrow(logps, 0, 0, b->n),
                                         apl_t_narrow(logps, 0, b->n, b->n),
                                         vec(rc, b->n, dev, 0), vec(rr, b->n, dev, 0)); // (n)
@@ -259,8 +254,6 @@ fail:
     apl_t_free(logps);
     apl_set_grad_enabled(was);
     apl_scope_pop(mark);
-    free(p2);
-    free(c2);
     free(rc);
     free(rr);
     return st;
