@@ -233,79 +233,159 @@ fail:
 /* ------------------------------------------------------------------------------------------ */
 /* Batched scoring without gradients */
 
-typedef struct { const apl_seq *p, *c; } pair_lists;
+/* One batch: the items order[0..k) of the caller's lists. */
+typedef apl_status (*batch_fn)(void *ctx, const int64_t *order, int64_t k);
 
 static int by_length_desc(const void *a, const void *b, void *ctx)
 {
-    const pair_lists *pl = ctx;
-    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
-    int64_t li = pl->p[i].len + pl->c[i].len, lj = pl->p[j].len + pl->c[j].len;
-    return li < lj ? 1 : li > lj ? -1 : (i > j) - (i < j);
+    const int64_t *len = ctx, i = *(const int64_t *)a, j = *(const int64_t *)b;
+    return len[i] < len[j] ? 1 : len[i] > len[j] ? -1 : (i > j) - (i < j);
 }
 
-/* Copies a batch's results (rows picked by order[0..k)) into the caller's buffers. */
-static apl_status scatter_results(apl_tensor *sum, apl_tensor *per_tok, const int64_t *order,
-                                  int64_t k, const apl_seq *c, const int64_t *offset,
-                                  float *sums, float *per_token)
+/* Runs fn over batches of o->batch_size items, longest first (similar lengths share a batch, so
+ * less padding, and memory errors come early), without gradients, with progress and Ctrl-C. */
+static apl_status in_batches(int64_t n, const int64_t *len, const apl_score_opts *o, batch_fn fn,
+                             void *ctx)
 {
-    int64_t C = per_tok ? apl_t_size(per_tok, 1) : 0;
-    float *s = malloc(sizeof(float) * k), *pt = per_tok ? malloc(sizeof(float) * k * C) : NULL;
-    apl_status st = APL_ENOMEM;
-    if (!s || (per_tok && !pt)) { apl_set_error("score: out of memory"); goto fail; }
-    if ((st = apl_t_read(sum, APL_F32, s, sizeof(float) * k)) != APL_OK) goto fail;
-    if (per_tok && (st = apl_t_read(per_tok, APL_F32, pt, sizeof(float) * k * C)) != APL_OK)
-        goto fail;
-    for (int64_t j = 0; j < k; j++) {
-        int64_t i = order[j];
-        sums[i] = s[j];
-        if (pt) memcpy(per_token + offset[i], pt + j * C + C - c[i].len, sizeof(float) * c[i].len);
+    if (o->batch_size < 1) return apl_fail(APL_EINVAL, "batch_size must be >= 1");
+    int64_t *order = malloc(sizeof(int64_t) * (n + 1));
+    if (!order) return apl_fail(APL_ENOMEM, "score: out of memory");
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    qsort_r(order, n, sizeof *order, by_length_desc, (void *)len);
+    int was = apl_set_grad_enabled(0);
+    apl_status st = APL_OK;
+    for (int64_t start = 0; start < n && st == APL_OK; start += o->batch_size) {
+        int64_t k = n - start < o->batch_size ? n - start : o->batch_size;
+        if ((st = apl_check_interrupt()) == APL_OK) st = fn(ctx, order + start, k);
+        if (st == APL_OK && o->progress)
+            o->progress(o->progress_ud, o->phase ? o->phase : "score", start + k, n);
     }
-fail:
+    apl_set_grad_enabled(was);
+    free(order);
+    return st;
+}
+
+/* Reads a (k) tensor of sums into out[order[j]]. */
+static apl_status scatter_sums(apl_tensor *sum, const int64_t *order, int64_t k, float *out)
+{
+    float *s = malloc(sizeof(float) * k);
+    if (!s) return apl_fail(APL_ENOMEM, "score: out of memory");
+    apl_status st = apl_t_read(sum, APL_F32, s, sizeof(float) * k);
+    for (int64_t j = 0; st == APL_OK && j < k; j++) out[order[j]] = s[j];
     free(s);
+    return st;
+}
+
+typedef struct {
+    apl_model *m;
+    const apl_seq *p, *c, *c2;  /* c2: the second completions (pairs), or NULL */
+    int64_t pad_id;
+    apl_seq *bp, *bc, *bc2;     /* a batch's lists */
+    float *sums, *sums2, *per_token;
+    const int64_t *offset;      /* per_token: where item i's values start */
+} score_job;
+
+/* Copies a batch's per-token values (k, C), right-aligned, into the caller's buffer. */
+static apl_status scatter_per_token(const score_job *j, apl_tensor *per_tok, const int64_t *order,
+                                    int64_t k)
+{
+    int64_t C = apl_t_size(per_tok, 1);
+    float *pt = malloc(sizeof(float) * k * C);
+    if (!pt) return apl_fail(APL_ENOMEM, "score: out of memory");
+    apl_status st = apl_t_read(per_tok, APL_F32, pt, sizeof(float) * k * C);
+    for (int64_t r = 0; st == APL_OK && r < k; r++) {
+        int64_t i = order[r];
+        memcpy(j->per_token + j->offset[i], pt + r * C + C - j->c[i].len, sizeof(float) * j->c[i].len);
+    }
     free(pt);
     return st;
+}
+
+static void gather_batch(score_job *j, const int64_t *order, int64_t k)
+{
+    for (int64_t r = 0; r < k; r++) {
+        j->bp[r] = j->p[order[r]];
+        j->bc[r] = j->c[order[r]];
+        if (j->c2) j->bc2[r] = j->c2[order[r]];
+    }
+}
+
+static apl_status score_sequences(void *ctx, const int64_t *order, int64_t k)
+{
+    score_job *j = ctx;
+    gather_batch(j, order, k);
+    apl_tensor *sum = NULL, *pt = NULL;
+    apl_status st = apl_score_batch(j->m, j->bp, j->bc, k, j->pad_id, &sum, j->per_token ? &pt : NULL);
+    if (st == APL_OK) st = scatter_sums(sum, order, k, j->sums);
+    if (st == APL_OK && pt) st = scatter_per_token(j, pt, order, k);
+    apl_t_free(sum);
+    apl_t_free(pt);
+    return st;
+}
+
+static apl_status score_pairs(void *ctx, const int64_t *order, int64_t k)
+{
+    score_job *j = ctx;
+    gather_batch(j, order, k);
+    apl_tensor *sa = NULL, *sb = NULL;
+    apl_status st = apl_score_pairs(j->m, j->bp, j->bc, j->bc2, k, j->pad_id, &sa, &sb);
+    if (st == APL_OK) st = scatter_sums(sa, order, k, j->sums);
+    if (st == APL_OK) st = scatter_sums(sb, order, k, j->sums2);
+    apl_t_free(sa);
+    apl_t_free(sb);
+    return st;
+}
+
+/* Item lengths (n) for the batch order, and the job's batch lists (batch_size each). */
+static apl_status job_new(score_job *j, int64_t n, const apl_score_opts *o, int64_t **len)
+{
+    int64_t b = o->batch_size > 0 ? o->batch_size : 1;
+    *len = malloc(sizeof(int64_t) * (n + 1));
+    j->bp = malloc(sizeof(apl_seq) * b);
+    j->bc = malloc(sizeof(apl_seq) * b);
+    j->bc2 = malloc(sizeof(apl_seq) * b);
+    if (!*len || !j->bp || !j->bc || !j->bc2) return apl_fail(APL_ENOMEM, "score: out of memory");
+    for (int64_t i = 0; i < n; i++)
+        (*len)[i] = j->p[i].len + j->c[i].len + (j->c2 ? j->c2[i].len : 0);
+    return APL_OK;
+}
+
+static void job_free(score_job *j, int64_t *len)
+{
+    free(len);
+    free(j->bp);
+    free(j->bc);
+    free(j->bc2);
 }
 
 apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
                               int64_t n, const apl_score_opts *o, float *sums, float *per_token)
 {
-    if (o->batch_size < 1) return apl_fail(APL_EINVAL, "batch_size must be >= 1");
     apl_status st = check_pairs(prompts, completions, n); // here, to name pairs in caller order
     if (st != APL_OK) return st;
-    int64_t *order = malloc(sizeof(int64_t) * (n + 1)), *offset = malloc(sizeof(int64_t) * (n + 1));
-    apl_seq *bp = malloc(sizeof(apl_seq) * (o->batch_size + 1));
-    apl_seq *bc = malloc(sizeof(apl_seq) * (o->batch_size + 1));
-    int was = apl_set_grad_enabled(0);
-    if (!order || !offset || !bp || !bc) { st = apl_fail(APL_ENOMEM, "score: out of memory"); goto fail; }
+    int64_t *offset = malloc(sizeof(int64_t) * (n + 1)), *len = NULL;
+    score_job j = {.m = m, .p = prompts, .c = completions, .pad_id = o->pad_id, .sums = sums,
+                   .per_token = per_token, .offset = offset};
+    if (!offset) return apl_fail(APL_ENOMEM, "score: out of memory");
     offset[0] = 0;
-    for (int64_t i = 0; i < n; i++) {
-        order[i] = i;
-        offset[i + 1] = offset[i] + completions[i].len;
-    }
-    // Longest first: similar lengths share a batch (less padding) and memory errors come early.
-    pair_lists pl = {prompts, completions};
-    qsort_r(order, n, sizeof *order, by_length_desc, &pl);
-    for (int64_t start = 0; start < n; start += o->batch_size) {
-        if ((st = apl_check_interrupt()) != APL_OK) goto fail;
-        int64_t k = n - start < o->batch_size ? n - start : o->batch_size;
-        for (int64_t j = 0; j < k; j++) {
-            bp[j] = prompts[order[start + j]];
-            bc[j] = completions[order[start + j]];
-        }
-        apl_tensor *sum = NULL, *pt = NULL;
-        st = apl_score_batch(m, bp, bc, k, o->pad_id, &sum, per_token ? &pt : NULL);
-        if (st == APL_OK)
-            st = scatter_results(sum, pt, order + start, k, completions, offset, sums, per_token);
-        apl_t_free(sum);
-        apl_t_free(pt);
-        if (st != APL_OK) goto fail;
-        if (o->progress) o->progress(o->progress_ud, o->phase ? o->phase : "score", start + k, n);
-    }
-fail:
-    apl_set_grad_enabled(was);
-    free(order);
+    for (int64_t i = 0; i < n; i++) offset[i + 1] = offset[i] + completions[i].len;
+    if ((st = job_new(&j, n, o, &len)) == APL_OK) st = in_batches(n, len, o, score_sequences, &j);
+    job_free(&j, len);
     free(offset);
-    free(bp);
-    free(bc);
+    return st;
+}
+
+apl_status apl_score_pair_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *a,
+                                   const apl_seq *b, int64_t n, const apl_score_opts *o,
+                                   float *sums_a, float *sums_b)
+{
+    apl_status st = check_pairs(prompts, a, n);
+    if (st == APL_OK) st = check_pairs(prompts, b, n);
+    if (st != APL_OK) return st;
+    int64_t *len = NULL;
+    score_job j = {.m = m, .p = prompts, .c = a, .c2 = b, .pad_id = o->pad_id, .sums = sums_a,
+                   .sums2 = sums_b};
+    if ((st = job_new(&j, n, o, &len)) == APL_OK) st = in_batches(n, len, o, score_pairs, &j);
+    job_free(&j, len);
     return st;
 }

@@ -58,6 +58,12 @@ apl_status apl_score_pairs(apl_model *m, const apl_seq *prompts, const apl_seq *
 apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
                               int64_t n, const apl_score_opts *o, float *sums, float *per_token);
 
+/* apl_score_pairs in batches of o->batch_size pairs, longest first, without gradients: the
+ * summed log-probs of completions a and b of each prompt (n floats each), the prompt run once. */
+apl_status apl_score_pair_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *a,
+                                   const apl_seq *b, int64_t n, const apl_score_opts *o,
+                                   float *sums_a, float *sums_b);
+
 /* A (rows, width) tensor of dtype dt on dev, copied from a dense host buffer (generate.c and
  * train.c build their batches with it too). NULL on failure, like the tensor ops. */
 apl_tensor *apl_score_upload(const void *data, int64_t rows, int64_t width, apl_dtype dt,

@@ -3,6 +3,7 @@
  *   local C = require "apl.core.compute"
  *   local rows = C.generate(model, {{15496, 11}}, {n = 2, max_new_tokens = 8, seed = 1})
  *   local lp = C.logprob(model, {{15496}}, {{11, 995}}, {batch_size = 8})   -- apl.Tensor (N)
+ *   local la, lb = C.logprob_pairs(model, {{15496}}, {{11}}, {{995, 13}})   -- one forward per pair
  *   local opt = C.optim(model, {lr = 1e-5})
  *   local r = C.dpo_accumulate(model, prompts, chosen, rejected, ref_c, ref_r, {beta = 0.1, scale = 1/4})
  *   local gnorm = opt:step()
@@ -175,21 +176,30 @@ static int l_compute_generate(lua_State *L)
 
 /* logprob(model, prompt_ids, completion_ids, opts) -> Tensor (N) f32 [, per-token lists];
  * opts: batch_size, pad_id, per_token, phase (the progress line's name, "score"). */
+/* The scoring options at idx (batch_size, pad_id, phase) and a progress line over n items,
+ * pushed last (it may raise); the caller frees it after the call. */
+static apl_lua_progress *score_opts(lua_State *L, int idx, int64_t n, apl_score_opts *o)
+{
+    *o = (apl_score_opts){.batch_size = apl_lua_optint_field(L, idx, "batch_size", 16),
+                          .pad_id = apl_lua_optint_field(L, idx, "pad_id", -1),
+                          .phase = apl_lua_optstr_field(L, idx, "phase", "score")};
+    apl_lua_progress *pr = apl_lua_progress_new(L, o->phase, (long)n);
+    o->progress = apl_lua_progress_cb, o->progress_ud = pr;
+    return pr;
+}
+
 static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_seq *p, *c;
     int64_t n = check_pairs(L, fname, &p, &c);
-    apl_score_opts o = {.batch_size = apl_lua_optint_field(L, 4, "batch_size", 16),
-                        .pad_id = apl_lua_optint_field(L, 4, "pad_id", -1)};
     int per_token = apl_lua_optbool_field(L, 4, "per_token", 0);
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += c[i].len;
     float *sums = scratch(L, sizeof(float) * n), *pt = per_token ? scratch(L, sizeof(float) * total) : NULL;
-    o.phase = apl_lua_optstr_field(L, 4, "phase", "score");
-    apl_lua_progress *pr = apl_lua_progress_new(L, o.phase, (long)n); // last: may raise
-    o.progress = apl_lua_progress_cb, o.progress_ud = pr;
+    apl_score_opts o;
+    apl_lua_progress *pr = score_opts(L, 4, n, &o);
     apl_status st = apl_score_logprobs(m, p, c, n, &o, sums, pt);
     apl_lua_progress_free(pr);
     apl_lua_check(L, st, fname);
@@ -201,6 +211,28 @@ static int l_compute_logprob(lua_State *L)
         push_floats(L, pt + at, c[i].len);
         lua_seti(L, -2, i + 1);
     }
+    return 2;
+}
+
+/* logprob_pairs(model, prompts, a, b, opts) -> sums_a, sums_b (apl.Tensor (N) each): both
+ * completions of each prompt scored in one packed forward, the prompt run once. */
+static int l_compute_logprob_pairs(lua_State *L)
+{
+    const char *fname = "apl.logprob_pairs";
+    apl_model *m = apl_lua_checkmodel(L, 1);
+    apl_seq *p, *a;
+    int64_t n = check_pairs(L, fname, &p, &a), nb;
+    apl_seq *b = check_seqs(L, 4, fname, "second completions", &nb);
+    if (nb != n) apl_lua_error(L, fname, "%lld prompts but %lld second completions", (long long)n, (long long)nb);
+    float *sa = scratch(L, sizeof(float) * n), *sb = scratch(L, sizeof(float) * n);
+    apl_score_opts o;
+    apl_lua_progress *pr = score_opts(L, 5, n, &o);
+    apl_status st = apl_score_pair_logprobs(m, p, a, b, n, &o, sa, sb);
+    apl_lua_progress_free(pr);
+    apl_lua_check(L, st, fname);
+    int64_t shape[1] = {n};
+    apl_lua_pushtensor(L, apl_t_from_data(sa, shape, 1, APL_F32), fname);
+    apl_lua_pushtensor(L, apl_t_from_data(sb, shape, 1, APL_F32), fname);
     return 2;
 }
 
@@ -376,6 +408,7 @@ int luaopen_apl_core_compute(lua_State *L)
     };
     static const luaL_Reg funcs[] = {
         {"generate", l_compute_generate}, {"logprob", l_compute_logprob},
+        {"logprob_pairs", l_compute_logprob_pairs},
         {"optim", l_compute_optim}, {"dpo_accumulate", l_compute_dpo_accumulate},
         {"dpo_loss", l_compute_dpo_loss}, {"sft_accumulate", l_compute_sft_accumulate},
         {NULL, NULL},

@@ -84,28 +84,50 @@ function Trainer:encode(batch)
     return out
 end
 
--- Fills e.rc, e.rr (reference log-probs) for each encoded pair, scoring only unseen sequences.
-function Trainer:ref_logps(enc)
-    local keys, prompts, comps, seen = {}, {}, {}, {}
+-- The sequences of enc the reference has not scored: pairs with both unseen (scored packed, the
+-- prompt once) and lone sequences {key, prompt ids, completion ids}.
+function Trainer:unscored(enc)
+    local both, lone, seen = {}, {}, {}
+    local function new(k) return self.ref_cache[k] == nil and not seen[k] end
     for _, e in ipairs(enc) do
         e.kc, e.kr = hash_ids(e.p, e.c), hash_ids(e.p, e.r)
-        for _, kc in ipairs({ { e.kc, e.c }, { e.kr, e.r } }) do
-            local k = kc[1]
-            if self.ref_cache[k] == nil and not seen[k] then
-                seen[k] = true
-                keys[#keys + 1], prompts[#prompts + 1], comps[#comps + 1] = k, e.p, kc[2]
-            end
+        if e.kc ~= e.kr and new(e.kc) and new(e.kr) then
+            both[#both + 1] = e
+        else
+            if new(e.kc) then lone[#lone + 1] = { e.kc, e.p, e.c } end
+            seen[e.kc] = true
+            if new(e.kr) then lone[#lone + 1] = { e.kr, e.p, e.r } end
         end
+        seen[e.kc], seen[e.kr] = true, true
     end
-    if #keys > 0 then
-        local lp = score.logprob_ids(self.ref, self.tok, prompts, comps,
-            { batch_size = 2 * self.micro_batch_size }, "dpo: reference"):totable()
-        local new = {}
-        for i, k in ipairs(keys) do
-            self.ref_cache[k] = lp[i]
-            new[i] = { k, lp[i] }
-        end
-        self.ref_forwards = self.ref_forwards + #keys
+    return both, lone
+end
+
+-- Fills e.rc, e.rr (reference log-probs) for each encoded pair, scoring only unseen sequences.
+function Trainer:ref_logps(enc)
+    local both, lone = self:unscored(enc)
+    local new = {}
+    local function keep(k, v)
+        self.ref_cache[k] = v
+        new[#new + 1] = { k, v }
+    end
+    if #both > 0 then
+        local p, c, r = {}, {}, {}
+        for i, e in ipairs(both) do p[i], c[i], r[i] = e.p, e.c, e.r end
+        local lc, lr = score.logprob_pairs_ids(self.ref, self.tok, p, c, r,
+            { batch_size = self.micro_batch_size }, "dpo: reference")
+        lc, lr = lc:totable(), lr:totable()
+        for i, e in ipairs(both) do keep(e.kc, lc[i]); keep(e.kr, lr[i]) end
+    end
+    if #lone > 0 then
+        local p, c = {}, {}
+        for i, s in ipairs(lone) do p[i], c[i] = s[2], s[3] end
+        local lp = score.logprob_ids(self.ref, self.tok, p, c, { batch_size = 2 * self.micro_batch_size },
+            "dpo: reference"):totable()
+        for i, s in ipairs(lone) do keep(s[1], lp[i]) end
+    end
+    if #new > 0 then
+        self.ref_forwards = self.ref_forwards + #new
         self:save_cache(new)
     end
     for _, e in ipairs(enc) do e.rc, e.rr = self.ref_cache[e.kc], self.ref_cache[e.kr] end

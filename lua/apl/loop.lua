@@ -58,8 +58,10 @@ local EXTRA = { args = true, waypoints = true, gen_batch_size = true }   -- knob
 M.engine = {
     generate = function(model, tok, prompts, opts) return apl.generate(model, tok, prompts, opts) end,
     entropy = function(model, tok, prompts, opts) return apl.entropy(model, tok, prompts, opts):totable() end,
-    rewards = function(policy, ref, tok, prompts, completions, beta)
-        return apl.implicit_reward(policy, ref, tok, prompts, completions, beta):totable()
+    -- implicit rewards of completions a and b of each prompt: two lists
+    rewards = function(policy, ref, tok, prompts, a, b, beta)
+        local ra, rb = apl.preference_prob(policy, ref, tok, prompts, a, b, beta)
+        return ra:totable(), rb:totable()
     end,
     trainer = function(opts) return apl.dpo.new(opts) end,
     clone = function(m) return m:clone() end,
@@ -109,17 +111,16 @@ end
 -- DPO implicit rewards r̂ = β·log(πθ(y|x)/π0(y|x)) of both completions of each pair. Computed once
 -- per pair (kept on the pair as r_a, r_b), so the loop's records reuse the acquisition's work.
 function Ctx:implicit_rewards(batch)
-    local unscored, prompts, comps = {}, {}, {}
+    local unscored, prompts, a, b = {}, {}, {}, {}
     for _, p in ipairs(batch) do
         if not p.r_a then
             unscored[#unscored + 1] = p
-            prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.a
-            prompts[#prompts + 1] = p.prompt; comps[#comps + 1] = p.b
+            prompts[#unscored], a[#unscored], b[#unscored] = p.prompt, p.a, p.b
         end
     end
     if #unscored > 0 then
-        local r = self.engine.rewards(self.policy, self.ref, self.tok, prompts, comps, self.beta)
-        for i, p in ipairs(unscored) do p.r_a, p.r_b = r[2 * i - 1], r[2 * i] end
+        local ra, rb = self.engine.rewards(self.policy, self.ref, self.tok, prompts, a, b, self.beta)
+        for i, p in ipairs(unscored) do p.r_a, p.r_b = ra[i], rb[i] end
     end
     local ra, rb = {}, {}
     for i, p in ipairs(batch) do ra[i], rb[i] = p.r_a, p.r_b end

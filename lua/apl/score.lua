@@ -44,13 +44,21 @@ function M.encode_pairs(tok, prompts, completions, opts, fname)
     return p, c
 end
 
+local function engine_opts(tok, opts, phase)
+    opts = opts or {}
+    return { batch_size = opts.batch_size, pad_id = tok and (tok.pad_id or tok.eos_id),
+             per_token = opts.per_token, phase = phase }
+end
+
 -- Summed log-probs (N) of already encoded pairs, with a progress line.
 function M.logprob_ids(model, tok, prompt_ids, completion_ids, opts, phase)
-    opts = opts or {}
-    return C.logprob(model, prompt_ids, completion_ids, {
-        batch_size = opts.batch_size, pad_id = tok and (tok.pad_id or tok.eos_id),
-        per_token = opts.per_token, phase = phase,
-    })
+    return C.logprob(model, prompt_ids, completion_ids, engine_opts(tok, opts, phase))
+end
+
+-- Summed log-probs of two encoded completions per prompt (N each): one forward per prompt packs
+-- both completions after it, so the prompt is computed once (see core/score.h).
+function M.logprob_pairs_ids(model, tok, prompt_ids, a_ids, b_ids, opts, phase)
+    return C.logprob_pairs(model, prompt_ids, a_ids, b_ids, engine_opts(tok, opts, phase))
 end
 
 function M.logprob(model, tok, prompts, completions, opts)
@@ -95,18 +103,16 @@ function M.implicit_reward(policy, ref, tok, prompts, completions, beta, opts)
 end
 
 -- Rewards of two completions per prompt and the Bradley-Terry probability that the first is
--- preferred: r1 (N), r2 (N), sigma(r1 - r2) (N). Both completions are scored in one call per model.
+-- preferred: r1 (N), r2 (N), sigma(r1 - r2) (N). Each model scores both completions of a prompt
+-- in one packed forward.
 function M.preference_prob(policy, ref, tok, prompts, c1, c2, beta, opts)
     opts = reward_opts(tok, opts)
     local fname = "apl.preference_prob"
-    local p1, ids1 = M.encode_pairs(tok, prompts, c1, opts, fname)
+    local p, ids1 = M.encode_pairs(tok, prompts, c1, opts, fname)
     local _, ids2 = M.encode_pairs(tok, prompts, c2, opts, fname)
-    local n = #p1
-    local p, c = {}, {}
-    for i = 1, n do p[i], p[n + i], c[i], c[n + i] = p1[i], p1[i], ids1[i], ids2[i] end
-    local r = M.implicit_reward(policy, ref, tok, nil, nil, beta,
-        { prompt_ids = p, completion_ids = c, batch_size = opts.batch_size, add_eos = false })
-    local r1, r2 = r:narrow(1, 1, n), r:narrow(1, n + 1, n)
+    local a, b = M.logprob_pairs_ids(policy, tok, p, ids1, ids2, opts, "reward: policy")
+    local a0, b0 = M.logprob_pairs_ids(ref, tok, p, ids1, ids2, opts, "reward: ref")
+    local r1, r2 = (a - a0) * beta, (b - b0) * beta
     return r1, r2, (r1 - r2):sigmoid()
 end
 

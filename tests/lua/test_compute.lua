@@ -266,6 +266,11 @@ T.case("implicit_reward and preference_prob", function()
     T.eq(r1:totable(), r, 1e-5)
     T.eq(r2:totable(), r2ref, 1e-5)
     for i, v in ipairs(prob:totable()) do T.eq(v, 1 / (1 + math.exp(-(r[i] - r2ref[i]))), 1e-5) end
+    for _, bs in ipairs({ 1, 3 }) do -- batches of packed pairs, longest first, put back in order
+        local b1, b2 = apl.preference_prob(policy, ref, tok, PROMPTS, COMPLETIONS, c2, beta, { batch_size = bs })
+        T.eq(b1:totable(), r, 1e-5)
+        T.eq(b2:totable(), r2ref, 1e-5)
+    end
     local same = apl.implicit_reward(policy, policy:clone(), tok, PROMPTS, COMPLETIONS, beta):totable()
     for _, v in ipairs(same) do T.eq(v, 0, 1e-6) end
 end)

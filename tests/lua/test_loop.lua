@@ -55,10 +55,13 @@ local function fake_engine(opts)
         end
         return h
     end
-    function e.rewards(policy, ref, _, _, completions, beta)
-        local out = {}
-        for i, c in ipairs(completions) do out[i] = beta * (logp(policy, c) - logp(ref, c)) end
-        return out
+    function e.rewards(policy, ref, _, _, a, b, beta)
+        local ra, rb = {}, {}
+        for i = 1, #a do
+            ra[i] = beta * (logp(policy, a[i]) - logp(ref, a[i]))
+            rb[i] = beta * (logp(policy, b[i]) - logp(ref, b[i]))
+        end
+        return ra, rb
     end
     function e.trainer(o)
         local tr = {}
