@@ -97,9 +97,8 @@ apl_status apl_score_batch(apl_model *m, const apl_seq *prompts, const apl_seq *
     apl_tensor *span = apl_t_narrow(logits, 1, 0, b.C);                              // (n, C, V)
     // f32 at least (bf16 log-probs are too coarse to sum); f64 models keep f64 (gradient checks).
     apl_dtype cdt = apl_model_dtype(m) == APL_F64 ? APL_F64 : APL_F32;
-    apl_tensor *logp = apl_t_log_softmax(apl_t_to(span, cdt, dev), 2);
-    apl_tensor *target = apl_t_unsqueeze(apl_t_narrow(ids, 1, b.T - b.C, b.C), 2);  // (n, C, 1)
-    apl_tensor *tok = apl_t_squeeze(apl_t_gather(logp, 2, target), 2);              // (n, C)
+    apl_tensor *target = apl_t_narrow(ids, 1, b.T - b.C, b.C);                     // (n, C)
+    apl_tensor *tok = apl_t_target_logprobs(apl_t_to(span, cdt, dev), target);      // (n, C)
     apl_tensor *masked = apl_t_binary(APL_MUL, tok, cmask);
     apl_tensor *sum = apl_t_reduce(APL_SUM, masked, 1, 0);                           // (n)
     if ((st = apl_t_ok(sum)) != APL_OK) goto fail;
@@ -214,9 +213,8 @@ apl_status apl_score_pairs(apl_model *m, const apl_seq *prompts, const apl_seq *
         goto fail;
     if ((st = apl_model_forward_packed(m, ids, b.pos, bias, rows, &logits)) != APL_OK) goto fail;
     apl_dtype cdt = apl_model_dtype(m) == APL_F64 ? APL_F64 : APL_F32; // as apl_score_batch
-    apl_tensor *logp = apl_t_log_softmax(apl_t_to(apl_t_select(logits, 0, 0), cdt, dev), 1); // (nW, V)
-    apl_tensor *target = apl_score_upload(b.targets, n * W, 1, APL_I64, dev);
-    apl_tensor *tok = apl_t_reshape(apl_t_gather(logp, 1, target), (int64_t[]){n, W}, 2);
+    apl_tensor *logits2 = apl_t_reshape(apl_t_to(logits, cdt, dev), (int64_t[]){n, W, -1}, 3); // (n, W, V)
+    apl_tensor *tok = apl_t_target_logprobs(logits2, apl_score_upload(b.targets, n, W, APL_I64, dev));
     apl_tensor *masked = apl_t_binary(APL_MUL, tok, apl_score_upload(b.tmask, n, W, APL_F32, dev));
     apl_tensor *sc = apl_t_reduce(APL_SUM, apl_t_narrow(masked, 1, 0, b.Cw), 1, 0);  // (n)
     apl_tensor *sr = apl_t_reduce(APL_SUM, apl_t_narrow(masked, 1, b.Cw, b.Rw), 1, 0);

@@ -3,6 +3,7 @@
 // ever crosses into C or Lua frames.
 #include "torch_shim_impl.hpp"
 
+#include "rowsoftmax.h"
 #include "smallm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -884,6 +885,40 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
         at::Tensor p = scores.softmax(-1, acc).to(q->t.scalar_type());
         return p.matmul(vv);
 #endif
+    });
+}
+
+// One pass per row (rowsoftmax.h) for f32 CPU logits with nothing for autograd to record and
+// rows whose last dimension is contiguous; otherwise log_softmax then gather.
+static bool rowsoftmax_applies(const at::Tensor &x, const at::Tensor &t)
+{
+    if (!fast_kernels || !apl_rowsoftmax_usable() || !plain_f32_cpu(x) || x.stride(-1) != 1) return false;
+    if (x.requires_grad() && at::GradMode::is_enabled()) return false;
+    return (x.dim() == 2 || x.dim() == 3) && t.device().is_cpu() && t.scalar_type() == at::kLong;
+}
+
+static at::Tensor row_target_logprobs(const at::Tensor &x, const at::Tensor &targets)
+{
+    bool flat = x.dim() == 2;
+    int64_t B = flat ? 1 : x.size(0), T = x.size(-2), V = x.size(-1);
+    int64_t sb = flat ? 0 : x.stride(0), st = x.stride(-2);
+    at::Tensor t = targets.contiguous(), out = at::empty(targets.sizes(), x.options());
+    int64_t bad = apl_row_target_logprobs(x.data_ptr<float>(), B, T, V, sb, st, t.data_ptr<int64_t>(),
+                                          out.data_ptr<float>(), at::get_num_threads());
+    if (bad >= 0)
+        throw std::invalid_argument("target " + std::to_string(t.view(-1)[bad].item<int64_t>()) +
+                                    " is outside the " + std::to_string(V) + " classes");
+    return out;
+}
+
+apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets)
+{
+    APL_NEED(x, targets);
+    return tensor_op("target_logprobs", [&] {
+        if (targets->t.sizes() != x->t.sizes().slice(0, x->t.dim() - 1))
+            throw std::invalid_argument("targets must have the logits' shape without the last dimension");
+        if (rowsoftmax_applies(x->t, targets->t)) return row_target_logprobs(x->t, targets->t);
+        return x->t.log_softmax(-1).gather(-1, targets->t.unsqueeze(-1)).squeeze(-1);
     });
 }
 

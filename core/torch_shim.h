@@ -187,6 +187,9 @@ apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_devic
  * Returns (B, H, T, D). */
 apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias,
                             double scale);
+/* log_softmax(x, -1) at the targets: x (..., V), targets (...) i64 -> (...). Without a graph to
+ * record, f32 CPU logits take one pass per row (rowsoftmax.h) instead of writing the softmax. */
+apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets);
 /* mean over the batch of -log softmax(logits)[target], ignoring targets equal to ignore_index */
 apl_tensor *apl_t_cross_entropy(apl_tensor *logits, apl_tensor *targets, int64_t ignore_index);
 
