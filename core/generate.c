@@ -119,7 +119,7 @@ static apl_status pick_tokens(const batch *b, apl_tensor *logits, apl_tensor **t
         t = apl_t_reduce(APL_SUM, apl_t_binary(APL_LT, cdf, thr), 1, 0);
         t = apl_t_to(t, APL_I64, b->dev);
     }
-    apl_tensor *l = apl_t_squeeze(apl_t_gather(apl_t_log_softmax(x, 1), 1, apl_t_unsqueeze(t, 1)), 1);
+    apl_tensor *l = apl_t_target_logprobs(x, t);                                    // (R)
     apl_status st = apl_t_ok(l);
     if (st == APL_OK) {
         *tok = apl_keep(t);
