@@ -52,6 +52,20 @@ T.case("bench: JSON lines are picked out of other output", function()
     T.eq(other, { "progress: 3/3", "not json {" })
 end)
 
+T.case("bench: an area run in two rounds: the samples of both, their median, the higher RSS", function()
+    local a = R.parse_lines(APL_OUT)
+    local again = R.parse_lines('{"name":"generation","apl":100,"unit":"tok/s","samples":[100,110,120]}\n' ..
+        '{"name":"dpo_step","apl":6,"unit":"s","samples":[6,6,7],"peak_rss_mb":3100}')
+    for _, o in ipairs(again) do a[#a + 1] = o end
+    local rows, A = R.collect(a, R.parse_lines(BASE_OUT), {})
+    local by = {}
+    for _, r in ipairs(rows) do by[r.name] = r end
+    T.eq(A.dpo_step.peak_rss_mb, 3100)
+    T.eq(by.generation.apl_samples, { 290, 300, 310, 100, 110, 120 })
+    T.eq(by.generation.apl, 205) -- median of the six
+    T.eq(by.dpo_step.apl, 7.5)
+end)
+
 T.case("bench: ratios, spreads and targets", function()
     local by = rows_by_name()
     T.eq(by.generation.ratio, 3, 1e-12)
@@ -98,6 +112,9 @@ T.case("bench: GPT-2 124M parameter and FLOP counts", function()
     T.eq(R.forward_flops(c, 1, 1), 2 * R.matmul_params(c) + 4 * 12 * 768)
     T.eq(R.dpo_flops(c, 4, 128), 4 * R.forward_flops(c, 8, 128))
     T.eq(R.sft_flops(c, 8, 128), 3 * R.forward_flops(c, 8, 128))
+    -- one layer, C = 2, V = 3, T = 4: a packed row of 2 + 2 + 2 tokens, the head on 2 x 2 rows
+    local tiny = { n_layer = 1, n_embd = 2, vocab = 3 }
+    T.eq(R.apl_dpo_flops(tiny, 1, 4), 4 * (6 * (2 * 12 * 4 + 4 * 6 * 2) + 2 * 2 * 2 * 3 * 2))
 end)
 
 T.case("bench: MFU and the bandwidth bound", function()
@@ -109,6 +126,7 @@ T.case("bench: MFU and the bandwidth bound", function()
     local f = R.dpo_flops(R.GPT2, 4, 128) / 1e9
     T.eq(d.dpo_mfu_apl, f / 8 / 120, 1e-12)
     T.eq(d.dpo_mfu_baseline, f / 10 / 120, 1e-12)
+    T.eq(d.dpo_hw_apl, R.apl_dpo_flops(R.GPT2, 4, 128) / 1e9 / 8 / 120, 1e-12)
     T.eq(d.sft_mfu_apl, R.sft_flops(R.GPT2, 8, 128) / 1e9 / 5 / 120, 1e-12)
     local bound = 8 * 10e9 / (4 * 124439808)
     T.eq(d.gen_bound_tok_s, bound, 1e-9)
