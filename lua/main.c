@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -767,8 +768,23 @@ static int run(lua_State *L, int argc, char **argv, const options *o)
     return 0;
 }
 
+/* Large tensors stay in the heap once freed. glibc serves every block over 32 MiB with its own
+ * mmap and unmaps it on free, so each training step's logits and gradients (~100 MB apiece for
+ * GPT-2) came back as fresh pages the kernel had to fault in and zero: about a tenth of a DPO
+ * step. Without mmap blocks, and trimming only past 2 GiB of free heap, the next step reuses
+ * the same memory (measured: DPO step -20%, peak RSS +5%). RSS then stays near its high-water
+ * mark between phases. A user's own MALLOC_* or GLIBC_TUNABLES settings are left alone. */
+static void keep_freed_memory(void)
+{
+    if (getenv("MALLOC_MMAP_MAX_") || getenv("MALLOC_TRIM_THRESHOLD_") || getenv("GLIBC_TUNABLES"))
+        return;
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+}
+
 int main(int argc, char **argv)
 {
+    keep_freed_memory();
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
