@@ -26,7 +26,7 @@ M.ORACLE_TARGET = { labels = 128, seconds = 10, in_flight = 16 }
 M.AREAS = {
     { key = "model_load", script = "model_load.lua" },
     { key = "tokenizer", script = "tokenizer.lua" },
-    { key = "compute", script = "compute.lua", rounds = 2 },
+    { key = "compute", script = "compute.lua", rounds = 3 },
     { key = "oracle", script = "oracle.lua" },
 }
 
