@@ -608,7 +608,7 @@ function M.markdown(res)
     w("\n")
     w(M.render_md(M.table_rows(res.rows)), "\n")
     w("Ratios are apl / baseline: above 1 is better for rates, below 1 is better for times. ",
-      "Figures are medians of the repetitions after one warm-up; the spread is half the range of the ",
+      "Figures are medians of the repetitions after one warm-up (for the compute rows, of three alternating rounds of apl and baseline processes); the spread is half the range of the ",
       "repetitions as a share of the median (apl / baseline). Peaks (matmul, bandwidth) are the best repetition.\n\n")
     w("## Derived figures\n\n")
     w(M.render_md(M.derived_rows(d, by)), "\n")
