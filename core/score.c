@@ -132,11 +132,10 @@ static void free_packed(packed *b)
 static void pack_attention(packed *b, int64_t i, int64_t off, int64_t P, int64_t C)
 {
     float *a = b->allowed + i * b->T * b->T;
-    for (int64_t q = off; q < b->T; q++) {
-        int64_t rejected_from = off + P + C;
+    int64_t rejected_from = off + P + C;
+    for (int64_t q = off; q < b->T; q++)
         for (int64_t k = off; k <= q; k++)
             a[q * b->T + k] = !(q >= rejected_from && k >= off + P && k < rejected_from);
-    }
 }
 
 /* Pair i's tokens, positions, attention and the columns of its logits. */
@@ -147,7 +146,8 @@ static void pack_pair(packed *b, int64_t i, const apl_seq *p, const apl_seq *c, 
     int64_t *ids = b->ids + i * T, *pos = b->pos + i * T, base = i * T + off;
     for (int64_t t = 0; t < off; t++) ids[t] = pad_id, pos[t] = 0;
     const apl_seq *seg[3] = {p, c, r};
-    for (int s = 0, t = off; s < 3; s++)
+    int64_t t = off;
+    for (int s = 0; s < 3; s++)
         for (int64_t j = 0; j < seg[s]->len; j++, t++) {
             ids[t] = seg[s]->ids[j];
             pos[t] = (s == 0 ? 0 : p->len) + j;
