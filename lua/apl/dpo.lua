@@ -95,7 +95,7 @@ function Trainer:unscored(enc)
             both[#both + 1] = e
         else
             if new(e.kc) then lone[#lone + 1] = { e.kc, e.p, e.c } end
-            seen[e.kc] = true
+            seen[e.kc] = true -- chosen == rejected: scored once
             if new(e.kr) then lone[#lone + 1] = { e.kr, e.p, e.r } end
         end
         seen[e.kc], seen[e.kr] = true, true

@@ -203,6 +203,24 @@ T.case("dpo: reference log-probs are computed once, cached in memory and in cach
     T.eq(tr2.ref_forwards, 0, "a new trainer reads the cache file")
 end)
 
+T.case("dpo: reference log-probs of packed pairs, lone sequences and chosen == rejected equal plain scoring", function()
+    local tok, ref = F.tok(), F.model(8)
+    local tr = apl.dpo.new { policy = ref:clone(), ref = ref, tok = tok, batch_size = 4 }
+    local batch = { { prompt = "the movie was", chosen = " great", rejected = " dull" },      -- packed
+                    { prompt = "the movie was", chosen = " great", rejected = " long" },      -- lone rejected
+                    { prompt = "i liked", chosen = " it", rejected = " it" },                 -- the same twice
+                    { prompt = "a plot", chosen = " that works", rejected = " that fails" } } -- packed
+    local enc = tr:encode(batch)
+    tr:ref_logps(enc)
+    T.eq(tr.ref_forwards, 6)
+    local plain = require("apl.score").logprob_ids
+    for i, e in ipairs(enc) do
+        local want = plain(ref, tok, { e.p, e.p }, { e.c, e.r }):totable()
+        T.eq(e.rc, want[1], 1e-4, "pair " .. i .. " chosen")
+        T.eq(e.rr, want[2], 1e-4, "pair " .. i .. " rejected")
+    end
+end)
+
 T.case("dpo: reset restores theta0 and clears Adam; training separates chosen from rejected", function()
     local tok = F.tok()
     local ref = F.model(7)
