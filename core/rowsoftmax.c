@@ -51,7 +51,8 @@ KERNEL int64_t apl_row_target_logprobs(const float *x, int64_t B, int64_t T, int
 {
     for (int64_t i = 0; i < B * T; i++)
         if (target[i] < 0 || target[i] >= V) return i;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1 && B * T > 1)
+    int team = (B * T + 3) / 4 < threads ? (int)((B * T + 3) / 4) : threads;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(team) if (team > 1)
     for (int64_t i = 0; i < B * T; i++) {
         const float *row = x + (i / T) * sb + (i % T) * st;
         out[i] = row[target[i]] - row_logsumexp(row, V);

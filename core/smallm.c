@@ -152,7 +152,8 @@ void apl_smallm_linear(const float *x, int64_t M, int64_t K, const float *w,
                        apl_smallm_layout layout, const float *b, float *y, int64_t N, int threads)
 {
     int64_t chunks = (N + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && chunks > 1)
+    int team = chunks < threads ? (int)chunks : threads; // no idle threads woken for small products
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team) if (team > 1)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t n1 = (c + 1) * CHUNK;
         linear_cols(x, M, K, w, layout, b, y, N, c * CHUNK, n1 < N ? n1 : N);
@@ -205,7 +206,8 @@ KERNEL void apl_smallm_attention(apl_smallm_view q, apl_smallm_view k, apl_small
                           int threads)
 {
     int64_t group = H / H_kv, tasks = B * H * T;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1 && tasks > 1)
+    int team = (tasks + 3) / 4 < threads ? (int)((tasks + 3) / 4) : threads;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(team) if (team > 1)
     for (int64_t i = 0; i < tasks; i++) {
         int64_t b = i / (H * T), h = i / T % H, t = i % T, hk = h / group;
         float *sc = scratch + (int64_t)omp_get_thread_num() * S;
