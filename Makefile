@@ -59,7 +59,7 @@ build/libaplcore.a: $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $(CORE_OBJ)
 
-build/tests/%: tests/c/%.c build/libaplcore.a tests/c/check.h
+build/tests/%: tests/c/%.c build/libaplcore.a $(wildcard tests/c/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< build/libaplcore.a -lstdc++ $(TORCH_LIBS) $(DEP_LIBS)
 

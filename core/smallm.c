@@ -1,27 +1,19 @@
-/* smallm.c — register-blocked AVX-512 linear layers for 1–8 rows, and attention for a few
- * queries (see smallm.h).
+/* smallm.c — register-blocked AVX-512 linear layers for 1–8 rows (see smallm.h).
  *
  * Each kernel is written once over the row count M and the strip width, then instantiated for
  * every M by the switch at the bottom: with M a constant the loops unroll and the accumulators
  * live in the 32 zmm registers (8 rows × 3 vectors or columns, leaving room for the weights). */
 #include "smallm.h"
 
-#include <immintrin.h>
-#include <math.h>
-#include <omp.h>
+#include "vecmath.h"
 
-#define KERNEL __attribute__((target("avx512f,fma")))
-#define INLINE_KERNEL KERNEL __attribute__((always_inline)) static inline
-
-enum { LANES = 16, KN_VECS = 3, NK_COLS = 3, PREFETCH_ROWS = 24 };
+enum { KN_VECS = 3, NK_COLS = 3, PREFETCH_ROWS = 24 };
 
 int apl_smallm_usable(int64_t rows)
 {
     // cpu_supports is a read of libgcc's table, filled before main: cheap enough per call.
     return rows >= 1 && rows <= APL_SMALLM_MAX_ROWS && __builtin_cpu_supports("avx512f");
 }
-
-static __mmask16 lanes_below(int64_t n) { return n >= LANES ? 0xFFFF : (__mmask16)((1u << n) - 1); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Weight (N, K): each output is a dot product of an x row with a weight row, both contiguous. */
@@ -152,67 +144,10 @@ void apl_smallm_linear(const float *x, int64_t M, int64_t K, const float *w,
                        apl_smallm_layout layout, const float *b, float *y, int64_t N, int threads)
 {
     int64_t chunks = (N + CHUNK - 1) / CHUNK;
-    int team = chunks < threads ? (int)chunks : threads; // no idle threads woken for small products
+    int team = team_for(chunks, 1, threads);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team) if (team > 1)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t n1 = (c + 1) * CHUNK;
         linear_cols(x, M, K, w, layout, b, y, N, c * CHUNK, n1 < N ? n1 : N);
-    }
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Attention for a few queries: one (row, head, query) per task */
-
-INLINE_KERNEL float dot(const float *a, const float *b, int64_t D)
-{
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t d = 0; d < D; d += LANES) {
-        __mmask16 m = lanes_below(D - d);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-
-/* y += p · x over D floats. */
-INLINE_KERNEL void axpy(float *y, float p, const float *x, int64_t D)
-{
-    __m512 pv = _mm512_set1_ps(p);
-    for (int64_t d = 0; d < D; d += LANES) {
-        __mmask16 m = lanes_below(D - d);
-        __m512 r = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, y + d));
-        _mm512_mask_storeu_ps(y + d, m, r);
-    }
-}
-
-/* One query: scores into sc (S floats), their softmax, the weighted sum of values into y (D). */
-KERNEL static void attend_one(const float *qv, const float *kb, int64_t kst, const float *vb, int64_t vst,
-                       const float *bias, int64_t S, int64_t D, float scale, float *sc, float *y)
-{
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < S; j++) {
-        sc[j] = scale * dot(qv, kb + j * kst, D) + bias[j];
-        mx = sc[j] > mx ? sc[j] : mx;
-    }
-    float sum = 0;
-    for (int64_t j = 0; j < S; j++) sum += sc[j] = expf(sc[j] - mx);
-    for (int64_t d = 0; d < D; d++) y[d] = 0;
-    for (int64_t j = 0; j < S; j++) axpy(y, sc[j], vb + j * vst, D);
-    for (int64_t d = 0; d < D; d++) y[d] /= sum;
-}
-
-KERNEL void apl_smallm_attention(apl_smallm_view q, apl_smallm_view k, apl_smallm_view v,
-                          const float *bias, int64_t bias_b, int64_t B, int64_t H, int64_t H_kv,
-                          int64_t T, int64_t S, int64_t D, float scale, float *out, float *scratch,
-                          int threads)
-{
-    int64_t group = H / H_kv, tasks = B * H * T;
-    int team = (tasks + 3) / 4 < threads ? (int)((tasks + 3) / 4) : threads;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(team) if (team > 1)
-    for (int64_t i = 0; i < tasks; i++) {
-        int64_t b = i / (H * T), h = i / T % H, t = i % T, hk = h / group;
-        float *sc = scratch + (int64_t)omp_get_thread_num() * S;
-        attend_one(q.p + b * q.sb + h * q.sh + t * q.st, k.p + b * k.sb + hk * k.sh, k.st,
-                   v.p + b * v.sb + hk * v.sh, v.st, bias + b * bias_b + t * S, S, D, scale, sc,
-                   out + ((b * T + t) * H + h) * D);
     }
 }

@@ -1,4 +1,4 @@
-/* smallm.h — linear layers and attention for a few rows at a time (decoding), without BLAS.
+/* smallm.h — linear layers for a few rows at a time (decoding), without BLAS.
  *
  *   if (apl_smallm_usable(M))
  *       apl_smallm_linear(x, M, K, w, APL_SMALLM_KN, b, y, N, 2);   // y = x · w + b, 2 threads
@@ -34,23 +34,6 @@ int apl_smallm_usable(int64_t rows);
 
 void apl_smallm_linear(const float *x, int64_t M, int64_t K, const float *w,
                        apl_smallm_layout layout, const float *b, float *y, int64_t N, int threads);
-
-/* Softmax attention for a few queries per row (decoding), f32:
- *   out[b][t][h] = softmax_j(scale · q[b][h][t] · k[b][h / G][j] + bias[b][t][j]) · v[b][h / G][j]
- * over the S keys j, where G = H / H_kv (grouped-query attention reads the shared head in place).
- * q, k, v are given by base pointer and element strides of their (B, H, T or S, D) views (the
- * last dimension contiguous: KV-cache views qualify). bias is (B or 1, T, S) contiguous, bias_b
- * its batch stride (0 to share one). out is (B, T, H, D) contiguous. scratch holds
- * threads * S floats. Why: libtorch runs these products as one small GEMM per (row, head). */
-typedef struct {
-    const float *p;
-    int64_t sb, sh, st; /* strides of the batch, head and position dimensions */
-} apl_smallm_view;
-
-void apl_smallm_attention(apl_smallm_view q, apl_smallm_view k, apl_smallm_view v,
-                          const float *bias, int64_t bias_b, int64_t B, int64_t H, int64_t H_kv,
-                          int64_t T, int64_t S, int64_t D, float scale, float *out, float *scratch,
-                          int threads);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 // ever crosses into C or Lua frames.
 #include "torch_shim_impl.hpp"
 
+#include "attention.h"
 #include "rowsoftmax.h"
 #include "smallm.h"
 
@@ -499,6 +500,29 @@ apl_tensor *apl_t_detach(apl_tensor *a)
 }
 
 // ------------------------------------------------------------------------------------------
+// apl's own CPU kernels (smallm.h, attention.h, rowsoftmax.h): used for f32 CPU
+// tensors with no graph to record, unless switched off (apl.fast_kernels(false))
+
+static bool fast_kernels = true;
+
+int apl_set_fast_kernels(int on)
+{
+    int was = fast_kernels;
+    fast_kernels = on != 0;
+    return was;
+}
+
+int apl_fast_kernels(void) { return fast_kernels; }
+
+static bool plain_f32_cpu(const at::Tensor &t)
+{
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.is_sparse();
+}
+
+// Whether an op on t must record a graph for autograd (the kernels record none).
+static bool recorded(const at::Tensor &t) { return t.requires_grad() && at::GradMode::is_enabled(); }
+
+// ------------------------------------------------------------------------------------------
 // Elementwise
 
 const char *apl_binary_op_name(apl_binary_op op)
@@ -689,22 +713,6 @@ apl_tensor *apl_t_matmul(apl_tensor *a, apl_tensor *b)
 // ------------------------------------------------------------------------------------------
 // Linear layers: BLAS, or the small-row kernels of smallm.h while decoding
 
-static bool fast_kernels = true;
-
-int apl_set_fast_kernels(int on)
-{
-    int was = fast_kernels;
-    fast_kernels = on != 0;
-    return was;
-}
-
-int apl_fast_kernels(void) { return fast_kernels; }
-
-static bool plain_f32_cpu(const at::Tensor &t)
-{
-    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.is_sparse();
-}
-
 // w as a linear layer sees it, (N, K): stored (N, K), or a transposed view of a (K, N) Conv1D.
 static bool smallm_layout(const at::Tensor &w, apl_smallm_layout *layout)
 {
@@ -721,8 +729,7 @@ static bool smallm_applies(const at::Tensor &x, const at::Tensor &w, const apl_t
 {
     if (!fast_kernels || x.dim() < 1 || !plain_f32_cpu(x) || !plain_f32_cpu(w)) return false;
     if (b && (!plain_f32_cpu(b->t) || b->t.dim() != 1 || !b->t.is_contiguous())) return false;
-    bool grad = x.requires_grad() || w.requires_grad() || (b && b->t.requires_grad());
-    if (grad && at::GradMode::is_enabled()) return false;
+    if (recorded(x) || recorded(w) || (b && recorded(b->t))) return false;
     int64_t K = x.size(-1);
     if (w.dim() != 2 || w.size(1) != K || K == 0 || (b && b->t.size(0) != w.size(0))) return false;
     return apl_smallm_usable(x.numel() / K) && smallm_layout(w, layout);
@@ -826,38 +833,38 @@ apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_devic
     });
 }
 
-// The few-query kernel of smallm.h applies to f32 CPU attention that autograd need not record,
-// with contiguous last dimensions (KV-cache views have them) and a bias as apl_t_attention_bias
-// makes it.
-static bool smallm_attention_applies(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+// attention.h's kernels apply to f32 CPU attention that autograd need not record, with
+// contiguous last dimensions (KV-cache views and the heads of a fused QKV projection have them)
+// and a bias as apl_t_attention_bias makes it.
+static bool kernel_attention_applies(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                                      const at::Tensor &bias)
 {
-    if (!fast_kernels || !apl_smallm_usable(1)) return false;
+    if (!fast_kernels || !apl_attention_usable()) return false;
     for (const at::Tensor *t : {&q, &k, &v, &bias})
         if (!plain_f32_cpu(*t) || t->dim() != 4 || t->stride(3) != 1) return false;
-    bool grad = q.requires_grad() || k.requires_grad() || v.requires_grad();
-    if (grad && at::GradMode::is_enabled()) return false;
+    if (recorded(q) || recorded(k) || recorded(v)) return false;
     int64_t T = q.size(2), S = k.size(2);
-    return T <= APL_SMALLM_MAX_ROWS && v.size(3) == q.size(3) && bias.is_contiguous() && bias.size(1) == 1 &&
+    if (q.stride(2) > APL_ATTENTION_MAX_STRIDE || k.stride(2) > APL_ATTENTION_MAX_STRIDE) return false;
+    return S > 0 && v.size(3) == q.size(3) && bias.is_contiguous() && bias.size(1) == 1 &&
            bias.size(2) == T && bias.size(3) == S && (bias.size(0) == 1 || bias.size(0) == q.size(0));
 }
 
-static apl_smallm_view smallm_view(const at::Tensor &t)
+static apl_attention_view attention_view(const at::Tensor &t)
 {
-    return apl_smallm_view{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
+    return apl_attention_view{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 // (B, H, T, D), a view of a (B, T, H, D) tensor: merging the heads afterwards needs no copy.
-static at::Tensor smallm_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+static at::Tensor kernel_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                                    const at::Tensor &bias, double scale)
 {
     int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
     int threads = at::get_num_threads();
     at::Tensor out = at::empty({B, T, H, D}, q.options());
-    at::Tensor scratch = at::empty({threads, S}, q.options());
-    apl_smallm_attention(smallm_view(q), smallm_view(k), smallm_view(v), bias.data_ptr<float>(),
-                         bias.size(0) == 1 ? 0 : bias.stride(0), B, H, k.size(1), T, S, D,
-                         (float)scale, out.data_ptr<float>(), scratch.data_ptr<float>(), threads);
+    at::Tensor scratch = at::empty({apl_attention_scratch(B, T, S, D, threads)}, q.options());
+    apl_attention(attention_view(q), attention_view(k), attention_view(v), bias.data_ptr<float>(),
+                  bias.size(0) == 1 ? 0 : bias.stride(0), B, H, k.size(1), T, S, D, (float)scale,
+                  out.data_ptr<float>(), scratch.data_ptr<float>(), threads);
     return out.transpose(1, 2);
 }
 
@@ -870,8 +877,8 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
         int64_t H = q->t.size(1), H_kv = k->t.size(1);
         if (H_kv != v->t.size(1) || H % H_kv != 0)
             throw std::invalid_argument("key/value heads must divide the query heads");
-        if (smallm_attention_applies(q->t, k->t, v->t, bias))
-            return smallm_attention(q->t, k->t, v->t, bias, scale);
+        if (kernel_attention_applies(q->t, k->t, v->t, bias))
+            return kernel_attention(q->t, k->t, v->t, bias, scale);
         at::Tensor kk = H_kv == H ? k->t : k->t.repeat_interleave(H / H_kv, 1);
         at::Tensor vv = H_kv == H ? v->t : v->t.repeat_interleave(H / H_kv, 1);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
@@ -893,7 +900,7 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
 static bool rowsoftmax_applies(const at::Tensor &x, const at::Tensor &t)
 {
     if (!fast_kernels || !apl_rowsoftmax_usable() || !plain_f32_cpu(x) || x.stride(-1) != 1) return false;
-    if (x.requires_grad() && at::GradMode::is_enabled()) return false;
+    if (recorded(x)) return false;
     return (x.dim() == 2 || x.dim() == 3) && t.device().is_cpu() && t.scalar_type() == at::kLong;
 }
 

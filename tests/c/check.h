@@ -3,7 +3,9 @@
 #ifndef APL_CHECK_H
 #define APL_CHECK_H
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_passed, check_failed;
 
@@ -20,6 +22,14 @@ static int check_passed, check_failed;
     } while (0)
 
 #define NEAR(a, b, tol) CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g", (double)(a), (double)(b))
+
+/* n uniform floats in [-0.5, 0.5], from rand_r's sequence (free()). */
+static inline float *random_floats(int64_t n, unsigned *seed)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)rand_r(seed) / (float)RAND_MAX - 0.5f;
+    return p;
+}
 
 #define DONE()                                                                                     \
     do {                                                                                           \

@@ -1,0 +1,22 @@
+/* shim_check.h — comparing two f32 tensors of the shim in the C tests (kernel vs libtorch). */
+#ifndef APL_SHIM_CHECK_H
+#define APL_SHIM_CHECK_H
+#include <math.h>
+#include <stdlib.h>
+
+#include "torch_shim.h"
+
+/* The largest |a - b| over the first n elements; infinity when either cannot be read. */
+static inline float max_abs_diff(apl_tensor *a, apl_tensor *b, int64_t n)
+{
+    float *pa = malloc(sizeof(float) * (size_t)n), *pb = malloc(sizeof(float) * (size_t)n);
+    float d = INFINITY;
+    if (apl_t_read(a, APL_F32, pa, sizeof(float) * (size_t)n) == APL_OK &&
+        apl_t_read(b, APL_F32, pb, sizeof(float) * (size_t)n) == APL_OK) {
+        d = 0;
+        for (int64_t i = 0; i < n; i++) d = fmaxf(d, fabsf(pa[i] - pb[i]));
+    }
+    free(pa), free(pb);
+    return d;
+}
+#endif
