@@ -10,7 +10,8 @@
  *
  * over the S keys j, where G = H / H_kv (grouped-query attention reads the shared head in place).
  * q, k, v are given by base pointer and element strides of their (B, H, T or S, D) views (the
- * last dimension contiguous: KV-cache views and the heads of a fused QKV projection qualify).
+ * last dimension contiguous: KV-cache views and the heads of a fused QKV projection qualify; q's
+ * and k's position strides at most APL_ATTENTION_MAX_STRIDE).
  * bias is (B or 1, T, S) contiguous, bias_b its batch stride (0 to share one row-set), 0 where a
  * query may attend and the f32 lowest value (-FLT_MAX) where it may not, as
  * apl_t_attention_bias makes it: a query that may attend to nothing averages all values, as

@@ -57,8 +57,9 @@ void apl_set_num_threads(int n);
 int apl_get_num_threads(void);
 int apl_set_grad_enabled(int on); /* returns the previous mode; thread-local like torch */
 int apl_grad_enabled(void);
-/* Linear layers of 1-8 rows without a gradient (decoding) use smallm.h's kernels on CPUs that
- * have them; off, every product goes to libtorch (BLAS). Returns the previous setting. */
+/* apl's own CPU kernels for f32 tensors with no graph to record, on CPUs that have them: linear
+ * layers of 1-8 rows (smallm.h), attention (attention.h), GELU (activation.h), log-probs at the
+ * targets (rowsoftmax.h). Off, everything goes to libtorch. Returns the previous setting. */
 int apl_set_fast_kernels(int on);
 int apl_fast_kernels(void);
 
@@ -184,7 +185,7 @@ apl_tensor *apl_t_attention_bias(apl_tensor *mask, int64_t T, int64_t S, apl_dty
 apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_device dev);
 /* Softmax attention. q (B, H, T, D), k/v (B, H_kv, S, D) where H_kv divides H (grouped-query
  * attention: query head h reads key/value head h / (H / H_kv)), bias from apl_t_attention_bias.
- * Returns (B, H, T, D). */
+ * Returns (B, H, T, D). f32 CPU attention with no graph to record runs attention.h's kernel. */
 apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias,
                             double scale);
 /* log_softmax(x, -1) at the targets: x (..., V), targets (...) i64 -> (...). Without a graph to
