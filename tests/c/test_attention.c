@@ -92,14 +92,15 @@ static void check_attention(const att_case *c)
 }
 
 /* T: 1 and 3 take the few-query way; 9 (one short block), 16 (exactly one), 33 (two and a
- * query) the blocked one. S: equal to T, a few more (a cache), 70 (ragged tiles). */
+ * query) the blocked one. S: equal to T, a few more (a cache), 70 (ragged tiles). D: under one
+ * vector, ragged, GPT-2's 64, and past 128 (Pythia-1B has 256). */
 static void test_kernels(void)
 {
-    const int64_t kv_heads[] = {4, 2, 1}, Ts[] = {1, 3, 9, 16, 33}, Ds[] = {8, 20, 64};
+    const int64_t kv_heads[] = {4, 2, 1}, Ts[] = {1, 3, 9, 16, 33}, Ds[] = {8, 20, 64, 136};
     for (size_t a = 0; a < 3; a++)
         for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++)
             for (int64_t extra = 0; extra < 3; extra++)
-                for (size_t d = 0; d < 3; d++)
+                for (size_t d = 0; d < sizeof Ds / sizeof *Ds; d++)
                     for (int mask = 0; mask < 2; mask++) {
                         int64_t S = extra == 0 ? Ts[t] : extra == 1 ? Ts[t] + 4 : 70;
                         int shared = mask == RANDOM_MASK && (a + t + d) % 2;
