@@ -12,10 +12,10 @@
  * q, k, v are given by base pointer and element strides of their (B, H, T or S, D) views (the
  * last dimension contiguous: KV-cache views and the heads of a fused QKV projection qualify; q's
  * and k's position strides at most APL_ATTENTION_MAX_STRIDE).
- * bias is (B or 1, T, S) contiguous, bias_b its batch stride (0 to share one row-set), 0 where a
- * query may attend and the f32 lowest value (-FLT_MAX) where it may not, as
- * apl_t_attention_bias makes it: a query that may attend to nothing averages all values, as
- * libtorch's softmax over equal scores does. out is (B, T, H, D) contiguous; scratch holds
+ * bias is (B or 1, T, S), its rows contiguous and S apart, bias_b its batch stride (0 to share
+ * one set of rows), 0 where a query may attend and the f32 lowest value (-FLT_MAX) where it may
+ * not, as apl_t_attention_bias makes it: a query that may attend to nothing averages all values,
+ * as libtorch's softmax over equal scores does. out is (B, T, H, D) contiguous; scratch holds
  * apl_attention_scratch(...) floats, the caller's.
  *
  * Two ways, by the number of queries: up to APL_ATTENTION_FEW (decoding), one task per (row,

@@ -49,7 +49,7 @@ static apl_tensor *gpt2_block(const apl_model *m, const apl_fwd *f, int l, apl_t
     apl_tensor *k = apl_model_heads(apl_t_narrow(qkv, 2, C, C), H, D);
     apl_tensor *v = apl_model_heads(apl_t_narrow(qkv, 2, 2 * C, C), H, D);
     apl_tensor *a = conv1d(apl_model_attend(m, f, l, q, k, v), W(PROJ_W), W(PROJ_B));
-    x = apl_t_binary(APL_ADD, x, a);                                    // (B, T, C)
+    x = apl_t_binary(APL_ADD, apl_model_queries(m, f, l, x), a);        // (B, T or tail, C)
     h = apl_t_layer_norm(x, W(LN2_W), W(LN2_B), c->norm_eps);
     h = apl_model_act(c->act, conv1d(h, W(FC_W), W(FC_B)));            // (B, T, I)
     return apl_t_binary(APL_ADD, x, conv1d(h, W(FC2_W), W(FC2_B)));

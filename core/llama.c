@@ -55,7 +55,7 @@ static apl_tensor *llama_block(const apl_model *m, const apl_fwd *f, int l, apl_
     apl_tensor *q = apl_model_rope(f, apl_model_heads(proj(m, l, Q_W, h), c->n_head, D));
     apl_tensor *k = apl_model_rope(f, apl_model_heads(proj(m, l, K_W, h), c->n_kv_head, D));
     apl_tensor *v = apl_model_heads(proj(m, l, V_W, h), c->n_kv_head, D);          // (B, Hkv, T, D)
-    x = apl_t_binary(APL_ADD, x, proj(m, l, O_W, apl_model_attend(m, f, l, q, k, v)));
+    x = apl_t_binary(APL_ADD, apl_model_queries(m, f, l, x), proj(m, l, O_W, apl_model_attend(m, f, l, q, k, v)));
     h = apl_t_rms_norm(x, apl_model_w(m, l, LN2), c->norm_eps);
     apl_tensor *g = apl_model_act(c->act, proj(m, l, GATE_W, h));                 // (B, T, I)
     return apl_t_binary(APL_ADD, x, proj(m, l, DOWN_W, apl_t_binary(APL_MUL, g, proj(m, l, UP_W, h))));

@@ -478,6 +478,20 @@ apl_tensor *apl_model_rope(const apl_fwd *f, apl_tensor *x)
     return apl_t_cat(parts, 2, -1);
 }
 
+/* Whether `layer` computes its queries, and all that follows attention, only at the last f->tail
+ * positions: true of the last layer when only those reach the head (the keys and values still
+ * cover every position). Scoring wants the completion span, generation one position. */
+static int tail_only(const apl_model *m, const apl_fwd *f, int layer)
+{
+    return layer == m->cfg.n_layer - 1 && !f->rows && f->tail > 0 && f->tail < f->T;
+}
+
+apl_tensor *apl_model_queries(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *x)
+{
+    if (!x || !tail_only(m, f, layer)) return x;
+    return apl_t_narrow(x, 1, f->T - f->tail, f->tail); // (B, tail, C)
+}
+
 apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *q,
                              apl_tensor *k, apl_tensor *v)
 {
@@ -490,9 +504,16 @@ apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, ap
         k = apl_t_narrow(ck, 2, 0, f->past + f->T); // (B, H_kv, S, D)
         v = apl_t_narrow(cv, 2, 0, f->past + f->T);
     }
-    apl_tensor *y = apl_t_attention(q, k, v, f->bias, 1.0 / sqrt((double)c->head_dim));
-    int64_t shape[3] = {f->B, f->T, c->n_head * c->head_dim};
-    return apl_t_reshape(apl_t_transpose(y, 1, 2), shape, 3); // (B, T, H*D)
+    apl_tensor *bias = f->bias;
+    int64_t T = f->T;
+    if (tail_only(m, f, layer)) {
+        T = f->tail;
+        q = apl_t_narrow(q, 2, f->T - T, T); // (B, H, tail, D)
+        bias = apl_t_narrow(bias, 2, f->T - T, T);
+    }
+    apl_tensor *y = apl_t_attention(q, k, v, bias, 1.0 / sqrt((double)c->head_dim));
+    int64_t shape[3] = {f->B, T, c->n_head * c->head_dim};
+    return apl_t_reshape(apl_t_transpose(y, 1, 2), shape, 3); // (B, T or tail, H*D)
 }
 
 apl_tensor *apl_model_act(apl_act a, apl_tensor *x)
@@ -612,12 +633,9 @@ static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_f
 
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h)
 {
-    if (f->rows) {
-        int64_t flat[2] = {f->B * f->T, apl_t_size(h, 2)};
-        return apl_t_unsqueeze(apl_t_index_select(apl_t_reshape(h, flat, 2), 0, f->rows), 0);
-    }
-    if (f->tail <= 0 || f->tail >= f->T) return h;
-    return apl_t_narrow(h, 1, f->T - f->tail, f->tail); // (B, tail, C); h stays in the scope
+    if (!f->rows) return h; // a tail was kept by the last layer (apl_model_queries)
+    int64_t flat[2] = {f->B * f->T, apl_t_size(h, 2)};
+    return apl_t_unsqueeze(apl_t_index_select(apl_t_reshape(h, flat, 2), 0, f->rows), 0);
 }
 
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,

@@ -76,9 +76,9 @@ void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt,
 /* The parameter in (layer, slot), layer -1 for globals; NULL when the config has none (biases). */
 apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
 
-/* The last f->tail positions of the final hidden states h (B, T, C), or the rows f->rows picks
- * (1, R, C), or h itself: the final norm and the head, V wide, then run only where logits are
- * wanted. */
+/* The rows f->rows picks from the final hidden states h (B, T, C), as (1, R, C), or h itself
+ * (with a tail, the last layer kept only those positions): the final norm and the head, V wide,
+ * then run only where logits are wanted. */
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h);
 
 /* Runs block for each layer, each in its own scope, freeing x; returns the last output, which
@@ -89,9 +89,12 @@ apl_tensor *apl_model_layers(const apl_model *m, const apl_fwd *f, apl_tensor *x
 apl_tensor *apl_model_heads(apl_tensor *x, int64_t H, int64_t D); /* (B, T, H*D) -> (B, H, T, D) */
 apl_tensor *apl_model_rope(const apl_fwd *f, apl_tensor *x);      /* (B, H, T, D), first rot dims */
 /* Causal attention of q (B, H, T, D) over k, v (B, H_kv, T, D) and the layer's cache; writes k, v
- * into the cache. Returns (B, T, H*D). */
+ * into the cache. Returns (B, T, H*D), or (B, tail, H*D) in the last layer of a forward with a
+ * tail, whose block then passes its residual stream through apl_model_queries. */
 apl_tensor *apl_model_attend(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *q,
                              apl_tensor *k, apl_tensor *v);
+/* x (B, T, C) at the positions whose queries `layer` computes: all, or the tail in the last layer. */
+apl_tensor *apl_model_queries(const apl_model *m, const apl_fwd *f, int layer, apl_tensor *x);
 apl_tensor *apl_model_act(apl_act a, apl_tensor *x);
 
 #endif

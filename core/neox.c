@@ -62,6 +62,7 @@ static apl_tensor *neox_block(const apl_model *m, const apl_fwd *f, int l, apl_t
     double eps = m->cfg.norm_eps;
     apl_tensor *a = neox_attention(m, f, l,
                                    apl_t_layer_norm(x, apl_model_w(m, l, LN1_W), apl_model_w(m, l, LN1_B), eps));
+    x = apl_model_queries(m, f, l, x); // (B, T or tail, C)
     if (m->cfg.parallel_residual) {
         apl_tensor *h = apl_t_layer_norm(x, apl_model_w(m, l, LN2_W), apl_model_w(m, l, LN2_B), eps);
         return apl_t_binary(APL_ADD, apl_t_binary(APL_ADD, x, a), neox_mlp(m, l, h));

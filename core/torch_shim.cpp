@@ -863,7 +863,8 @@ static bool kernel_attention_applies(const at::Tensor &q, const at::Tensor &k, c
     if (recorded(q) || recorded(k) || recorded(v)) return false;
     int64_t T = q.size(2), S = k.size(2);
     if (q.stride(2) > APL_ATTENTION_MAX_STRIDE || k.stride(2) > APL_ATTENTION_MAX_STRIDE) return false;
-    return S > 0 && v.size(3) == q.size(3) && bias.is_contiguous() && bias.size(1) == 1 &&
+    // the bias's rows contiguous, S apart: a view narrowed to the queries of a tail qualifies
+    return S > 0 && v.size(3) == q.size(3) && bias.stride(2) == S && bias.size(1) == 1 &&
            bias.size(2) == T && bias.size(3) == S && (bias.size(0) == 1 || bias.size(0) == q.size(0));
 }
 

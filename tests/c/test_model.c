@@ -1,7 +1,8 @@
 /* test_model.c — for each architecture (f64 tiny models, every parameter a leaf that requires
  * grad): gradients through apl_model_forward against central finite differences (the trainers
  * rely on them, and a tied embedding gets gradient from both of its uses); and preference pairs
- * packed one per row (apl_score_pairs) against scoring each sequence on its own. */
+ * packed one per row (apl_score_pairs) against scoring each sequence on its own; logits of the
+ * last positions only against the full forward's. */
 #include <stdio.h>
 #include <string.h>
 
@@ -155,11 +156,52 @@ static void check_packed(const char *cfg)
     apl_model_free(m[1]);
 }
 
+/* Logits of the last positions only (apl_model_forward_tail, where the last layer computes just
+ * those queries) against the full forward's, in f64 (libtorch's attention) and f32 (apl's
+ * kernel, over a bias view narrowed to the tail): row 0 starts with padding; then through a KV
+ * cache, a prefill of 4 positions keeping 1 and a step of 2. */
+static void check_tail(const char *cfg, apl_dtype dt)
+{
+    apl_model *m;
+    CHECK(apl_model_init(cfg, 11, dt, APL_CPU, &m) == APL_OK, "%s", apl_last_error());
+    int mark = apl_scope_push();
+    int64_t ids_v[] = {0, 4, 9, 2, 7, 1, 3, 12, 5, 8, 6, 10}, mask_v[] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int64_t shape[2] = {2, 6};
+    apl_tensor *ids = apl_t_from_data(ids_v, shape, 2, APL_I64), *mask = apl_t_from_data(mask_v, shape, 2, APL_I64);
+    apl_tensor *full = NULL, *part = NULL, *pre = NULL, *step = NULL;
+    double tol = dt == APL_F64 ? 1e-12 : 1e-5;
+    CHECK(apl_model_forward(m, ids, mask, NULL, &full) == APL_OK, "%s", apl_last_error());
+    for (int64_t tail = 1; tail < 6; tail += 2) {
+        CHECK(apl_model_forward_tail(m, ids, mask, NULL, tail, &part) == APL_OK, "%s", apl_last_error());
+        double d = max_diff(part, apl_t_narrow(full, 1, 6 - tail, tail));
+        CHECK(d < tol, "%s: the last %lld positions differ from the full forward's by %g", apl_model_type(m),
+              (long long)tail, d);
+        apl_t_free(part);
+    }
+    apl_kv_cache *cache = NULL;
+    CHECK(apl_kv_cache_new(m, 2, 8, &cache) == APL_OK, "%s", apl_last_error());
+    apl_tensor *m4 = apl_t_narrow(mask, 1, 0, 4);
+    CHECK(apl_model_forward_tail(m, apl_t_narrow(ids, 1, 0, 4), m4, cache, 1, &pre) == APL_OK, "%s", apl_last_error());
+    CHECK(apl_model_forward_tail(m, apl_t_narrow(ids, 1, 4, 2), mask, cache, 2, &step) == APL_OK, "%s", apl_last_error());
+    double d = fmax(max_diff(pre, apl_t_narrow(full, 1, 3, 1)), max_diff(step, apl_t_narrow(full, 1, 4, 2)));
+    CHECK(d < tol, "%s: through the cache, logits differ from the full forward's by %g", apl_model_type(m), d);
+    apl_t_free(full), apl_t_free(pre), apl_t_free(step);
+    apl_kv_cache_free(cache);
+    apl_scope_pop(mark);
+    apl_model_free(m);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof CONFIGS / sizeof *CONFIGS; i++) {
         check_arch(CONFIGS[i]);
         check_packed(CONFIGS[i]);
+        check_tail(CONFIGS[i], APL_F64);
+        check_tail(CONFIGS[i], APL_F32);
     }
+    // GPT-NeoX with the residual after attention, then the MLP (Pythia's is parallel)
+    check_tail("{\"model_type\":\"gpt_neox\",\"vocab_size\":23,\"hidden_size\":16,\"num_hidden_layers\":2,"
+               "\"num_attention_heads\":2,\"intermediate_size\":32,\"rotary_pct\":0.5,"
+               "\"max_position_embeddings\":16,\"use_parallel_residual\":false}", APL_F64);
     DONE();
 }
