@@ -66,6 +66,16 @@ T.case("bench: an area run in two rounds: the samples of both, their median, the
     T.eq(by.dpo_step.apl, 7.5)
 end)
 
+T.case("bench: peaks measured in several rounds take the best repetition of all, not the median", function()
+    local a = R.parse_lines(APL_OUT)
+    a[#a + 1] = { name = "matmul_peak", apl = 130, unit = "GFLOP/s", samples = { 70, 130 } }
+    local rows = R.collect(a, R.parse_lines(BASE_OUT), {})
+    local by = {}
+    for _, r in ipairs(rows) do by[r.name] = r end
+    T.eq(by.matmul_peak.apl_samples, { 90, 100, 70, 130 })
+    T.eq(by.matmul_peak.apl, 130)
+end)
+
 T.case("bench: ratios, spreads and targets", function()
     local by = rows_by_name()
     T.eq(by.generation.ratio, 3, 1e-12)
