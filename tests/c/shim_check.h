@@ -1,4 +1,4 @@
-/* shim_check.h — comparing two f32 tensors of the shim in the C tests (kernel vs libtorch). */
+/* shim_check.h — the C tests' comparisons of apl's kernels with libtorch through the shim. */
 #ifndef APL_SHIM_CHECK_H
 #define APL_SHIM_CHECK_H
 #include <math.h>
@@ -19,4 +19,14 @@ static inline float max_abs_diff(apl_tensor *a, apl_tensor *b, int64_t n)
     free(pa), free(pb);
     return d;
 }
+/* slow = EXPR with apl's own kernels off (libtorch), fast = EXPR with them on; the setting is
+ * restored. */
+#define KERNEL_AND_LIBTORCH(fast, slow, expr)                                                      \
+    do {                                                                                           \
+        int was_ = apl_set_fast_kernels(0);                                                        \
+        (slow) = (expr);                                                                           \
+        apl_set_fast_kernels(1);                                                                   \
+        (fast) = (expr);                                                                           \
+        apl_set_fast_kernels(was_);                                                                \
+    } while (0)
 #endif

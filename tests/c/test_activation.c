@@ -73,11 +73,8 @@ static void test_dispatch(void)
     apl_gen *g = apl_gen_new(5);
     int64_t s[3] = {2, 3, 50};
     apl_tensor *x0 = apl_t_randn(s, 3, APL_F32, APL_CPU, g), *x = apl_t_binary_s(APL_MUL, x0, 4.0);
-    int was = apl_set_fast_kernels(0);
-    apl_tensor *slow = apl_t_unary(APL_GELU_TANH, x);
-    apl_set_fast_kernels(1);
-    apl_tensor *fast = apl_t_unary(APL_GELU_TANH, x);
-    apl_set_fast_kernels(was);
+    apl_tensor *slow, *fast;
+    KERNEL_AND_LIBTORCH(fast, slow, apl_t_unary(APL_GELU_TANH, x));
     float d = max_abs_diff(fast, slow, 300);
     CHECK(d < 2e-6, "gelu: kernel and libtorch differ by %g", (double)d);
     apl_t_requires_grad_(x0, 1);

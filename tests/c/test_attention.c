@@ -126,11 +126,8 @@ static void check_dispatch(int64_t T, int64_t S)
     apl_tensor *k = apl_t_narrow(ck, 2, 0, S), *v = apl_t_narrow(cv, 2, 0, S);
     apl_tensor *m = apl_t_from_data(mask, ms, 2, APL_F32);
     apl_tensor *bias = apl_t_attention_bias(m, T, S, APL_F32, APL_CPU);
-    int was = apl_set_fast_kernels(0);
-    apl_tensor *slow = apl_t_attention(q, k, v, bias, 0.25);
-    apl_set_fast_kernels(1);
-    apl_tensor *fast = apl_t_attention(q, k, v, bias, 0.25);
-    apl_set_fast_kernels(was);
+    apl_tensor *slow, *fast;
+    KERNEL_AND_LIBTORCH(fast, slow, apl_t_attention(q, k, v, bias, 0.25));
     float d = max_abs_diff(fast, slow, 2 * 6 * T * 16);
     CHECK(d < 1e-6, "T=%lld S=%lld grouped-query attention: kernel and libtorch differ by %g", (long long)T,
           (long long)S, (double)d);

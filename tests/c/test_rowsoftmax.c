@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "rowsoftmax.h"
+#include "shim_check.h"
 #include "torch_shim.h"
 
 static double ref_logprob(const float *row, int64_t V, int64_t t)
@@ -53,16 +54,9 @@ static void test_shim(void)
     int64_t tv[10] = {0, 999, 5, 17, 300, 1, 2, 3, 4, 500};
     apl_tensor *x = apl_t_randn(xs, 3, APL_F32, APL_CPU, g), *t = apl_t_from_data(tv, ts, 2, APL_I64);
     apl_tensor *span = apl_t_narrow(x, 1, 0, 4), *tspan = apl_t_narrow(t, 1, 0, 4);
-    int was = apl_set_fast_kernels(0);
-    apl_tensor *slow = apl_t_target_logprobs(span, tspan);
-    apl_set_fast_kernels(1);
-    apl_tensor *fast = apl_t_target_logprobs(span, tspan);
-    apl_set_fast_kernels(was);
-    float a[8], b[8];
-    CHECK(apl_t_read(slow, APL_F32, a, sizeof a) == APL_OK && apl_t_read(fast, APL_F32, b, sizeof b) == APL_OK,
-          "%s", apl_last_error());
-    float d = 0;
-    for (int i = 0; i < 8; i++) d = fmaxf(d, fabsf(a[i] - b[i]));
+    apl_tensor *slow, *fast;
+    KERNEL_AND_LIBTORCH(fast, slow, apl_t_target_logprobs(span, tspan));
+    float d = max_abs_diff(fast, slow, 8); // infinite if either failed
     CHECK(d < 1e-5, "kernel and log_softmax + gather differ by %g", (double)d);
     tv[3] = 1000;
     apl_tensor *bad_t = apl_t_from_data(tv, ts, 2, APL_I64), *bad = apl_t_target_logprobs(x, bad_t);

@@ -82,11 +82,8 @@ static void test_dispatch(void)
     apl_tensor *w_kn = apl_t_transpose(w_kn_store, 0, 1);
     apl_tensor *ws_[2] = {w_nk, w_kn};
     for (int i = 0; i < 2; i++) {
-        int was = apl_set_fast_kernels(0);
-        apl_tensor *slow = apl_t_linear(x, ws_[i], b);
-        apl_set_fast_kernels(1);
-        apl_tensor *fast = apl_t_linear(x, ws_[i], b);
-        apl_set_fast_kernels(was);
+        apl_tensor *slow, *fast;
+        KERNEL_AND_LIBTORCH(fast, slow, apl_t_linear(x, ws_[i], b));
         CHECK(fast && apl_t_size(fast, 0) == 2 && apl_t_size(fast, 1) == 3 && apl_t_size(fast, 2) == 60,
               "output shape (2, 3, 60)");
         float d = max_abs_diff(fast, slow, 2 * 3 * 60);
