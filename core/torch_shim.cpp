@@ -816,11 +816,9 @@ static double dtype_lowest(at::ScalarType st)
     }
 }
 
-// Additive mask (B or 1, 1, T, S): 0 where a query may attend, the dtype's lowest value
-// elsewhere. A finite value (as HF uses) keeps fully masked rows (queries at left padding)
-// from turning into NaN; their outputs are ignored anyway.
-// 0 where allowed, the dtype's lowest finite value elsewhere: a query that may attend to nothing
-// (a padding position) gets a uniform softmax, never NaN, so it cannot poison the others.
+// Additive mask (B or 1, 1, T, S): 0 where a query may attend, the dtype's lowest finite value
+// elsewhere (as HF uses): a query that may attend to nothing (a padding position) gets a uniform
+// softmax, never NaN, so it cannot poison the others.
 static at::Tensor bias_of(const at::Tensor &allowed, const at::TensorOptions &opts)
 {
     return at::zeros(allowed.sizes(), opts).masked_fill(allowed.logical_not(),

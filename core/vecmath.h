@@ -28,7 +28,7 @@ static inline __mmask16 lanes_below(int64_t n)
 static inline int team_for(int64_t tasks, int64_t per_thread, int threads)
 {
     int64_t want = (tasks + per_thread - 1) / per_thread;
-    return want < threads ? (int)want : threads;
+    return want < 1 ? 1 : want < threads ? (int)want : threads; // num_threads(0) is not allowed
 }
 
 /* e^x for x <= 0: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor polynomial to r^7 (Horner),
