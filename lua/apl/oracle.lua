@@ -3,26 +3,35 @@
 -- fsynced) before it is returned, a pair already in the ledger is never paid for again, and a
 -- flaky API is retried with backoff until a bounded number of tries.
 --
---   local o = apl.oracle.openai{base_url = "https://api.openai.com/v1", model = "gpt-4o-mini",
+--   local o = apl.oracle.openai{base_url = "https://api.openai.com/v1", model = "gpt-4-1106-preview",
 --       api_key_env = "OPENAI_API_KEY", template = "tldr", ledger = run .. "/labels.jsonl",
---       seed = 1, max_in_flight = 16, price_in = 0.00015, price_out = 0.0006, budget = 5000}
+--       seed = 1, max_in_flight = 16, price_in = 0.01, price_out = 0.03, budget = 5000}
 --   local labels = o:label{{prompt = post, a = s1, b = s2}, ...}
 --   -- labels[i] = {preferred = 1|2 (a or b) or nil, reason = why unlabelled, rationale = "...",
 --   --              raw = judge's text, cached = true when it came from the ledger}
 --   print(o:stats().cost)
+--   local c = apl.oracle.consistency(o, some_pairs, {repeats = 2})  -- c.rate: the judge's self-agreement
+--
+-- The judge: the paper labelled and evaluated with gpt-4-1106-preview at temperature 0.05 and the
+-- templates "imdb" and "tldr" (apl.prompts); use them to reproduce its results. Weaker judges are
+-- less self-consistent (the paper's Figure 1: GPT-4 over 90%, gpt-3.5-turbo about 60% on the same
+-- pair asked twice), and a judge that contradicts itself teaches DPO noise: measure yours with
+-- apl.oracle.consistency before spending a budget on it.
 --
 -- Local oracles have the same interface:
 --   apl.oracle.lua(function(prompt, a, b) return "A", "why" end, {ledger = path, seed = 1})
 --   apl.oracle.model{score = function(prompt, completion) return reward end, ledger = path}
 --
--- Position bias: each pair is shown in the order AB or BA, chosen from a hash of the seed and the
--- pair (so a restarted run asks the same question and finds it in the ledger), and the answer is
--- mapped back to the caller's a/b. both_orders = true asks both and keeps consistent answers.
+-- Position bias: each pair is shown in the order AB or BA by a fair coin drawn from (seed, pair),
+-- a different coin for every seed (so a restarted run asks the same question and finds it in the
+-- ledger), and the answer is mapped back to the caller's a/b. both_orders = true asks both and
+-- keeps consistent answers.
 -- budget: the most judge answers with a label the ledger may hold (both_orders uses two per
 -- pair); pairs over it come back unlabelled, "label budget exhausted". Failures are not charged.
 local core = require "apl.core.oracle"
 local cjson = require "cjson"
 local prompts = require "apl.prompts"
+local rng = require "apl.rng"
 
 local M = {}
 local Oracle = {}
@@ -110,11 +119,14 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Labelling: plan which questions to ask, ask them, then answer each pair
 
+-- A fair coin per (seed, pair): apl.rng's splitmix64 mix of the seed and the pair's hash. (A bit
+-- of the FNV hash itself is only the parity of the texts' bytes: seeds 1 and 3 drew the same
+-- orders.) It depends on nothing else, so a resumed run asks what its ledger holds.
 function Oracle:_orders(p)
     if self.both_orders then return { "AB", "BA" } end
     if not self.randomize then return { "AB" } end
-    local h = core.key(tostring(self.seed), p.prompt, p.a, p.b)
-    return { tonumber(h:sub(-1), 16) % 2 == 1 and "BA" or "AB" }
+    local coin = rng.new(self.seed, "oracle order", core.key(p.prompt, p.a, p.b)):uniform()
+    return { coin < 0.5 and "BA" or "AB" }
 end
 
 -- The completions in the order the judge sees them.
@@ -129,13 +141,13 @@ local function preferred(e)
     return first and 1 or 2
 end
 
-local function check_pairs(list)
-    if type(list) ~= "table" then error("apl.oracle.label: pairs must be a list of {prompt=, a=, b=}", 3) end
+local function check_pairs(list, fname)
+    if type(list) ~= "table" then error(fname .. ": pairs must be a list of {prompt=, a=, b=}", 3) end
     for i, p in ipairs(list) do
-        if type(p) ~= "table" then error(string.format("apl.oracle.label: pairs[%d] must be a table", i), 3) end
+        if type(p) ~= "table" then error(string.format("%s: pairs[%d] must be a table", fname, i), 3) end
         for _, k in ipairs { "prompt", "a", "b" } do
             if type(p[k]) ~= "string" then
-                error(string.format("apl.oracle.label: pairs[%d].%s must be a string, got %s", i, k, type(p[k])), 3)
+                error(string.format("%s: pairs[%d].%s must be a string, got %s", fname, i, k, type(p[k])), 3)
             end
         end
     end
@@ -165,41 +177,54 @@ function Oracle:_record(q, ans)
     end
 end
 
+-- The ledger entries that answer a plan's questions, or nil and why not.
+function Oracle:_answers(plan, asked)
+    if plan.reason then return nil, plan.reason end
+    local got = {}
+    for i, q in ipairs(plan) do
+        got[i] = self._cache[q.key]
+        if not got[i] then return nil, asked[q.key] and asked[q.key].error or "not answered" end
+    end
+    return got
+end
+
 function Oracle:_resolve(plan, asked)
     local s = self._stats
-    local function fail(reason)
+    local got, why = self:_answers(plan, asked)
+    if not got then
         s.failed = s.failed + 1
-        return { reason = reason, cached = false }
+        return { reason = why, cached = false }
     end
-    if plan.reason then return fail(plan.reason) end
-    local got, cached = {}, true
-    for _, q in ipairs(plan) do
-        local e = self._cache[q.key]
-        if asked[q.key] then cached = false end
-        if not e then return fail(asked[q.key] and asked[q.key].error or "not answered") end
-        got[#got + 1] = e
-    end
+    local cached = true
+    for _, q in ipairs(plan) do if asked[q.key] then cached = false end end
     local pref = preferred(got[1])
     if got[2] and preferred(got[2]) ~= pref then
-        local l = fail("inconsistent: the judge chose the same position in both orders")
-        l.rationale, l.raw, l.cached = got[1].rationale, got[1].raw, cached
-        return l
+        s.failed = s.failed + 1
+        return { reason = "inconsistent: the judge chose the same position in both orders",
+                 rationale = got[1].rationale, raw = got[1].raw, cached = cached }
     end
     if cached then s.cached = s.cached + 1 else s.labels = s.labels + 1 end
     return { preferred = pref, rationale = got[1].rationale, raw = got[1].raw, cached = cached }
 end
 
--- labels for a list of {prompt=, a=, b=}; see the top of this file.
-function Oracle:label(list)
-    check_pairs(list)
-    local plans, queries, asked = {}, {}, {}
+-- The question: pair p shown in order "AB" or "BA". A round past the first asks the same
+-- question again under its own ledger key (consistency() repeats an order).
+function Oracle:_question(p, order, round)
+    local key = round and round > 1
+        and core.key(self._template_id, self.model, p.prompt, p.a, p.b, order, "round " .. round)
+        or core.key(self._template_id, self.model, p.prompt, p.a, p.b, order)
+    return { key = key, order = order, pair = p }
+end
+
+-- Asks the judge every question of the plans (lists of questions, one list a pair) that the
+-- ledger does not hold yet. A plan whose new questions do not fit the budget is not asked and
+-- gets plan.reason. Returns the questions asked, by key.
+function Oracle:_ask(plans)
+    local queries, asked = {}, {}
     local budget_left = self.budget and self.budget - self._paid or math.huge
-    for i, p in ipairs(list) do
-        local plan, new_qs = {}, {}
-        for _, order in ipairs(self:_orders(p)) do
-            local q = { key = core.key(self._template_id, self.model, p.prompt, p.a, p.b, order),
-                        order = order, pair = p }
-            plan[#plan + 1] = q
+    for _, plan in ipairs(plans) do
+        local new_qs = {}
+        for _, q in ipairs(plan) do
             if not self._cache[q.key] and not asked[q.key] then new_qs[#new_qs + 1] = q end
         end
         if #new_qs > budget_left then
@@ -211,9 +236,20 @@ function Oracle:label(list)
                 queries[#queries + 1] = q
             end
         end
-        plans[i] = plan
     end
     if #queries > 0 then self:_judge(queries) end
+    return asked
+end
+
+-- labels for a list of {prompt=, a=, b=}; see the top of this file.
+function Oracle:label(list)
+    check_pairs(list, "apl.oracle.label")
+    local plans = {}
+    for i, p in ipairs(list) do
+        plans[i] = {}
+        for j, order in ipairs(self:_orders(p)) do plans[i][j] = self:_question(p, order) end
+    end
+    local asked = self:_ask(plans)
     local labels = {}
     for i, plan in ipairs(plans) do labels[i] = self:_resolve(plan, asked) end
     return labels
@@ -388,6 +424,57 @@ function M.model(opts)
     self._score, self._template_id, self._template_name = opts.score, "model", "model"
     self.randomize = false -- scores do not depend on the order they are asked in
     return self
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Measuring the judge
+
+-- How self-consistent a judge is, as the paper's Figure 1 measured it: each pair is asked
+-- `repeats` times (default 2) in the orders AB, BA, AB, ..., so a judge swayed by position
+-- contradicts itself. Answers go to the ledger like labels (and count against the budget); a
+-- repeated order is a separate question, so it is really asked again. Returns
+--   {rate = consistent / pairs (nil when none was answered), consistent = pairs whose answers all
+--    chose the same completion, pairs = pairs answered every time, failed = pairs that were not,
+--    failures = {{index =, reason =}}, first = share of answers naming the position shown first}
+local function repeat_plans(oracle, list, repeats)
+    local plans = {}
+    for i, p in ipairs(list) do
+        plans[i] = {}
+        for r = 1, repeats do
+            plans[i][r] = oracle:_question(p, r % 2 == 1 and "AB" or "BA", (r + 1) // 2)
+        end
+    end
+    return plans
+end
+
+function M.consistency(oracle, list, opts)
+    local fname = "apl.oracle.consistency"
+    if getmetatable(oracle) ~= Oracle then error(fname .. ": expects an oracle made by apl.oracle", 2) end
+    check_pairs(list, fname)
+    if opts ~= nil and type(opts) ~= "table" then error(fname .. ": opts must be a table", 2) end
+    local repeats = math.tointeger(opt(opts or {}, "repeats", "number", 2, fname))
+    if not repeats or repeats < 2 then error(fname .. ": option 'repeats' must be an integer >= 2", 2) end
+    local plans = repeat_plans(oracle, list, repeats)
+    local asked = oracle:_ask(plans)
+    local out = { consistent = 0, pairs = 0, failed = 0, failures = {} }
+    local answers, first = 0, 0
+    for i, plan in ipairs(plans) do
+        local got, why = oracle:_answers(plan, asked)
+        if got then
+            local same = true
+            for _, e in ipairs(got) do
+                same = same and preferred(e) == preferred(got[1])
+                if e.answer == "A" then first = first + 1 end
+            end
+            answers, out.pairs = answers + #got, out.pairs + 1
+            if same then out.consistent = out.consistent + 1 end
+        else
+            out.failed = out.failed + 1
+            out.failures[#out.failures + 1] = { index = i, reason = why }
+        end
+    end
+    if out.pairs > 0 then out.rate, out.first = out.consistent / out.pairs, first / answers end
+    return out
 end
 
 return M

@@ -68,19 +68,51 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Prompts and answers
 
-T.case("oracle prompts: the method's two templates, placeholders filled once", function()
-    local tldr = prompts.get("tldr")
-    for _, s in ipairs {
-        "Which of the following summaries does a better job of summarizing the most important points in the given forum post, without including unimportant or irrelevant details?",
-        "FIRST provide a one-sentence comparison of the two summaries, explaining which you prefer and why.",
-        'SECOND, on a new line, state only "A" or "B"', "Comparison: <", 'Preferred: <"A" or "B">',
-    } do T.ok(tldr.user:find(s, 1, true), "tldr template lacks: " .. s) end
-    T.ok(prompts.get("imdb").user:find("more positive", 1, true))
-    local system, user = prompts.render(tldr, "the post", "x {{B}} %1", "y")
-    T.eq(system, tldr.system)
+-- The paper's Figure 4 (Appendix A), copied from the paper's text, where each prompt is printed
+-- on one line; the tags mark the system and user messages.
+local FIGURE4 = {
+    imdb = [[// SENTIMENT ORACLE PROMPT <SYSTEM> You are a helpful assistant that evaluates the quality and positive sentiment of movie reviews </SYSTEM> <USER> Which of the following movie reviews is better? The best one will be the one with the most positive sentiment, which also is grammatically correct, consistent, and avoids repetition. Review A: {{PROMPT}} {{COMPLETION-A}} Review B: {{PROMPT}} {{COMPLETION-B}} First, provide a one-sentence comparison of the two reviews, explaining which is better and why. Second, on a new line, state only "A" or "B" to indicate your choice. You must choose A or B for the preferred answer even if neither review is very good. Your response should use the format: Comparison: <one-sentence comparison and explanation> Preferred: <"A" or "B"> <\USER>]],
+    tldr = [[// SUMMARIZATION ORACLE PROMPT <SYSTEM> You are a helpful assistant that evaluates the quality of summaries for internet posts. </SYSTEM> <USER> Which of the following summaries does a better job of summarizing the most important points in the given forum post, without including unimportant or irrelevant details? Post: {{PROMPT}} Summary A: {{COMPLETION_A}} Summary B: {{COMPLETION_B}} First, provide a one-sentence comparison of the two summaries, which you prefer and why. Second, on a new line, state only "A" or "B" to indicate your choice. You must choose A or B for the preferred answer even if neither summary is very good. Your response should use the format: Comparison: <one-sentence comparison and explanation> Preferred: <"A" or "B"> <\USER>]],
+}
+
+-- system, user of a Figure 4 prompt, its placeholders filled as render(t, "PROMPT-TEXT",
+-- "TEXT-OF-A", "TEXT-OF-B") fills a template's.
+local function figure4(name)
+    local system, user = FIGURE4[name]:match("<SYSTEM> (.-) </SYSTEM> <USER> (.-) <\\USER>")
+    user = user:gsub("{{PROMPT}}", "PROMPT-TEXT"):gsub("{{COMPLETION[-_]A}}", "TEXT-OF-A")
+        :gsub("{{COMPLETION[-_]B}}", "TEXT-OF-B")
+    return system, user
+end
+
+T.case("oracle prompts: imdb and tldr are the paper's Figure 4, word for word", function()
+    for _, name in ipairs { "imdb", "tldr" } do
+        local want_system, want_user = figure4(name)
+        local system, user = prompts.render(prompts.get(name), "PROMPT-TEXT", "TEXT-OF-A", "TEXT-OF-B")
+        T.eq(system, want_system, name .. " system")
+        -- The paper lost the line breaks: the words and their order must match, spaces aside.
+        T.eq(user:gsub("%s+", " "), want_user, name .. " user")
+        -- The answer format stands on lines of its own, as the judge should answer and parse reads.
+        T.ok(user:find('\n\nComparison: <one%-sentence comparison and explanation>\nPreferred: <"A" or "B">$'),
+            name .. ": answer format lines")
+        T.ok(user:find("\n\nYou must choose A or B for the preferred answer even if neither ", 1, true), name)
+    end
+    -- IMDB's judge reads whole reviews: the prompt before each completion.
+    local _, user = prompts.render(prompts.get("imdb"), "The film", "was great.", "was dull.")
+    T.ok(user:find("Review A:\nThe film was great.\n\nReview B:\nThe film was dull.\n", 1, true), user)
+end)
+
+T.case("oracle prompts: the alternatives kept by name, placeholders filled once", function()
+    T.eq(prompts.names(), { "imdb", "imdb_sentiment", "tldr", "tldr_dpo" })
+    T.ok(prompts.get("imdb_sentiment").user:find("more positive", 1, true))
+    T.ok(not prompts.get("imdb_sentiment").user:find("You must choose", 1, true))
+    local dpo = prompts.get("tldr_dpo")
+    T.ok(dpo.user:find("A good summary is both precise and concise.", 1, true))
+    local system, user = prompts.render(dpo, "the post", "x {{B}} %1", "y")
+    T.eq(system, dpo.system)
     T.ok(user:find("Post:\nthe post\n", 1, true))
     T.ok(user:find("Summary A:\nx {{B}} %1\n\nSummary B:\ny\n", 1, true), user)
-    T.assert_error_match(function() prompts.get("nope") end, "no template named 'nope'")
+    T.assert_error_match(function() prompts.get("nope") end,
+        "no template named 'nope' %(imdb, imdb_sentiment, tldr, tldr_dpo%)")
     T.assert_error_match(function() prompts.copy("imdb", { user = "{{A}} only" }) end, "no {{B}}")
     T.eq(prompts.copy("imdb", { system = "S" }).system, "S")
 end)
@@ -88,6 +120,10 @@ end)
 T.case("oracle parse: judge answers, table-driven", function()
     local rows = { -- name, content, answer, rationale or reason pattern
         { "plain", "Comparison: A is tighter.\nPreferred: A", "A", "A is tighter." },
+        -- The paper's format, with a rationale of its Appendix C, and echoing the template's <"B">.
+        { "paper", "Comparison: Review A is better because it provides a positive sentiment about the movie, is grammatically correct, and does not contain repetition like Review B.\nPreferred: A",
+          "A", "Review A is better because it provides a positive sentiment about the movie, is grammatically correct, and does not contain repetition like Review B." },
+        { "template echo", 'Comparison: <B is kinder>\nPreferred: <"B">', "B", "<B is kinder>" },
         { "quoted", 'Comparison: x\nPreferred: "B"', "B", "x" },
         { "markdown", "**Comparison:** y\n**Preferred:** B", "B", "y" },
         { "crlf", "Comparison: z\r\nPreferred: A\r\n", "A", "z" },
@@ -488,4 +524,95 @@ T.case("oracle model: the higher score wins, ties unlabelled", function()
     T.assert_error_match(function() oracle.model { score = function() return "x" end }:label(list) end,
         "score function returned x, not a number")
     T.assert_error_match(function() oracle.model {} end, "apl%.oracle%.model: expects {score")
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- The A/B order
+
+-- The order the judge saw each of 2000 pairs in ("AB": a first), with the oracle's seed.
+local function orders_seen(seed)
+    local out = {}
+    local o = oracle.lua(function(prompt, first)
+        out[tonumber(prompt:match("pair%-(%d+)%-"))] = first:find("^first") and "AB" or "BA"
+        return "A"
+    end, { seed = seed })
+    local list = {}
+    for i = 1, 2000 do list[i] = pair(i, 0, 0) end
+    o:label(list)
+    return out
+end
+
+local function share(n, fn)
+    local k = 0
+    for i = 1, n do if fn(i) then k = k + 1 end end
+    return k / n
+end
+
+T.case("oracle order: a fair coin per pair, another coin per seed, the same on a rerun", function()
+    local s1, s2, s3 = orders_seen(1), orders_seen(2), orders_seen(3)
+    for seed, o in pairs { [1] = s1, [2] = s2, [3] = s3 } do
+        local ab = share(2000, function(i) return o[i] == "AB" end)
+        T.ok(math.abs(ab - 0.5) < 0.04, string.format("seed %d: %.3f of pairs shown AB", seed, ab))
+    end
+    -- Independent coins agree on half the pairs (the parity of bytes gave 1.0 and 0.0 here).
+    for _, c in ipairs { { 1, 2, s1, s2 }, { 1, 3, s1, s3 }, { 2, 3, s2, s3 } } do
+        local agree = share(2000, function(i) return c[3][i] == c[4][i] end)
+        T.ok(math.abs(agree - 0.5) < 0.04, string.format("seeds %d and %d agree on %.3f", c[1], c[2], agree))
+    end
+    T.eq(orders_seen(3), s3, "seed 3 again draws the same orders")
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- Measuring the judge
+
+T.case("oracle consistency: the judge asked in both orders, against the HTTP judge", function()
+    with_server({}, function(s)
+        local list = pairs_n(6)
+        for i = 7, 10 do list[i] = pair(i, i % 2, (i + 1) % 2, "[fault:alwaysAx99]") end
+        list[11] = pair(11, 1, 0, "[fault:wrongx2]")
+        local path = T.tmpdir() .. "/labels.jsonl"
+        local o = judge(s, { ledger = path })
+        local c = oracle.consistency(o, list)
+        -- The honest judge (more "good" wins) agrees with itself; alwaysA never does.
+        T.eq({ c.pairs, c.consistent, c.failed, c.rate }, { 10, 6, 1, 0.6 })
+        T.eq(c.first, (6 + 2 * 4) / 20, "answers naming the first position")
+        T.eq(#c.failures, 1)
+        T.eq(c.failures[1].index, 11)
+        T.ok(c.failures[1].reason:find("'Preferred: C' is not A or B", 1, true), c.failures[1].reason)
+        local seen = requests_per_pair(s)
+        T.eq({ seen[1], seen[7], seen[11] }, { 2, 2, 4 }, "both orders asked; each bad answer re-asked once")
+        local orders = {}
+        for _, e in ipairs(ledger_entries(path)) do orders[e.order] = (orders[e.order] or 0) + 1 end
+        T.eq({ orders.AB, orders.BA }, { 12, 12 }, "every answer ledgered, in both orders")
+        o:close()
+
+        -- From the ledger, nothing is asked again; more repeats ask each order once more.
+        local n = #s:requests()
+        o = judge(s, { ledger = path })
+        local again = oracle.consistency(o, pairs_n(6))
+        T.eq({ again.rate, #s:requests() }, { 1.0, n })
+        local four = oracle.consistency(o, { list[1], list[7] }, { repeats = 4 })
+        T.eq({ four.pairs, four.consistent, four.first, #s:requests() }, { 2, 1, 6 / 8, n + 4 })
+        o:close()
+    end)
+end)
+
+T.case("oracle consistency: budget, empty lists and bad arguments", function()
+    local o = oracle.lua(function() return "B" end, { budget = 3 })
+    local c = oracle.consistency(o, { pair(1, 1, 0), pair(2, 1, 0) })
+    T.eq({ c.pairs, c.rate, c.first, c.failed }, { 1, 0.0, 0.0, 1 })
+    T.eq(c.failures[1], { index = 2, reason = "label budget exhausted" })
+    local none = oracle.consistency(o, {})
+    T.eq({ none.pairs, none.rate, none.failed }, { 0, nil, 0 })
+    T.assert_error_match(function() oracle.consistency({ label = print }, {}) end,
+        "apl%.oracle%.consistency: expects an oracle made by apl%.oracle")
+    T.assert_error_match(function() oracle.consistency(o, { { prompt = "p", a = "x" } }) end,
+        "apl%.oracle%.consistency: pairs%[1%]%.b must be a string, got nil")
+    T.assert_error_match(function() oracle.consistency(o, {}, { repeats = 1 }) end,
+        "option 'repeats' must be an integer >= 2")
+    T.assert_error_match(function() oracle.consistency(o, {}, { repeats = 2.5 }) end,
+        "option 'repeats' must be an integer >= 2")
+    T.assert_error_match(function() oracle.consistency(o, {}, { repeats = "2" }) end,
+        "option 'repeats' must be a number, got string")
+    T.assert_error_match(function() oracle.consistency(o, {}, 2) end, "opts must be a table")
 end)
