@@ -11,7 +11,15 @@
 --
 -- opts: n (1), max_new_tokens (64), temperature (1; 0 = greedy), top_k (0 = off), top_p (1 = off),
 -- seed (0), stop (a string or list of strings, besides EOS), batch_size (16 rows per forward),
--- eos_id (tok.eos_id). Prompts are strings or lists of token ids.
+-- eos_id (tok.eos_id), length_seed (seed). Prompts are strings or lists of token ids.
+--
+-- max_new_tokens = {lo, hi} gives every (prompt, sample) row its own limit, drawn uniformly from
+-- lo..hi by (length_seed, prompt index, sample): the authors' code draws each completion's length
+-- this way (direct/utils.py LengthSampler, 16–24 tokens for IMDB). The rows are sampled up to hi
+-- and cut at their own limit, as the authors' code does; since each row has its own generator,
+-- the cut row is exactly what stopping at the limit gives. Two calls with one length_seed give a
+-- prompt's samples the same limits (the loop uses that to give the policy and the baseline of a
+-- test prompt the same length).
 --
 -- The same seed gives the same completions whatever batch_size: each (prompt, sample) has its own
 -- generator (core/generate.h). A stop string ends generation early when its tokens (as
@@ -19,6 +27,7 @@
 -- it, and the completion is cut there: ids/logprobs keep the tokens up to the one that completed
 -- the stop string, text ends just before it.
 local C = require "apl.core.compute"
+local lengths = require "apl.lengths"
 
 local function encode_all(tok, items, what)
     local ids = {}
@@ -52,6 +61,15 @@ local function sub(list, k)
     return out
 end
 
+-- Cuts a row the engine returned to its first k tokens.
+local function cut(row, k)
+    if #row.ids <= k then return row end
+    row.ids, row.logprobs = sub(row.ids, k), sub(row.logprobs, k)
+    row.logprob = 0
+    for _, l in ipairs(row.logprobs) do row.logprob = row.logprob + l end
+    return row
+end
+
 -- Decodes a row into its text, cutting at the first stop string (and the tokens after the one
 -- that completed it). The prefix search is a binary search: a longer prefix decodes to a longer
 -- text, so "contains a stop string" is monotone in the prefix length.
@@ -66,9 +84,7 @@ local function finish(tok, row, eos, stops)
             local mid = (lo + hi) // 2
             if find_stop(tok:decode(sub(body, mid)), stops) then hi = mid else lo = mid + 1 end
         end
-        row.ids, row.logprobs = sub(ids, lo), sub(row.logprobs, lo)
-        row.logprob = 0
-        for _, l in ipairs(row.logprobs) do row.logprob = row.logprob + l end
+        cut(row, lo)
         text = text:sub(1, at - 1)
     end
     row.text = text
@@ -78,6 +94,9 @@ end
 local function generate(model, tok, prompts, opts)
     opts = opts or {}
     local n = opts.n or 1
+    local lo, hi, err = lengths.range(opts.max_new_tokens or 64)
+    if not lo then error("apl.generate: " .. err, 2) end
+    local length_seed = opts.length_seed or opts.seed or 0
     local eos = opts.eos_id or tok.eos_id
     local stops = stop_strings(opts.stop)
     local stop_ids = {}
@@ -88,14 +107,18 @@ local function generate(model, tok, prompts, opts)
     end
     local prompt_ids = encode_all(tok, prompts, "prompts")
     local rows = C.generate(model, prompt_ids, {
-        n = n, max_new_tokens = opts.max_new_tokens, temperature = opts.temperature,
+        n = n, max_new_tokens = hi, temperature = opts.temperature,
         top_k = opts.top_k, top_p = opts.top_p, seed = opts.seed, batch_size = opts.batch_size,
         stops = stop_ids, pad_id = tok.pad_id or eos,
     })
     local out = {}
     for i = 1, #prompt_ids do
         local samples = {}
-        for s = 1, n do samples[s] = finish(tok, rows[(i - 1) * n + s], eos, stops) end
+        for s = 1, n do
+            local row = rows[(i - 1) * n + s]
+            if lo < hi then row = cut(row, lengths.draw(length_seed, i, s, lo, hi)) end
+            samples[s] = finish(tok, row, eos, stops)
+        end
         out[i] = samples
     end
     return out

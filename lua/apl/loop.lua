@@ -11,7 +11,11 @@
 -- per prompt with the current policy, score each pair, keep the top `batch`, ask the oracle,
 -- append, reset the policy to θ0 and fine-tune with DPO on every pair so far, then evaluate the
 -- win-rate when the label count reaches a waypoint. online = true instead keeps the policy and
--- takes one gradient step on the newest batch.
+-- its Adam state and takes one gradient step on the newest batch (the method's Appendix D).
+--
+-- The held-out set is n_test rows drawn from cfg.test by the seed alone, so every waypoint and
+-- every acquisition function of a seed is judged on the same prompts (§5.5: 1024 of them). With
+-- waypoints, the run ends at the step that reaches the last one (budget defaults to it).
 --
 -- Every random choice of step t comes from (seed, t), and the run folder records each finished
 -- step, so `resume = dir` continues a crashed run and acquires exactly what the uninterrupted
@@ -21,13 +25,14 @@ local rng = require "apl.rng"
 local eval = require "apl.eval"
 local runfolder = require "apl.runfolder"
 local report = require "apl.report"
+local lengths = require "apl.lengths"
 
 local M = {}
 
 -- The knobs and their defaults (the method's IMDB column of Table 1 where it has one).
 M.defaults = {
     acquisition = "random",
-    budget = 768,            -- B: labels to acquire
+    budget = 768,            -- B: labels to acquire (default with waypoints: up to the last one)
     batch = 128,             -- M: pairs acquired per step
     sample = 4000,           -- S: prompts sampled from the pool per step
     oversample = 8,          -- J: the hybrid ranks J·S prompts by entropy before generating
@@ -37,11 +42,13 @@ M.defaults = {
     lr = 1e-6,
     minibatch = 64,
     temperature = { train = 0.7, test = 0.25, oracle = 0.05, entropy = 1.0 },
-    max_new_tokens = 64,
+    -- N, or {lo, hi}: each completion's length drawn uniformly from lo..hi (the authors' code,
+    -- direct/utils.py LengthSampler with --data.completion_min_len 16 --data.completion_max_len 24)
+    max_new_tokens = { 16, 24 },
     seed = 0,
     -- waypoints: label counts to evaluate at (default: after every step)
     baseline = "initial",    -- "initial": θ0's completions; "reference": the test rows' references
-    n_test = 256,
+    n_test = 1024,           -- §5.5: "Each evaluation is done against 1024 test prompts"
     online = false,
     -- gen_batch_size: rows per forward in generation (apl.generate's batch_size)
 }
@@ -138,6 +145,12 @@ local function merge_defaults(cfg)
     local c = {}
     for k, v in pairs(M.defaults) do c[k] = v end
     for k, v in pairs(cfg) do c[k] = v end
+    -- The paper evaluates at its waypoints and acquires nothing after the last one: the budget
+    -- defaults to the labels of the step that reaches it.
+    local last = type(cfg.waypoints) == "table" and math.tointeger(cfg.waypoints[#cfg.waypoints])
+    if cfg.budget == nil and last and math.tointeger(c.batch) and c.batch >= 1 then
+        c.budget = -(-last // c.batch) * c.batch
+    end
     local temp = {}
     for k, v in pairs(M.defaults.temperature) do temp[k] = v end
     for k, v in pairs(cfg.temperature or {}) do temp[k] = v end
@@ -168,6 +181,16 @@ local function check(c)
     need(c.oracle, "cfg.oracle (a function(prompt, a, b), a judge spec or an oracle) is required")
     need(type(c.pool) == "table" and #c.pool > 0, "cfg.pool (a list of {prompt=}) is empty or missing")
     need(c.batch >= 1 and c.budget >= c.batch, "need 1 <= batch <= budget")
+    local _, _, why = lengths.range(c.max_new_tokens)
+    need(not why, why)
+    need(math.tointeger(c.n_test) and c.n_test >= 1, "n_test must be an integer >= 1")
+    if c.waypoints ~= nil then
+        local ok = type(c.waypoints) == "table" and #c.waypoints > 0
+        for i, w in ipairs(ok and c.waypoints or {}) do
+            ok = ok and math.tointeger(w) and w >= 1 and (i == 1 or w > c.waypoints[i - 1])
+        end
+        need(ok, "waypoints must be a list of increasing label counts >= 1")
+    end
     need(c.baseline == "initial" or c.baseline == "reference", 'baseline must be "initial" or "reference"')
     need(not c.waypoints or c.test, "waypoints need cfg.test (held-out prompts)")
     if c.baseline == "reference" and c.test then
@@ -178,13 +201,30 @@ end
 -- Knobs that change what a run acquires; a resumed run must agree on all of them.
 local SAME_ON_RESUME = { "acquisition", "budget", "batch", "sample", "oversample", "entropy_samples",
                          "epochs", "beta", "lr", "minibatch", "max_new_tokens", "seed", "online",
-                         "pool_size" }
+                         "pool_size", "n_test", "waypoints", "baseline" }
+
+-- Equal as config.json keeps them: lists element by element (JSON gives back 16.0 for 16).
+local function same(a, b)
+    if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+    if #a ~= #b then return false end
+    for i = 1, #a do if not same(a[i], b[i]) then return false end end
+    return true
+end
+
+local function show(v)
+    if type(v) == "table" then
+        local parts = {}
+        for i, x in ipairs(v) do parts[i] = show(x) end
+        return "{" .. table.concat(parts, ", ") .. "}"
+    end
+    return tostring(math.tointeger(v) or v)
+end
 
 local function check_resume(saved, now)
     for _, k in ipairs(SAME_ON_RESUME) do
-        if saved[k] ~= now[k] then
+        if not same(saved[k], now[k]) then
             error(string.format("apl.loop: cannot resume: %s was %s in the saved run, now %s",
-                k, tostring(math.tointeger(saved[k]) or saved[k]), tostring(now[k])), 3)
+                k, show(saved[k]), show(now[k])), 3)
         end
     end
 end
@@ -269,7 +309,9 @@ local function acquire(s, acq, t)
     return records
 end
 
-local function training_pairs(records)
+-- The DPO pairs {prompt, chosen, rejected} of acquired records, in their order; unlabelled
+-- records are left out.
+function M.training_pairs(records)
     local out = {}
     for _, r in ipairs(records) do
         if r.label then
@@ -285,7 +327,7 @@ end
 -- Resume calls this for the last finished step to rebuild its policy.
 local function train_offline(s, t)
     local c = s.c
-    local pairs = training_pairs(s.acquired)
+    local pairs = M.training_pairs(s.acquired)
     s.trainer:reset()   -- the policy back to θ0 and a fresh optimizer
     local metrics = {}
     if #pairs == 0 then return metrics end
@@ -295,17 +337,25 @@ local function train_offline(s, t)
     return metrics
 end
 
--- Online: one gradient step on the newest batch, from a fresh optimizer state so that a resumed
--- run (which restores only the weights) takes the same step. The trainer's reset also puts θ0
--- back, so the policy is saved around it.
+-- Online (Appendix D): one gradient step on the newest batch. Neither the policy nor Adam's
+-- moments are reset between steps: a fresh Adam makes each step close to lr·sign(g).
 local function train_online(s, new_records)
-    local pairs = training_pairs(new_records)
-    local keep = s.engine.clone(s.policy)
-    s.trainer:reset()
-    s.engine.copy(s.policy, keep)
-    s.engine.free(keep)
+    local pairs = M.training_pairs(new_records)
     if #pairs == 0 then return {} end
     return s.trainer:step(pairs)
+end
+
+-- Resuming an online run replays its finished steps from θ0 and a fresh optimizer: the same pairs
+-- in the same order give back the weights and the Adam moments (a step is cheap next to the
+-- generation and labelling it follows; the saved policy alone would lose the moments).
+local function replay_online(s, done)
+    s.trainer:reset()
+    local by_step = {}
+    for _, r in ipairs(s.acquired) do
+        by_step[r.step] = by_step[r.step] or {}
+        table.insert(by_step[r.step], r)
+    end
+    for t = 1, done do train_online(s, by_step[t] or {}) end
 end
 
 local function policy_dir(s, t) return s.run:path(string.format("policy/step-%d", t)) end
@@ -319,16 +369,21 @@ end
 ------------------------------------------------------------------------------------------------
 -- Evaluation at waypoints
 
-local function test_rows(c)
-    local out = {}
-    for i = 1, math.min(c.n_test, #c.test) do out[i] = c.test[i] end
-    return out
+-- The held-out prompts: n_test rows of cfg.test drawn by the seed alone (the authors' code draws
+-- its test subset once, right after seeding), so the set is the same at every waypoint and for
+-- every acquisition function of a seed. (All of them, shuffled, when the split is smaller.)
+function M.test_rows(c)
+    return rng.new(c.seed, "test-set"):sample(c.test, c.n_test)
 end
 
+-- One completion per prompt. Lengths are drawn by (seed, prompt) only, so the policy and the
+-- baseline completions of a test prompt have the same length limit at every waypoint (the
+-- authors' evaluation gives both the same lengths).
 local function one_completion(s, model, prompts, key)
     local c = s.c
     local gens = s.engine.generate(model, c.tok, prompts, { n = 1, temperature = c.temperature.test,
-        max_new_tokens = c.max_new_tokens, seed = rng.seed(c.seed, key), batch_size = c.gen_batch_size })
+        max_new_tokens = c.max_new_tokens, seed = rng.seed(c.seed, key),
+        length_seed = rng.seed(c.seed, "test-lengths"), batch_size = c.gen_batch_size })
     local out = {}
     for i, g in ipairs(gens) do out[i] = g[1].text end
     return out
@@ -347,7 +402,7 @@ local function baselines(s, rows, prompts)
 end
 
 local function evaluate(s, t, labels)
-    local rows = test_rows(s.c)
+    local rows = s.test_rows
     local prompts = texts_of(rows)
     local base = baselines(s, rows, prompts)
     local texts = one_completion(s, s.policy, prompts, "eval")
@@ -355,6 +410,13 @@ local function evaluate(s, t, labels)
     w.step, w.labels, w.acquisition, w.seed = t, labels, s.c.acquisition, s.c.seed
     s.run:append("eval", w)
     return w
+end
+
+-- Acquisition steps: floor(B / M), ending early at the step that reaches the last waypoint.
+function M.steps(c)
+    local steps = c.budget // c.batch
+    if c.waypoints then steps = math.min(steps, -(-c.waypoints[#c.waypoints] // c.batch)) end
+    return steps
 end
 
 local function is_waypoint(c, before, after)
@@ -383,13 +445,7 @@ local function resume_state(s)
     s.run:rewrite("eval", upto(s.run:read("eval")))
     s.run:rewrite("train", upto(train))
     if done > 0 then
-        if s.c.online then
-            local saved = s.engine.load(policy_dir(s, done))
-            s.engine.copy(s.policy, saved)
-            s.engine.free(saved)
-        else
-            train_offline(s, done)
-        end
+        if s.c.online then replay_online(s, done) else train_offline(s, done) end
     end
     return done
 end
@@ -438,7 +494,8 @@ function M.run(cfg)
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
                                  batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }
-    local steps = c.budget // c.batch
+    s.test_rows = c.test and M.test_rows(c)
+    local steps = M.steps(c)
     local done = cfg.resume and resume_state(s) or 0
     if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #s.acquired) end
     for t = done + 1, steps do

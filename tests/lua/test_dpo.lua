@@ -295,3 +295,33 @@ T.case("cuda: a DPO step with bf16 weights", function()
     local m2 = tr:step(data)
     T.ok(m2.loss < m1.loss and m2.grad_norm > 0, "the bf16 policy moved")
 end)
+
+-- The online variant (the method's Appendix D): one gradient step per acquired batch, with the
+-- policy and Adam's moments carried from step to step.
+T.case("online loop: two steps keep Adam's moments, as two trainer steps by hand do", function()
+    local loop = require "apl.loop"
+    local runfolder = require "apl.runfolder"
+    local tok = F.tok()
+    local pool = {}
+    for i, text in ipairs(F.CORPUS) do pool[i] = { prompt = text:match("^%S+ %S+") } end
+    local policy, dir = F.model(5), T.tmpdir()
+    loop.run { acquisition = "random", budget = 8, batch = 4, sample = #pool, seed = 2, online = true,
+               lr = 1e-2, minibatch = 4, max_new_tokens = 4, policy = policy, tok = tok, pool = pool,
+               oracle = function(_, a, b) return #a >= #b and "A" or "B", "the longer one" end,
+               out = dir .. "/run", quiet = true }
+    local steps = { {}, {} }
+    for _, r in ipairs(runfolder.open(dir .. "/run"):read("acquired")) do table.insert(steps[r.step], r) end
+    T.eq({ #steps[1], #steps[2] }, { 4, 4 })
+    local function by_hand(clear_adam_between)
+        local p = F.model(5)
+        local tr = apl.dpo.new { policy = p, ref = F.model(5), tok = tok, beta = 0.2, lr = 1e-2, batch_size = 4 }
+        tr:step(loop.training_pairs(steps[1]))
+        if clear_adam_between then tr.opt:reset() end
+        tr:step(loop.training_pairs(steps[2]))
+        return flat_params(p)
+    end
+    local got, kept, cleared = flat_params(policy), by_hand(false), by_hand(true)
+    local d = F.max_abs_diff(got, kept)
+    T.ok(d < 1e-6, "the loop's two online steps are two Adam steps with the moments kept, max diff " .. d)
+    T.ok(F.max_abs_diff(got, cleared) > 1e-4, "clearing Adam between the steps would give other weights")
+end)

@@ -27,10 +27,11 @@ local function logp(model, text)
     return lp
 end
 
--- opts.crash_at: the trainer raises during the training of that step (after its labels are in).
+-- opts.crash_at: the trainer raises during the training of that step (after its labels are in):
+-- offline training resets once per step, online training takes one step per step.
 local function fake_engine(opts)
     opts = opts or {}
-    local e = { resets = 0, oracle_calls = 0 }
+    local e = { resets = 0, steps = 0, oracle_calls = 0, judged = {} }
     function e.generate(model, _, prompts, o)
         local out = {}
         for i, prompt in ipairs(prompts) do
@@ -63,21 +64,31 @@ local function fake_engine(opts)
         end
         return ra, rb
     end
+    -- The fake optimizer has a momentum, as Adam has moments: a run that lost it (a reset
+    -- between online steps, a resume that restores only the weights) moves differently.
     function e.trainer(o)
-        local tr = {}
-        function tr:reset() e.resets = e.resets + 1; o.policy.bias = o.ref.bias end
-        function tr:epoch(pairs, eo)
-            if opts.crash_at == e.resets then error("simulated crash") end
-            local order = rng.new(eo and eo.shuffle_seed or 0):sample(pairs, #pairs)
+        local tr, momentum = {}, 0
+        function tr:reset() e.resets = e.resets + 1; o.policy.bias = o.ref.bias; momentum = 0 end
+        local function train(pairs, seed)
+            local order = rng.new(seed or 0):sample(pairs, #pairs)
             local right = 0
             for _, p in ipairs(order) do
                 local d = npos(p.chosen) - npos(p.rejected)
-                o.policy.bias = o.policy.bias * 0.999 + 0.05 * d
+                momentum = 0.5 * momentum + 0.05 * d
+                o.policy.bias = o.policy.bias * 0.999 + momentum
                 if d > 0 then right = right + 1 end
             end
             return { loss = math.exp(-o.policy.bias), ["rewards/accuracies"] = right / #pairs }
         end
-        tr.step = tr.epoch
+        function tr:epoch(pairs, eo)
+            if opts.crash_at == e.resets then error("simulated crash") end
+            return train(pairs, eo and eo.shuffle_seed)
+        end
+        function tr:step(pairs)
+            e.steps = e.steps + 1
+            if opts.crash_at == e.steps then error("simulated crash") end
+            return train(pairs)
+        end
         return tr
     end
     e.clone = function(m) return { bias = m.bias } end
@@ -99,6 +110,7 @@ local function fake_engine(opts)
             local out = {}
             for i, p in ipairs(pairs) do
                 e.oracle_calls = e.oracle_calls + 1
+                e.judged[#e.judged + 1] = p.prompt
                 local pick, why = fn(p.prompt, p.a, p.b)
                 out[i] = { preferred = pick == "A" and 1 or 2, rationale = why }
             end
@@ -203,6 +215,99 @@ T.case("resume refuses a run whose knobs changed", function()
         "cannot resume: batch was 4 in the saved run, now 2")
 end)
 
+-- The prompts judged at each evaluation, in order (acquired prompts start with "movie").
+local function eval_prompts(e, n_test)
+    local sets, cur = {}, nil
+    for _, p in ipairs(e.judged) do
+        if p:find("^test") then
+            if not cur or #cur == n_test then cur = {}; sets[#sets + 1] = cur end
+            cur[#cur + 1] = p
+        end
+    end
+    return sets
+end
+
+-- Whether two lists hold the same items, in any order.
+local function same_set(a, b)
+    local seen = {}
+    for _, x in ipairs(a) do seen[x] = true end
+    for _, x in ipairs(b) do if not seen[x] then return false end end
+    return #a == #b
+end
+
+T.case("test set: n_test rows drawn by the seed alone, the same at every waypoint and for every acquisition function", function()
+    local base, test = T.tmpdir(), prompts(30, "test")
+    local function judged(acquisition, seed)
+        local e = fake_engine()
+        loop.run(config { acquisition = acquisition, seed = seed, test = test, n_test = 5, waypoints = { 4, 8 },
+                          out = string.format("%s/%s-%d", base, acquisition, seed), engine = e })
+        return eval_prompts(e, 5)
+    end
+    local c3 = judged("certainty", 3)
+    T.eq(#c3, 2, "one evaluation per waypoint")
+    local seen = {}
+    for _, p in ipairs(c3[1]) do T.ok(not seen[p], "distinct rows"); seen[p] = true end
+    T.eq(#c3[1], 5)
+    T.eq(c3[2], c3[1], 0, "the same prompts at both waypoints")
+    T.eq(judged("random", 3), c3, 0, "the same prompts for another acquisition function of the seed")
+    local first5 = {}
+    for i = 1, 5 do first5[i] = test[i].prompt end
+    T.ok(not same_set(c3[1], first5), "drawn at random, not the first rows of the split")
+    T.ok(not same_set(judged("certainty", 4)[1], c3[1]), "another seed, another test set")
+end)
+
+T.case("test set: 1024 prompts by default (§5.5)", function()
+    local c = config { test = prompts(1100, "test"), budget = 4, out = T.tmpdir() .. "/n", engine = fake_engine() }
+    c.n_test = nil
+    T.eq(loop.run(c).evals[1].n, 1024)
+end)
+
+T.case("waypoints: the budget defaults to the last one and nothing is acquired past it", function()
+    local function run(over)
+        local c = config(over)
+        c.out, c.engine = T.tmpdir() .. "/w", fake_engine()
+        if over.budget == false then c.budget = nil end
+        local res = loop.run(c)
+        local labels = {}
+        for i, w in ipairs(res.evals) do labels[i] = w.labels end
+        return #res.acquired, labels
+    end
+    T.eq({ run { budget = false, waypoints = { 4, 12 } } }, { 12, { 4, 12 } }, 0, "budget = last waypoint")
+    T.eq({ run { budget = 40, waypoints = { 4, 8 } } }, { 8, { 4, 8 } }, 0, "stops at the last waypoint")
+    T.eq({ run { budget = false, waypoints = { 6 } } }, { 8, { 8 } }, 0, "a waypoint between steps: the step that reaches it")
+    T.assert_error_match(function() run { waypoints = { 8, 4 } } end, "waypoints must be a list of increasing label counts")
+end)
+
+T.case("completion lengths: {16, 24} by default; a test prompt gets one length draw for the policy and the baseline", function()
+    local e = fake_engine()
+    local calls, f = {}, e.generate
+    e.generate = function(m, tok, ps, o) calls[#calls + 1] = o; return f(m, tok, ps, o) end
+    local c = config { out = T.tmpdir() .. "/len", engine = e, waypoints = { 4, 8 } }
+    c.max_new_tokens = nil
+    loop.run(c)
+    local eval_calls = {}
+    for _, o in ipairs(calls) do
+        T.eq(o.max_new_tokens, { 16, 24 })
+        if o.temperature == 0.25 then eval_calls[#eval_calls + 1] = o end
+    end
+    T.eq(#eval_calls, 3, "the baseline once, the policy at 2 waypoints")
+    for _, o in ipairs(eval_calls) do T.eq(o.length_seed, eval_calls[1].length_seed, 0, "one length per test prompt") end
+    T.ok(eval_calls[1].seed ~= eval_calls[2].seed, "the baseline and the policy sample with their own seeds")
+    T.assert_error_match(function() loop.run(config { max_new_tokens = { 24, 16 } }) end,
+        "apl.loop: max_new_tokens must be an integer >= 1 or a range")
+end)
+
+T.case("resume refuses another length range or test set size", function()
+    local dir = T.tmpdir() .. "/r"
+    loop.run(config { budget = 4, max_new_tokens = { 2, 4 }, out = dir, engine = fake_engine() })
+    T.assert_error_match(function()
+        loop.run(config { budget = 4, max_new_tokens = { 2, 5 }, resume = dir, engine = fake_engine() })
+    end, "cannot resume: max_new_tokens was {2, 4} in the saved run, now {2, 5}")
+    T.assert_error_match(function()
+        loop.run(config { budget = 4, max_new_tokens = { 2, 4 }, n_test = 3, resume = dir, engine = fake_engine() })
+    end, "cannot resume: n_test was 6")
+end)
+
 T.case("config errors name the knob", function()
     T.assert_error_match(function() loop.run(config { pool = {} }) end, "apl.loop: cfg.pool")
     T.assert_error_match(function() loop.run(config { baseline = "human" }) end, 'baseline must be')
@@ -282,9 +387,10 @@ local function tiny_config(tok, model, over)
     return c
 end
 
--- The real DPO trainer, raising during the training of step `at`.
+-- The real DPO trainer, raising during the training of step `at` (offline training resets once
+-- per step; online training takes one step per step).
 local function crashing_engine(at)
-    local resets = 0
+    local resets, steps = 0, 0
     return { trainer = function(o)
         local tr = apl.dpo.new(o)
         return {
@@ -294,7 +400,8 @@ local function crashing_engine(at)
                 return tr:epoch(pairs, eo)
             end,
             step = function(_, pairs)
-                if resets == at then error("simulated crash") end
+                steps = steps + 1
+                if steps == at then error("simulated crash") end
                 return tr:step(pairs)
             end,
         }
@@ -344,7 +451,7 @@ T.case("real tiny model: a crashed run resumed from its folder acquires what an 
     real_resume_case(false)
 end)
 
-T.case("real tiny model: online variant resumes from the policy saved with model:save", function()
+T.case("real tiny model: online variant resumes with the policy and Adam's moments of its last step", function()
     real_resume_case(true)
 end)
 
