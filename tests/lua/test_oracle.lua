@@ -233,6 +233,23 @@ T.case("oracle openai: labels correct and un-swapped; ledger replays without req
     end)
 end)
 
+T.case("oracle openai: the imdb judge is sent the paper's messages, whole reviews", function()
+    with_server({}, function(s)
+        local list = pairs_n(8)
+        local labels = judge(s, { template = "imdb" }):label(list)
+        for i, l in ipairs(labels) do T.eq(l.preferred, expected(list[i]), "pair " .. i) end
+        local body = cjson.decode(s:requests()[1].body)
+        T.eq(body.messages[1], { role = "system", content = prompts.imdb.system })
+        local p = list[tonumber(body.messages[2].content:match("pair%-(%d+)%-"))]
+        local first, second = p.a, p.b
+        if not body.messages[2].content:find("Review A:\n" .. p.prompt .. " " .. p.a, 1, true) then
+            first, second = p.b, p.a
+        end
+        T.eq(body.messages[2].content, select(2, prompts.render(prompts.imdb, p.prompt, first, second)))
+        T.ok(body.messages[2].content:find("Review B:\n" .. p.prompt .. " " .. second .. "\n", 1, true))
+    end)
+end)
+
 T.case("oracle openai: faults retried, then reported unlabelled and not charged", function()
     with_server({ hang = 3 }, function(s)
         -- marker, expected reason pattern (nil: labelled), requests the server sees. libcurl

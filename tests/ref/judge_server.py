@@ -6,9 +6,9 @@
 Listens on 127.0.0.1 (a free port, written with the pid to F as "port pid"), answers
 POST .../chat/completions, and exits by itself after --lifetime seconds or on POST /shutdown.
 
-It judges deterministically: of the two texts under "Summary A:"/"Summary B:" (or
-"Continuation A:"/"Continuation B:") it prefers the one with more occurrences of "good" (A on a
-tie), and answers "Comparison: ...\\nPreferred: X" with a `usage` block.
+It judges deterministically: of the two texts under "Summary A:"/"Summary B:" (or "Review A:"/
+"Review B:", or "Continuation A:"/"Continuation B:") it prefers the one with more occurrences of
+"good" (A on a tie), and answers "Comparison: ...\\nPreferred: X" with a `usage` block.
 
 Faults are asked for by the prompt itself, so they do not depend on request order: a marker
 "[fault:KINDxN]" in the user message makes the first N requests with that exact message fail:
@@ -34,7 +34,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT = re.compile(r"\[fault:([a-zA-Z0-9]+)x(\d+)\]")
-SECTIONS = re.compile(r"(?:Summary|Continuation) A:\n(.*?)\n\n(?:Summary|Continuation) B:\n(.*?)\n\n", re.S)
+SECTIONS = re.compile(r"(?:Summary|Continuation|Review) A:\n(.*?)\n\n(?:Summary|Continuation|Review) B:\n(.*?)\n\n", re.S)
 
 
 class State:
