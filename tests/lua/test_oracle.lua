@@ -633,3 +633,25 @@ T.case("oracle consistency: budget, empty lists and bad arguments", function()
         "option 'repeats' must be a number, got string")
     T.assert_error_match(function() oracle.consistency(o, {}, 2) end, "opts must be a table")
 end)
+
+T.case("oracle consistency: examples/judge_consistency.lua on a run's acquired pairs", function()
+    local run = T.tmpdir()
+    write(run .. "/config.json", cjson.encode { oracle = { template = "tldr" } } .. "\n")
+    local lines = {}
+    for i = 1, 6 do
+        local p = pair(i, i % 3, (i + 1) % 3, i > 4 and "[fault:alwaysAx99]" or nil)
+        lines[i] = cjson.encode { step = 1, prompt = p.prompt, a = p.a, b = p.b, label = 1 }
+    end
+    write(run .. "/acquired.jsonl", table.concat(lines, "\n") .. "\n")
+    with_server({}, function(s)
+        local cmd = string.format("cd %s && APL_QUIET=1 ./apl examples/judge_consistency.lua --run %s " ..
+            "--judge-url %s --judge-model test/judge --api-key-env HOME 2>&1", root, run, s.url)
+        local out = T.sh(cmd)
+        T.ok(out:find("test/judge (tldr template): 4 of 6 pairs consistent (67%); 67% of answers named " ..
+            "the first position; 0 pairs unanswered; 12 requests", 1, true), out)
+        T.eq(#ledger_entries(run .. "/consistency-test_judge.jsonl"), 12)
+        T.ok(T.sh(cmd):find("; 0 requests", 1, true), "a second measurement reads the ledger")
+    end)
+    T.ok(T.sh(string.format("cd %s && ./apl examples/judge_consistency.lua 2>&1 || true", root))
+        :find("missing --run DIR", 1, true))
+end)
