@@ -84,4 +84,9 @@ install: apl
 clean:
 	rm -rf build apl
 
+# Debs + source for tools/gpu-check.sh on an offline GPU machine: build/apl-gpu-bundle.tar.gz.
+.PHONY: gpu-bundle
+gpu-bundle:
+	@bash tools/gpu-bundle.sh
+
 -include $(OBJ:.o=.d)
