@@ -66,18 +66,98 @@ T.case("jsonl: table-driven cases", function()
     T.assert_error_match(function() data.jsonl(dir .. "/absent.jsonl") end, "apl.data.jsonl: .*absent.jsonl")
 end)
 
-T.case("tldr: prompt format, 200–1000 character posts, references", function()
+T.case("tldr: prompt format, 200–1000 character prompts, r/tifu left out, references", function()
     local rows = data.tldr(FIX .. "/tldr.jsonl")
-    T.eq(#rows, 3, "the 35-character post is dropped")
+    T.eq(#rows, 2, "the short post and the r/tifu post are dropped")
     T.ok(rows[1].prompt:find("^SUBREDDIT: r/relationships\nTITLE: My boyfriend forgets every plan we make\nPOST: We have been"), rows[1].prompt)
     T.ok(rows[1].prompt:find("without starting a fight%?\nTL;DR:$"), rows[1].prompt)
     T.eq(rows[2].reference, " Have savings and a 6% car loan; pay it off early or keep the cash?")
-    T.eq(#data.tldr(FIX .. "/tldr.jsonl", { max_chars = 360 }), 2)
+    local all = data.tldr(FIX .. "/tldr.jsonl", { exclude_subreddits = {} })
+    T.eq(#all, 3, "an empty exclusion list keeps r/tifu")
+    T.eq(all[3].subreddit, "tifu")
+    -- the prompts are 473, 442 and 436 characters long
+    T.eq(#data.tldr(FIX .. "/tldr.jsonl", { max_chars = 450, exclude_subreddits = {} }), 2)
     local renamed = data.tldr(FIX .. "/tldr_renamed.jsonl",
         { fields = { subreddit = "sub", title = "headline", post = "body", summary = "tldr" } })
     T.eq(renamed[1].prompt, rows[1].prompt)
     T.assert_error_match(function() data.tldr(FIX .. "/tldr_renamed.jsonl") end,
         'tldr_renamed.jsonl:1: missing fields "post", "subreddit", "summary", "title"')
+end)
+
+-- The paper's dataset (CarperAI/openai_summarize_tldr) as `datasets` exports it, in JSONL and
+-- CSV (Python's csv module: CRLF records, quoted fields with commas, line breaks and ""). Its
+-- eight rows: cats (trailing spaces), AskReddit (quotes, a blank line), Relationships (660
+-- characters, 1225 bytes), tifu, offmychest, a 72- and a 1152-character prompt, and one of
+-- exactly 200 characters (the authors keep 200 < length < 1000).
+T.case("tldr: CarperAI prompt/label rows from JSONL and CSV, filtered as the paper's Appendix B", function()
+    local rows = data.tldr(FIX .. "/tldr_carper.jsonl")
+    local subs = {}
+    for i, r in ipairs(rows) do subs[i] = r.subreddit end
+    T.eq(subs, { "cats", "AskReddit", "Relationships" }, 0,
+        "r/tifu and r/offmychest left out, 72, 200 and 1152 characters dropped, characters counted not bytes")
+    T.ok(rows[1].prompt:find("\nTL;DR:$"), "trailing spaces removed: " .. rows[1].prompt:sub(-12))
+    T.ok(rows[2].prompt:find('from school, "from home", and from work.\n\nI\'m thinking', 1, true), rows[2].prompt)
+    T.eq(rows[2].reference, ' How do I throw a party where people who don\'t know each other mingle, "and" my house survives?')
+    T.eq(rows[3].line, 3)
+    local csv = data.tldr(FIX .. "/tldr_carper.csv")
+    T.eq(#csv, 3)
+    for i, r in ipairs(csv) do
+        T.eq({ r.prompt, r.reference, r.subreddit }, { rows[i].prompt, rows[i].reference, rows[i].subreddit }, 0, "CSV row " .. i)
+    end
+    T.eq({ csv[1].line, csv[2].line }, { 2, 6 }, 0, "a record's line is where it starts")
+    local mine = data.tldr(FIX .. "/tldr_carper.csv", { exclude_subreddits = { "CATS", "askreddit" } })
+    T.eq(#mine, 3, "a list of one's own replaces the default, names compared case-blind")
+    T.eq(mine[1].subreddit, "Relationships")
+end)
+
+T.case("tldr: a folder of CarperAI splits; bad rows named by file and line", function()
+    local dir = T.tmpdir()
+    os.execute(string.format("cp '%s/tldr_carper.csv' '%s/train.csv' && cp '%s/tldr_carper.jsonl' '%s/valid.jsonl'",
+        FIX, dir, FIX, dir))
+    local train, test = data.tldr_splits(dir)
+    T.eq({ #train, #test }, { 3, 3 }, 0, "train.csv and valid.jsonl (no test file)")
+    T.assert_error_match(function() data.tldr_splits(T.tmpdir()) end, "needs train.jsonl %(or .csv%) and test.jsonl")
+    local bad = write(dir .. "/bad.jsonl", '{"prompt": "SUBREDDIT: r/cats\\nTITLE: t\\nPOST: p\\nTL;DR:", "label": "x"}\n'
+        .. '{"prompt": "SUBREDDIT: r/a\\nPOST: p"}\n')
+    T.assert_error_match(function() data.tldr(bad) end, 'bad.jsonl:2: missing field "label"')
+    local err = T.assert_error_match(function()
+        data.tldr(write(dir .. "/bad.csv", 'prompt,label\n"TITLE: no subreddit line",x\n"SUBREDDIT: r/a",y\nTITLE: z,w\n'))
+    end, "apl.data.tldr: 2 bad lines")
+    T.ok(err:find('bad.csv:2: field "prompt" does not start with "SUBREDDIT: r/<name>"', 1, true), err)
+    T.ok(err:find('bad.csv:4: field "prompt"', 1, true), err)
+end)
+
+-- CSV cases: name, file text, should_work, rows (or an error pattern with file:line).
+local CSV_CASES = {
+    { "quoted commas, line breaks and quotes", 'a,b\n"x, y","line 1\nline 2 ""q"""\nz,w\n', true,
+      { { a = "x, y", b = 'line 1\nline 2 "q"', line = 2 }, { a = "z", b = "w", line = 4 } } },
+    { "CRLF, byte-order mark, empty lines, no final newline", '\239\187\191a,b\r\n\r\n1,2\r\n"3",""', true,
+      { { a = "1", b = "2", line = 3 }, { a = "3", b = "", line = 4 } } },
+    { "empty fields", "a,b,c\n,,\n", true, { { a = "", b = "", c = "", line = 2 } } },
+    { "unclosed quote", 'a,b\n1,2\n"open,3\n4,5\n', false, ":3: a quoted field opens on this line and is never closed" },
+    { "text after a closing quote", 'a,b\n"x"y,2\n', false, ':2: a closing quote must be followed by a comma or a line end, not "y"' },
+    { "quote inside an unquoted field", 'a,b\nx"y,2\n', false, ":2: a quote inside an unquoted field" },
+    { "wrong field counts, all reported", "a,b\n1,2,3\n4\n5,6\n", false, ":2: 3 fields where the header has 2.*:3: 1 field where" },
+    { "empty file", "", false, ":1: no header row" },
+}
+
+T.case("csv: table-driven cases; errors name file:line", function()
+    local dir = T.tmpdir()
+    for i, c in ipairs(CSV_CASES) do
+        local path = write(string.format("%s/%d.csv", dir, i), c[2])
+        if c[3] then
+            T.eq(data.csv(path), c[4], 0, c[1])
+        else
+            T.assert_error_match(function() data.csv(path) end, "apl.data.csv: .*" .. path:gsub("%p", "%%%0") .. c[4], c[1])
+        end
+    end
+    local path = write(dir .. "/cols.csv", "prompt,other\nx,y\n")
+    T.eq(data.csv(path, { fields = { text = "prompt" } }), { { text = "x", line = 2 } })
+    T.assert_error_match(function() data.csv(path, { fields = { prompt = "prompt", completion = "label" } }) end,
+        'cols.csv:1: no column "label" %(the header has prompt, other%)')
+    T.eq(data.csv(path, { fields = { prompt = "prompt", completion = "label" }, optional = { "completion" } }),
+        { { prompt = "x", line = 2 } })
+    T.assert_error_match(function() data.csv(dir .. "/absent.csv") end, "apl.data.csv: .*absent.csv")
 end)
 
 T.case("split: seeded, disjoint, sized by count or fraction", function()
@@ -94,7 +174,7 @@ T.case("split: seeded, disjoint, sized by count or fraction", function()
     local _, te3 = data.split(rows, { test = 10, seed = 5 })
     T.ok(te3[1] ~= te[1] or te3[2] ~= te[2], "another seed, another split")
     local a, b = data.tldr_splits(FIX .. "/tldr.jsonl", { n_test = 1, seed = 1 })
-    T.eq({ #a, #b }, { 2, 1 })
+    T.eq({ #a, #b }, { 1, 1 })
 end)
 
 T.case("imdb: review openings of 8–16 tokens, seeded by file, <br /> removed", function()
