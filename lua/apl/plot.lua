@@ -6,8 +6,10 @@
 --               y = {0.61, 0.70}, err = {0.02, 0.02} } } }
 --   plot.histogram{ file = "bt.svg", xlabel = "BT probability", range = {0, 1}, bins = 10,
 --                   groups = { { name = "correct", values = {...} }, { name = "incorrect", values = {...} } } }
+--   plot.grid{ file = "fig.svg", cols = 2, panels = { plot.lines_svg{...}, plot.histogram_svg{...} } }
 --
--- SVG opens in any browser; no plotting library is needed. Each function returns the file name.
+-- SVG opens in any browser; no plotting library is needed. Each function returns the file name;
+-- the *_svg forms return the SVG text instead (to inline in a web page or combine in a grid).
 local M = {}
 
 local W, H = 680, 420
@@ -77,11 +79,12 @@ local function axes(out, f, opts)
         (y0 + y1) // 2, esc(opts.ylabel or ""))
 end
 
-local function legend(out, names, shape)
+-- colors: one per name (default: the palette in order).
+local function legend(out, names, shape, colors)
     for i, name in ipairs(names) do
         local y = PAD.top + 8 + (i - 1) * 22
         local x = W - PAD.right + 16
-        local c = COLORS[(i - 1) % #COLORS + 1]
+        local c = colors and colors[i] or COLORS[(i - 1) % #COLORS + 1]
         if shape == "box" then
             out[#out + 1] = string.format('<rect x="%d" y="%d" width="14" height="12" fill="%s"/>', x, y - 6, c)
         else
@@ -91,19 +94,44 @@ local function legend(out, names, shape)
     end
 end
 
-local function write(file, out)
+-- One standalone SVG document of the given size around the elements in out.
+local function svg(out, w, h)
+    return string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
+        .. 'font-family="sans-serif" font-size="12">\n<rect width="100%%" height="100%%" fill="white"/>\n', w, h, w, h)
+        .. table.concat(out, "\n") .. "\n</svg>\n"
+end
+
+local function write(file, text)
     local f, err = io.open(file, "w")
     if not f then error("apl.plot: " .. err, 3) end
-    f:write(string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
-        .. 'font-family="sans-serif" font-size="12">\n<rect width="100%%" height="100%%" fill="white"/>\n', W, H, W, H))
-    f:write(table.concat(out, "\n"), "\n</svg>\n")
+    f:write(text)
     f:close()
     return file
 end
 
--- opts: file, title, xlabel, ylabel, ylim ({lo, hi}, optional), hline (a dashed reference level,
--- e.g. 0.5 for win-rates), series = { {name, x, y, err} }.
-function M.lines(opts)
+-- A shaded band from y − err to y + err along a series (the ±SE band of a mean curve).
+local function band(f, s, c)
+    local up, down = {}, {}
+    for i, x in ipairs(s.x) do
+        local e = s.err[i] or 0
+        up[#up + 1] = string.format("%.1f,%.1f", f.x(x), f.y(s.y[i] + e))
+        table.insert(down, 1, string.format("%.1f,%.1f", f.x(x), f.y(s.y[i] - e)))
+    end
+    return string.format('<polygon points="%s %s" fill="%s" fill-opacity="0.18" stroke="none"/>',
+        table.concat(up, " "), table.concat(down, " "), c)
+end
+
+-- An error bar at one point.
+local function error_bar(f, x, y, e, c)
+    local px, lo, hi = f.x(x), f.y(y - e), f.y(y + e)
+    return string.format('<path d="M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f" stroke="%s" fill="none"/>',
+        px, lo, hi, px - 4, lo, px + 4, px - 4, hi, px + 4, c)
+end
+
+-- opts: title, xlabel, ylabel, ylim ({lo, hi}, optional), hline (a dashed reference level,
+-- e.g. 0.5 for win-rates), band (draw err as a shaded ±err band instead of error bars),
+-- series = { {name, x, y, err} }. Returns the SVG text.
+function M.lines_svg(opts)
     local xlo, xhi, ylo, yhi = math.huge, -math.huge, math.huge, -math.huge
     for _, s in ipairs(opts.series) do
         for i, x in ipairs(s.x) do
@@ -123,24 +151,24 @@ function M.lines(opts)
     end
     for k, s in ipairs(opts.series) do
         local c = COLORS[(k - 1) % #COLORS + 1]
+        if opts.band and s.err and #s.x > 0 then out[#out + 1] = band(f, s, c) end
         local pts = {}
         for i, x in ipairs(s.x) do
             local px, py = f.x(x), f.y(s.y[i])
             pts[#pts + 1] = string.format("%.1f,%.1f", px, py)
             local e = s.err and s.err[i]
-            if e and e > 0 then
-                local lo, hi = f.y(s.y[i] - e), f.y(s.y[i] + e)
-                out[#out + 1] = string.format('<path d="M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f" stroke="%s" fill="none"/>',
-                    px, lo, hi, px - 4, lo, px + 4, px - 4, hi, px + 4, c)
-            end
+            if e and e > 0 and not opts.band then out[#out + 1] = error_bar(f, x, s.y[i], e, c) end
             out[#out + 1] = string.format('<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>', px, py, c)
         end
         out[#out + 1] = string.format('<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>', table.concat(pts, " "), c)
         names[k] = s.name or ("series " .. k)
     end
     legend(out, names, "line")
-    return write(opts.file, out)
+    return svg(out, W, H)
 end
+
+-- plot.lines_svg written to opts.file; returns the file name.
+function M.lines(opts) return write(opts.file, M.lines_svg(opts)) end
 
 -- Counts of values per bin over range; values outside the range go to the end bins.
 function M.bin_counts(values, bins, lo, hi)
@@ -154,12 +182,14 @@ function M.bin_counts(values, bins, lo, hi)
     return counts
 end
 
--- opts: file, title, xlabel, ylabel, bins (10), range ({lo, hi}), groups = { {name, values} }.
--- Groups are drawn side by side within each bin.
-function M.histogram(opts)
+-- opts: title, xlabel, ylabel, bins (10), range ({lo, hi}), groups = { {name, values, color} },
+-- ymax (a shared count scale for panels meant to be compared). Groups are drawn side by side
+-- within each bin, or each over the bin's full width with overlay = true (for groups that
+-- occupy different bins, e.g. wrong predictions below 0.5 and right ones above). Returns the SVG.
+function M.histogram_svg(opts)
     local bins = opts.bins or 10
     local lo, hi = opts.range[1], opts.range[2]
-    local counts, top = {}, 1
+    local counts, top = {}, opts.ymax or 1
     for g, grp in ipairs(opts.groups) do
         counts[g] = M.bin_counts(grp.values, bins, lo, hi)
         for _, c in ipairs(counts[g]) do top = math.max(top, c) end
@@ -168,20 +198,48 @@ function M.histogram(opts)
     local out, names = {}, {}
     axes(out, f, { title = opts.title, xlabel = opts.xlabel, ylabel = opts.ylabel or "count" })
     local width = (hi - lo) / bins
-    local ng = #opts.groups
+    local ng = opts.overlay and 1 or #opts.groups
+    local colors = {}
     for g, grp in ipairs(opts.groups) do
+        colors[g] = grp.color or COLORS[(g - 1) % #COLORS + 1]
+        local slot = opts.overlay and 0 or g - 1
         for b, c in ipairs(counts[g]) do
             if c > 0 then
                 local x0 = f.x(lo + (b - 1) * width) + 1
                 local bw = (f.x(lo + b * width) - f.x(lo + (b - 1) * width) - 2) / ng
                 out[#out + 1] = string.format('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %d</title></rect>',
-                    x0 + (g - 1) * bw, f.y(c), bw, f.y(0) - f.y(c), COLORS[(g - 1) % #COLORS + 1], esc(grp.name), c)
+                    x0 + slot * bw, f.y(c), bw, f.y(0) - f.y(c), colors[g], esc(grp.name), c)
             end
         end
         names[g] = string.format("%s (%d)", grp.name, #grp.values)
     end
-    legend(out, names, "box")
-    return write(opts.file, out)
+    legend(out, names, "box", colors)
+    return svg(out, W, H)
 end
+
+-- plot.histogram_svg written to opts.file; returns the file name.
+function M.histogram(opts) return write(opts.file, M.histogram_svg(opts)) end
+
+-- Panels (SVG texts from the *_svg functions) in a grid of opts.cols columns (default: all in
+-- one row), under an optional title. Returns the SVG text.
+function M.grid_svg(opts)
+    local n = #opts.panels
+    local cols = math.max(1, math.min(opts.cols or n, n))
+    local rows = math.max(1, (n + cols - 1) // cols)
+    local top = opts.title and 30 or 0
+    local out = {}
+    if opts.title then
+        out[1] = string.format('<text x="%d" y="21" text-anchor="middle" font-size="16">%s</text>', cols * W // 2, esc(opts.title))
+    end
+    for i, panel in ipairs(opts.panels) do
+        local x, y = ((i - 1) % cols) * W, top + ((i - 1) // cols) * H
+        -- A nested <svg> with x and y places the panel; its own viewBox keeps its coordinates.
+        out[#out + 1] = (panel:gsub("^<svg ", string.format('<svg x="%d" y="%d" ', x, y), 1))
+    end
+    return svg(out, cols * W, top + rows * H)
+end
+
+-- plot.grid_svg written to opts.file; returns the file name.
+function M.grid(opts) return write(opts.file, M.grid_svg(opts)) end
 
 return M
