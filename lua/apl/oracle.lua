@@ -159,7 +159,7 @@ function Oracle:_record(q, ans)
     local p = q.pair
     local e = {
         key = q.key, kind = self.kind, model = self.model, template = self._template_name,
-        order = q.order, prompt = p.prompt, a = p.a, b = p.b, answer = ans.answer,
+        order = q.order, round = q.round, prompt = p.prompt, a = p.a, b = p.b, answer = ans.answer,
         rationale = ans.rationale, raw = ans.raw, error = ans.error,
         prompt_tokens = ans.prompt_tokens, completion_tokens = ans.completion_tokens, time = os.time(),
     }
@@ -210,10 +210,11 @@ end
 -- The question: pair p shown in order "AB" or "BA". A round past the first asks the same
 -- question again under its own ledger key (consistency() repeats an order).
 function Oracle:_question(p, order, round)
-    local key = round and round > 1
+    if round == 1 then round = nil end
+    local key = round
         and core.key(self._template_id, self.model, p.prompt, p.a, p.b, order, "round " .. round)
         or core.key(self._template_id, self.model, p.prompt, p.a, p.b, order)
-    return { key = key, order = order, pair = p }
+    return { key = key, order = order, round = round, pair = p }
 end
 
 -- Asks the judge every question of the plans (lists of questions, one list a pair) that the
@@ -429,13 +430,6 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Measuring the judge
 
--- How self-consistent a judge is, as the paper's Figure 1 measured it: each pair is asked
--- `repeats` times (default 2) in the orders AB, BA, AB, ..., so a judge swayed by position
--- contradicts itself. Answers go to the ledger like labels (and count against the budget); a
--- repeated order is a separate question, so it is really asked again. Returns
---   {rate = consistent / pairs (nil when none was answered), consistent = pairs whose answers all
---    chose the same completion, pairs = pairs answered every time, failed = pairs that were not,
---    failures = {{index =, reason =}}, first = share of answers naming the position shown first}
 local function repeat_plans(oracle, list, repeats)
     local plans = {}
     for i, p in ipairs(list) do
@@ -447,6 +441,25 @@ local function repeat_plans(oracle, list, repeats)
     return plans
 end
 
+-- Adds one pair's answers (ledger entries) to consistency()'s counts.
+local function tally(out, got)
+    local same = true
+    for _, e in ipairs(got) do
+        same = same and preferred(e) == preferred(got[1])
+        if e.answer == "A" then out.first = out.first + 1 end
+    end
+    out.answers, out.pairs = out.answers + #got, out.pairs + 1
+    if same then out.consistent = out.consistent + 1 end
+end
+
+-- How self-consistent a judge is, as the paper's Figure 1 measured it: each pair is asked
+-- `repeats` times (default 2) in the orders AB, BA, AB, ..., so a judge swayed by position
+-- contradicts itself. Answers go to the ledger like labels (and count against the budget); a
+-- repeated order is a separate question (its entry has a round), so it is really asked again.
+-- Returns {rate = consistent / pairs (nil when none was answered), consistent = pairs whose
+-- answers all chose the same completion, pairs = pairs answered every time, answers = their
+-- answers, failed = pairs that were not, failures = {{index =, reason =}}, first = share of the
+-- answers naming the position shown first (nil when none)}.
 function M.consistency(oracle, list, opts)
     local fname = "apl.oracle.consistency"
     if getmetatable(oracle) ~= Oracle then error(fname .. ": expects an oracle made by apl.oracle", 2) end
@@ -456,24 +469,17 @@ function M.consistency(oracle, list, opts)
     if not repeats or repeats < 2 then error(fname .. ": option 'repeats' must be an integer >= 2", 2) end
     local plans = repeat_plans(oracle, list, repeats)
     local asked = oracle:_ask(plans)
-    local out = { consistent = 0, pairs = 0, failed = 0, failures = {} }
-    local answers, first = 0, 0
+    local out = { consistent = 0, pairs = 0, answers = 0, first = 0, failed = 0, failures = {} }
     for i, plan in ipairs(plans) do
         local got, why = oracle:_answers(plan, asked)
-        if got then
-            local same = true
-            for _, e in ipairs(got) do
-                same = same and preferred(e) == preferred(got[1])
-                if e.answer == "A" then first = first + 1 end
-            end
-            answers, out.pairs = answers + #got, out.pairs + 1
-            if same then out.consistent = out.consistent + 1 end
+        if got then tally(out, got)
         else
             out.failed = out.failed + 1
             out.failures[#out.failures + 1] = { index = i, reason = why }
         end
     end
-    if out.pairs > 0 then out.rate, out.first = out.consistent / out.pairs, first / answers end
+    if out.pairs > 0 then out.rate, out.first = out.consistent / out.pairs, out.first / out.answers
+    else out.first = nil end
     return out
 end
 

@@ -610,6 +610,9 @@ T.case("oracle consistency: the judge asked in both orders, against the HTTP jud
         T.eq({ again.rate, #s:requests() }, { 1.0, n })
         local four = oracle.consistency(o, { list[1], list[7] }, { repeats = 4 })
         T.eq({ four.pairs, four.consistent, four.first, #s:requests() }, { 2, 1, 6 / 8, n + 4 })
+        local rounds = {}
+        for _, e in ipairs(ledger_entries(path)) do rounds[e.round or 1] = (rounds[e.round or 1] or 0) + 1 end
+        T.eq(rounds, { 24, 4 }, "the repeated orders are ledgered as round 2")
         o:close()
     end)
 end)
@@ -617,10 +620,10 @@ end)
 T.case("oracle consistency: budget, empty lists and bad arguments", function()
     local o = oracle.lua(function() return "B" end, { budget = 3 })
     local c = oracle.consistency(o, { pair(1, 1, 0), pair(2, 1, 0) })
-    T.eq({ c.pairs, c.rate, c.first, c.failed }, { 1, 0.0, 0.0, 1 })
+    T.eq({ c.pairs, c.answers, c.rate, c.first, c.failed }, { 1, 2, 0.0, 0.0, 1 })
     T.eq(c.failures[1], { index = 2, reason = "label budget exhausted" })
     local none = oracle.consistency(o, {})
-    T.eq({ none.pairs, none.rate, none.failed }, { 0, nil, 0 })
+    T.eq({ none.pairs, none.rate, none.first, none.failed }, { 0, nil, nil, 0 })
     T.assert_error_match(function() oracle.consistency({ label = print }, {}) end,
         "apl%.oracle%.consistency: expects an oracle made by apl%.oracle")
     T.assert_error_match(function() oracle.consistency(o, { { prompt = "p", a = "x" } }) end,
