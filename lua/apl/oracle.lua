@@ -242,14 +242,26 @@ function Oracle:_ask(plans)
     return asked
 end
 
+-- The questions that label pair p. One order's answer already in the ledger in the other
+-- order (a ledger written under another seed, or before the coin was a proper mix) is used
+-- rather than paid for again.
+function Oracle:_plan(p)
+    local orders = self:_orders(p)
+    if #orders == 1 then
+        local q = self:_question(p, orders[1])
+        local other = self:_question(p, orders[1] == "AB" and "BA" or "AB")
+        return { (not self._cache[q.key] and self._cache[other.key]) and other or q }
+    end
+    local plan = {}
+    for j, order in ipairs(orders) do plan[j] = self:_question(p, order) end
+    return plan
+end
+
 -- labels for a list of {prompt=, a=, b=}; see the top of this file.
 function Oracle:label(list)
     check_pairs(list, "apl.oracle.label")
     local plans = {}
-    for i, p in ipairs(list) do
-        plans[i] = {}
-        for j, order in ipairs(self:_orders(p)) do plans[i][j] = self:_question(p, order) end
-    end
+    for i, p in ipairs(list) do plans[i] = self:_plan(p) end
     local asked = self:_ask(plans)
     local labels = {}
     for i, plan in ipairs(plans) do labels[i] = self:_resolve(plan, asked) end

@@ -579,6 +579,26 @@ T.case("oracle order: a fair coin per pair, another coin per seed, the same on a
     T.eq(orders_seen(3), s3, "seed 3 again draws the same orders")
 end)
 
+T.case("oracle order: a pair ledgered in the other order is not paid for again", function()
+    local path = T.tmpdir() .. "/labels.jsonl"
+    local calls = 0
+    local function fn(_, first, second)
+        calls = calls + 1
+        return #first > #second and "A" or "B"
+    end
+    local list = {}
+    for i = 1, 40 do list[i] = pair(i, i % 2, (i + 1) % 2) end
+    local o = oracle.lua(fn, { ledger = path, seed = 1 })
+    o:label(list)
+    o:close()
+    -- Seed 2 draws other orders for about half the pairs; the ledger answers them all.
+    o = oracle.lua(fn, { ledger = path, seed = 2 })
+    local labels = o:label(list)
+    o:close()
+    T.eq(calls, 40)
+    for i, l in ipairs(labels) do T.eq({ l.preferred, l.cached }, { expected(list[i]), true }, "pair " .. i) end
+end)
+
 -- ------------------------------------------------------------------------------------------
 -- Measuring the judge
 
