@@ -5,20 +5,25 @@
 -- The first run prepares, once, under build/demo/: a byte-level BPE tokenizer learned on a
 -- generated review corpus, prompt folders in the aclImdb layout, and the tiny model fine-tuned
 -- on the corpus (apl.sft). Later runs reuse them. Each run writes build/demo/runs/<time>/.
---   apl recipes/demo.lua [--seeds N] [--out DIR]
+--   apl recipes/demo.lua [--seeds N] [--out DIR] [--online] [--budget N] [--waypoints LIST]
+--       [--max-new-tokens N|A-B] [--n-test N] [--print-config]
 local data = require "apl.data"
 local demo_data = require "apl.demo_data"
 local sentiment = require "apl.sentiment"
+local recipe = require "apl.recipe"
 
-local a = require("apl.args").parse(arg, {
-    { "seeds", "N", "seeds per acquisition function", default = 3, number = true },
+local spec = {
+    { "seeds", "N", "seeds per acquisition function", default = 3, integer = true, min = 1 },
     { "out", "DIR", "folder for the runs (default build/demo/runs/<time>)" },
-})
+}
+-- The paper recipes' protocol flags; the demo evaluates after every step unless given waypoints,
+-- and its prepared test folder holds 100 reviews.
+for _, s in ipairs(recipe.protocol_flags { max_new_tokens = 16, n_test = 100 }) do spec[#spec + 1] = s end
+local a = require("apl.args").parse(arg, spec)
 
 -- Knobs ---------------------------------------------------------------------------------------
 local acquisitions = { "random", "certainty" }
-local knobs = {
-    budget = 128,               -- B
+local knobs = recipe.protocol(a, nil, {
     batch = 16,                 -- M
     sample = 64,                -- S
     epochs = 4,
@@ -26,11 +31,11 @@ local knobs = {
     lr = 1e-3,                  -- a tiny model moves at a far larger rate than GPT-2 large's 1e-6
     minibatch = 16,
     temperature = { train = 0.7, test = 0.25 },
-    max_new_tokens = 16,
-    n_test = 100,               -- the prepared test folder holds 100 reviews
     baseline = "initial",
     gen_batch_size = 64,
-}
+})
+knobs.budget = knobs.budget or 128   -- B: 8 steps of M
+recipe.print_config(a, knobs)
 
 local cache = demo_data.prepare((package.apl_root or ".") .. "/build/demo")
 local tok = apl.tokenizer.load(cache.tok)

@@ -2,50 +2,74 @@
 -- Table 1, TLDR column): Pythia 1B SFT writes summaries of Reddit posts; an LLM judge picks the
 -- better summary; win-rate is measured against the human-written references.
 --
---   apl recipes/tldr_hybrid.lua --model pythia-1b-sft --data tldr/ --judge-url https://api.openai.com/v1 \
---       --judge-model gpt-4o-mini --acquisition hybrid --seed 1 --out runs/tldr-hybrid-s1
+--   apl recipes/tldr_hybrid.lua --model pythia-1b-sft --data tldr/ --acquisition hybrid --seed 1 \
+--       [--judge-url https://api.openai.com/v1] [--judge-model gpt-4-1106-preview] [--online] \
+--       [--n-test 1024] [--waypoints 128,256,384,512] [--budget N] [--max-new-tokens 128] \
+--       [--exclude-subreddits offmychest,tifu] [--out runs/tldr-hybrid-s1] [--print-config]
 --   apl recipes/tldr_hybrid.lua --resume runs/tldr-hybrid-s1        # after a crash or Ctrl-C
--- --data: a folder with train.jsonl and test.jsonl (or valid.jsonl), or one JSONL file to split;
--- rows have subreddit, title, post and summary.
+--
+-- --data: a folder with train and test files (.jsonl or .csv; valid.* stands in for test), or one
+-- file to split by seed. Rows are the paper's dataset, CarperAI/openai_summarize_tldr (`prompt`
+-- "SUBREDDIT: r/... TITLE: ... POST: ... TL;DR:" and `label`, the human summary), or separate
+-- subreddit/title/post/summary fields. Export the paper's dataset once with Python's `datasets`:
+--     from datasets import load_dataset
+--     ds = load_dataset("CarperAI/openai_summarize_tldr")
+--     for split in ("train", "valid", "test"):
+--         ds[split].to_json(f"tldr/{split}.jsonl")      # or .to_csv(f"tldr/{split}.csv")
+--
+-- The judge defaults to the paper's, gpt-4-1106-preview (§3.2.2). Weaker judges are less
+-- self-consistent (GPT-3.5-turbo agreed with itself on ~60% of pairs, GPT-4 on >90%: the paper's
+-- Figure 1), and their labels are noise to DPO; examples/judge_consistency.lua measures yours.
+-- Where the paper is silent the defaults follow its authors' code (github.com/willmuldrew/
+-- active-preference-learning, sh/run-tldr2.sh and direct/), and say so.
 local data = require "apl.data"
+local recipe = require "apl.recipe"
 
-local a = require("apl.args").parse(arg, {
-    { "model", "DIR", "initial policy θ0 (Pythia 1B SFT, Hugging Face folder)", env = "APL_MODEL", required = true, dir = true },
-    { "data", "PATH", "TL;DR JSONL file or folder", env = "APL_DATA", required = true, exists = true },
-    { "judge-url", "URL", "OpenAI-compatible endpoint", env = "APL_JUDGE_URL", required = true },
-    { "judge-model", "NAME", "judge model", env = "APL_JUDGE_MODEL", required = true },
-    { "api-key-env", "VAR", "variable holding the API key", default = "OPENAI_API_KEY", env_var = true },
-    { "acquisition", "NAME", "random | entropy | certainty | hybrid | uncertainty", default = "hybrid", module = "acquisition" },
-    { "seed", "N", "seed of every random choice", default = 1, number = true },
-    { "device", "DEV", "cpu or cuda", env = "APL_DEVICE" },
-    { "out", "DIR", "run folder (default runs/tldr-<acquisition>-s<seed>)" },
-    { "resume", "DIR", "continue the run in DIR" },
+-- §5.6 Table 2 / Figure 2: win-rates at 128, 256, 384 and 512 labels; the budget ends there.
+local WAYPOINTS = { 128, 256, 384, 512 }
+
+local a = require("apl.args").parse(arg, recipe.spec {
+    model = "initial policy θ0 (Pythia 1B SFT, pvduy/pythia-1B-sft-summarize-tldr)",
+    data = "TL;DR folder (train + test) or one file, .jsonl or .csv", acquisition = "hybrid",
+    waypoints = WAYPOINTS, max_new_tokens = 128, n_test = 1024,
+    extra = {
+        { "exclude-subreddits", "LIST", "subreddits left out whole, comma-separated, or none (default "
+          .. table.concat(data.TLDR_EXCLUDED_SUBREDDITS, ",") .. ")" },
+    },
 })
 
 -- Knobs ---------------------------------------------------------------------------------------
-local knobs = {
-    acquisition = a.acquisition,
-    budget = 1280,              -- B: labels acquired in all (10 steps of M)
-    batch = 128,                -- M
-    sample = 2048,              -- S
-    oversample = 4,             -- J
-    entropy_samples = 8,        -- N
-    epochs = 70,
-    beta = 0.2,
-    lr = 1e-6,
-    minibatch = 64,
-    temperature = { train = 0.7, test = 0.25, oracle = 0.05 },
-    max_new_tokens = 128,
-    seed = a.seed,
-    waypoints = { 128, 256, 384, 512, 640, 768, 896, 1024, 1152, 1280 },
-    baseline = "reference",     -- win-rate against the human summaries
-    n_test = 512,
-}
+local knobs = recipe.protocol(a, WAYPOINTS, {
+    batch = 128,                -- M: pairs acquired per step (§5.4, Table 1)
+    sample = 2048,              -- S: prompts sampled from the pool per step (§5.4, Table 1)
+    oversample = 4,             -- J: hybrid's entropy stage ranks J·S prompts (§5.4)
+    entropy_samples = 8,        -- N: samples per entropy estimate (§5.4; the authors' script used 32)
+    epochs = 70,                -- fine-tuning epochs after each step (Table 1, Appendix E)
+    beta = 0.2,                 -- β of the KL term (Table 1)
+    lr = 1e-6,                  -- Adam (Table 1, after the DPO paper's v1)
+    minibatch = 64,             -- Table 1 (the authors' script: batch 8 × 8 accumulation steps)
+    temperature = { train = 0.7, test = 0.25, oracle = 0.05 },   -- §5.3
+    -- max_new_tokens (--max-new-tokens, 128): the authors' script sets completion lengths of
+    -- 128..128 tokens (the paper does not say); a summary ends earlier at EOS.
+    -- n_test (--n-test, 1024): §5.5 "Each evaluation is done against 1024 test prompts", drawn
+    -- from the test split by the seed alone (the authors draw their test subset right after seeding).
+    baseline = "reference",     -- §5.5: win-rate against the human summaries
+})
+recipe.print_config(a, knobs)
+
+-- Appendix B: prompts strictly between 200 and 1000 characters, trailing spaces removed, whole
+-- subreddits left out (the authors' list: r/offmychest and r/tifu).
+local exclude
+if a.exclude_subreddits == "none" then
+    exclude = {}
+elseif a.exclude_subreddits then
+    exclude = {}
+    for name in a.exclude_subreddits:gmatch("[^,%s]+") do exclude[#exclude + 1] = (name:gsub("^r/", "")) end
+end
+local pool, test = data.tldr_splits(a.data, { seed = a.seed, exclude_subreddits = exclude })
 
 local policy = apl.model.load(a.model, { device = a.device })
 local tok = apl.tokenizer.load(a.model)
--- Posts of 200–1000 characters, formatted "SUBREDDIT: r/..\nTITLE: ..\nPOST: ..\nTL;DR:".
-local pool, test = data.tldr_splits(a.data, { n_test = knobs.n_test, seed = a.seed })
 
 -- The loop ------------------------------------------------------------------------------------
 knobs.policy, knobs.tok, knobs.pool, knobs.test = policy, tok, pool, test

@@ -5,8 +5,11 @@
 --       { "seed", "N", "random seed", default = 1, number = true },
 --       { "acquisition", "NAME", "acquisition function", default = "random", module = "acquisition" },
 --   })
--- Checks: required, number, dir (a folder), exists (a file or folder), env_var (names a set
--- environment variable), module (names a Lua module under that prefix, e.g. acquisition/NAME.lua).
+-- Checks: required, number, integer (with min), list (comma-separated increasing integers >= 1),
+-- lengths (N or A-B, see apl.lengths), dir (a folder), exists (a file or folder), env_var (names
+-- a set environment variable), module (names a Lua module under that prefix, e.g.
+-- acquisition/NAME.lua). flag = true makes a switch that takes no value: `--online` is true
+-- (`--online=false` also works; default false).
 --   a.model, a.seed          -- dashes become underscores: --judge-url -> a.judge_url
 --
 -- Every problem (a missing value, a folder that is not there, an unset API key variable, an
@@ -18,6 +21,7 @@ local cjson = require "cjson"
 local M = {}
 
 local exists = require("apl.fs").exists
+local lengths = require "apl.lengths"
 
 local function key(name) return (name:gsub("-", "_")) end
 
@@ -33,7 +37,7 @@ function M.usage(script, spec)
         if s.env then extra[#extra + 1] = "env " .. s.env end
         if s.default ~= nil then extra[#extra + 1] = "default " .. tostring(s.default) end
         if s.required then extra[#extra + 1] = "required" end
-        lines[#lines + 1] = string.format("  --%-14s %-5s %s%s", s[1], s[2] or "", s[3] or "",
+        lines[#lines + 1] = string.format("  --%-16s %-5s %s%s", s[1], s[2] or "", s[3] or "",
             #extra > 0 and " (" .. table.concat(extra, ", ") .. ")" or "")
     end
     return table.concat(lines, "\n")
@@ -48,6 +52,55 @@ local function saved_args(run_dir)
     return ok and type(cfg) == "table" and cfg.args or nil
 end
 
+local BOOLEANS = { ["true"] = true, ["1"] = true, yes = true, ["false"] = false, ["0"] = false, no = false }
+
+-- "128,256,512" (or a list read back from config.json) -> {128, 256, 512}; nil for anything
+-- but increasing integers >= 1.
+local function int_list(v)
+    local out = {}
+    if type(v) == "table" then
+        for i, x in ipairs(v) do out[i] = math.tointeger(x) end
+    else
+        for item in (tostring(v) .. ","):gmatch("([^,]*),") do out[#out + 1] = math.tointeger(tonumber(item)) or false end
+    end
+    for i = 1, #out do
+        if not out[i] or out[i] < 1 or (i > 1 and out[i] <= out[i - 1]) then return nil end
+    end
+    return #out > 0 and out or nil
+end
+
+-- Converts and checks one value of a typed option (number, integer, flag, list, lengths);
+-- returns the value, or nil and the problem.
+local function typed(s, v)
+    local name = "--" .. s[1]
+    if s.flag then
+        if type(v) == "boolean" then return v end
+        local b = BOOLEANS[tostring(v):lower()]
+        if b == nil then return nil, string.format("%s: %q is not true or false", name, tostring(v)) end
+        return b
+    elseif s.number or s.integer then
+        local n = math.tointeger(tonumber(v)) or tonumber(v)
+        if not n then return nil, string.format("%s: %q is not a number", name, tostring(v)) end
+        if s.integer and not (math.tointeger(n) and n >= (s.min or math.mininteger)) then
+            return nil, string.format("%s: %q is not an integer >= %d", name, tostring(v), s.min or math.mininteger)
+        end
+        return math.tointeger(n) or n
+    elseif s.list then
+        local l = int_list(v)
+        if not l then return nil, string.format("%s: %q is not a comma list of increasing integers >= 1 (e.g. 128,256,512)", name, tostring(v)) end
+        return l
+    elseif s.lengths then
+        if type(v) == "table" or type(v) == "number" then
+            if lengths.range(v) then return v end
+            return nil, string.format("%s: the saved value is not N or A-B", name)
+        end
+        local m, why = lengths.parse(v)
+        if not m then return nil, string.format("%s: %q is not N or A-B (%s)", name, tostring(v), why) end
+        return m
+    end
+    return v
+end
+
 -- Parses argv against spec; returns the values, or nil and a message naming every problem.
 function M.check(argv, spec)
     local by_flag, out, problems = {}, {}, {}
@@ -60,6 +113,9 @@ function M.check(argv, spec)
         if flag == "help" then return nil, "help" end
         if not s then
             problems[#problems + 1] = "unknown argument " .. argv[i]
+            i = i + 1
+        elseif s.flag then
+            out[key(flag)] = inline or true
             i = i + 1
         else
             local v = inline or argv[i + 1]
@@ -80,9 +136,10 @@ function M.check(argv, spec)
                 problems[#problems + 1] = string.format("missing --%s %s%s", s[1], s[2] or "",
                     s.env and " (or set " .. s.env .. ")" or "")
             end
-        elseif s.number then
-            out[k] = math.tointeger(tonumber(v)) or tonumber(v)
-            if not out[k] then problems[#problems + 1] = string.format("--%s: %q is not a number", s[1], v) end
+        elseif s.number or s.integer or s.flag or s.list or s.lengths then
+            local why
+            out[k], why = typed(s, v)
+            if why then problems[#problems + 1] = why end
         elseif s.dir and not is_dir(v) then
             problems[#problems + 1] = string.format("--%s: %s is not a folder", s[1], v)
         elseif s.exists and not exists(v) then

@@ -16,6 +16,9 @@ local M = {}
 
 local MAX_REPORTED = 10
 
+-- Characters as Python counts them (code points); bytes for text that is not UTF-8.
+local function chars(s) return utf8.len(s) or #s end
+
 local function fail(fname, problems)
     local shown = {}
     for i = 1, math.min(#problems, MAX_REPORTED) do shown[i] = problems[i] end
@@ -235,7 +238,8 @@ function M.imdb_prompt(tok, text, key, opts)
 end
 
 -- dir is the aclImdb folder (or a folder holding it). opts: tok (required), split ("train"),
--- seed, min_tokens (8), max_tokens (16), limit (the first n files after a seeded shuffle).
+-- seed, min_tokens (8), max_tokens (16), limit (the first n files after a seeded shuffle),
+-- min_chars (0: reviews of at most that many characters are left out; the authors' code uses 200).
 function M.imdb(dir, opts)
     opts = opts or {}
     if not opts.tok then error("apl.data.imdb: opts.tok (a tokenizer) is required", 2) end
@@ -254,12 +258,14 @@ function M.imdb(dir, opts)
         files = rng.new(opts.seed or 0, "imdb-limit", split):sample(files, opts.limit)
     end
     local rows = {}
-    for i, f in ipairs(files) do
+    for _, f in ipairs(files) do
         local h = assert(io.open(f.path, "r"))
         local text = h:read("a")
         h:close()
-        local key = split .. "/" .. f.label .. "/" .. f.path:match("[^/]+$")
-        rows[i] = { prompt = M.imdb_prompt(opts.tok, text, key, opts), label = f.label, file = f.path }
+        if chars(text) > (opts.min_chars or 0) then
+            local key = split .. "/" .. f.label .. "/" .. f.path:match("[^/]+$")
+            rows[#rows + 1] = { prompt = M.imdb_prompt(opts.tok, text, key, opts), label = f.label, file = f.path }
+        end
     end
     return rows
 end
@@ -283,9 +289,6 @@ M.TLDR_EXCLUDED_SUBREDDITS = { "offmychest", "tifu" }
 function M.tldr_prompt(r)
     return string.format("SUBREDDIT: r/%s\nTITLE: %s\nPOST: %s\nTL;DR:", r.subreddit, r.title, r.post)
 end
-
--- Characters as Python counts them (code points); bytes for text that is not UTF-8.
-local function chars(s) return utf8.len(s) or #s end
 
 -- The reader for path: CSV by its extension, else JSONL.
 local function read_rows(path, opts)

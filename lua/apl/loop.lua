@@ -141,16 +141,19 @@ local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
 ------------------------------------------------------------------------------------------------
 -- Configuration
 
+-- The paper evaluates at its waypoints and acquires nothing after the last one: without a
+-- budget, the labels of the step that reaches the last waypoint (nil without waypoints).
+function M.default_budget(waypoints, batch)
+    local last = type(waypoints) == "table" and math.tointeger(waypoints[#waypoints])
+    batch = math.tointeger(batch)
+    if last and batch and batch >= 1 then return -(-last // batch) * batch end
+end
+
 local function merge_defaults(cfg)
     local c = {}
     for k, v in pairs(M.defaults) do c[k] = v end
     for k, v in pairs(cfg) do c[k] = v end
-    -- The paper evaluates at its waypoints and acquires nothing after the last one: the budget
-    -- defaults to the labels of the step that reaches it.
-    local last = type(cfg.waypoints) == "table" and math.tointeger(cfg.waypoints[#cfg.waypoints])
-    if cfg.budget == nil and last and math.tointeger(c.batch) and c.batch >= 1 then
-        c.budget = -(-last // c.batch) * c.batch
-    end
+    if cfg.budget == nil then c.budget = M.default_budget(cfg.waypoints, c.batch) or c.budget end
     local temp = {}
     for k, v in pairs(M.defaults.temperature) do temp[k] = v end
     for k, v in pairs(cfg.temperature or {}) do temp[k] = v end

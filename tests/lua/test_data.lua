@@ -202,6 +202,8 @@ T.case("imdb: review openings of 8–16 tokens, seeded by file, <br /> removed",
     T.ok(distinct > 1, "the cut depends on the seed")
     T.eq(#data.imdb(FIX, { tok = tok, split = "test" }), 2, "the folder above aclImdb works too")
     T.eq(#data.imdb(FIX .. "/aclImdb", { tok = tok, limit = 2 }), 2)
+    local long = data.imdb(FIX .. "/aclImdb", { tok = tok, min_chars = 100 })
+    T.eq(#long, 2, "reviews of 101 and 146 characters kept, those of 100 or fewer left out (the authors' > 200 rule)")
     T.assert_error_match(function() data.imdb(FIX .. "/nowhere", { tok = tok }) end, "no reviews in .*nowhere/train")
     T.assert_error_match(function() data.imdb(FIX .. "/aclImdb", {}) end, "opts.tok")
 end)
