@@ -1,6 +1,7 @@
 // torch_shim.cpp — the only C++ in apl: libtorch behind the extern "C" API of torch_shim.h.
 // Every exported body runs inside tensor_op/status_op (torch_shim_impl.hpp), so no exception
 // ever crosses into C or Lua frames.
+#include "torch_compat.hpp"
 #include "torch_shim_impl.hpp"
 
 #include "activation.h"
@@ -11,7 +12,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
-#include <torch/version.h>
 
 #include <cmath>
 #include <cstdio>
@@ -898,17 +898,7 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
             return kernel_attention(q->t, k->t, v->t, bias, scale);
         at::Tensor kk = H_kv == H ? k->t : k->t.repeat_interleave(H / H_kv, 1);
         at::Tensor vv = H_kv == H ? v->t : v->t.repeat_interleave(H / H_kv, 1);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-        // the fused kernel (2.1 added its `scale` argument); the same additive mask
-        return at::scaled_dot_product_attention(q->t, kk, vv, bias, 0.0, false, scale);
-#else
-        at::Tensor scores = q->t.matmul(kk.transpose(-2, -1)).mul(scale).add(bias);
-        // softmax in f32 for half types, as HF's eager attention does; f64 stays f64 (in f32
-        // its lowest mask value would overflow to -inf and padded rows would turn NaN)
-        at::ScalarType acc = q->t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-        at::Tensor p = scores.softmax(-1, acc).to(q->t.scalar_type());
-        return p.matmul(vv);
-#endif
+        return apl_compat::attention(q->t, kk, vv, bias, scale);
     });
 }
 
