@@ -10,30 +10,58 @@ CXX      ?= g++
 LIBTORCH ?=
 OPT      ?= -O2
 
+SYSROOT  ?=
+TRIPLET  := $(shell $(CC) -dumpmachine)
+
 ifeq ($(LIBTORCH),)
-TORCH_INC  := -I/usr/include/torch/csrc/api/include
-TORCH_LIBS := -ltorch_cpu -lc10
+# Debian's libtorch-dev, or libtorch-cuda-dev from contrib: headers under /usr/include, libraries
+# in the multiarch folder.
+TORCH_LIBDIR := $(SYSROOT)/usr/lib/$(TRIPLET)
+TORCH_INC    := -I$(SYSROOT)/usr/include/torch/csrc/api/include
+TORCH_LIBS   := -ltorch_cpu -lc10
 else
-TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
-TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(abspath $(LIBTORCH))/lib -Wl,--no-as-needed \
-              -ltorch -ltorch_cpu -lc10 $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) \
-              -Wl,--as-needed
+TORCH_LIBDIR := $(LIBTORCH)/lib
+TORCH_INC    := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
+TORCH_LIBS   := -L$(LIBTORCH)/lib -Wl,-rpath,$(abspath $(LIBTORCH))/lib -ltorch -ltorch_cpu -lc10
 # pip wheels record the C++ ABI they were built with; the shim must match it to link.
 TORCH_ABI  := $(shell grep -ho '_GLIBCXX_USE_CXX11_ABI=[01]' $(LIBTORCH)/share/cmake/Torch/TorchConfig.cmake 2>/dev/null | head -n 1)
 TORCH_INC  += $(if $(TORCH_ABI),-D$(TORCH_ABI))
 endif
+# A CUDA libtorch registers its CUDA hooks from static constructors: apl refers to no symbol of
+# these libraries, so they are linked even though they look unneeded.
+TORCH_CUDA := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed
+TORCH_LIBS += $(if $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),$(TORCH_CUDA))
 
-LUA_INC  := $(shell pkg-config --cflags lua5.4)
-LUA_LIBS := $(shell pkg-config --libs lua5.4)
-DEP_LIBS := $(LUA_LIBS) -lcjson -lpcre2-8 -lcurl -lreadline -lm -lpthread -ldl
+# Evaluated once, when first used (not for `make deps`, which runs before pkg-config exists).
+PKG_ENV  := $(if $(SYSROOT),PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/$(TRIPLET)/pkgconfig:$(SYSROOT)/usr/share/pkgconfig)
+LUA_INC   = $(eval LUA_INC := $(shell $(PKG_ENV) pkg-config --cflags lua5.4))$(LUA_INC)
+LUA_LIBS  = $(eval LUA_LIBS := $(shell $(PKG_ENV) pkg-config --libs lua5.4))$(LUA_LIBS)
+DEP_LIBS  = $(LUA_LIBS) -lcjson -lpcre2-8 -lcurl -lreadline -lm -lpthread -ldl
 
 # -fopenmp: core/smallm.c shares its columns among libtorch's OpenMP threads (libtorch already
 # brings the runtime, so this adds no library).
-CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -fopenmp -Icore $(LUA_INC) -I/usr/include/cjson
+CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -fopenmp -Icore $(LUA_INC) -I$(SYSROOT)/usr/include/cjson
 CXXFLAGS += $(OPT) -g -std=c++17 -Wall -Wextra -fPIC -Icore $(TORCH_INC) -Wno-unused-parameter
 LDFLAGS  += -rdynamic -fopenmp
 
+# Cross builds (make CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ SYSROOT=/path/to/arm64/root):
+# the target's headers and libraries come from its root, and the libraries that libtorch needs
+# are looked up there too. The root's absolute symbolic links must be made relative first (the
+# linker would follow them out of the root): tools/platform.sh arm64 does.
+ifneq ($(SYSROOT),)
+SYSROOT_FLAGS := --sysroot=$(SYSROOT)
+CFLAGS   += $(SYSROOT_FLAGS)
+CXXFLAGS += $(SYSROOT_FLAGS)
+LDFLAGS  += $(SYSROOT_FLAGS) -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(TRIPLET)
+endif
+
+# The AVX-512 kernels are x86-64 code. Elsewhere (arm64) core/noarch/kernels.c answers that they
+# are unusable and every op takes libtorch's path, as on x86 CPUs without AVX-512.
+X86_KERNELS := core/activation.c core/attention.c core/rowsoftmax.c core/smallm.c
 CORE_C   := $(sort $(wildcard core/*.c))
+ifeq ($(filter x86_64-%,$(TRIPLET)),)
+CORE_C   := $(filter-out $(X86_KERNELS),$(CORE_C)) core/noarch/kernels.c
+endif
 CORE_CXX := $(sort $(wildcard core/*.cpp))
 LUA_C    := $(sort $(wildcard lua/*.c))
 OBJ      := $(patsubst %.c,build/%.o,$(CORE_C) $(LUA_C)) $(patsubst %.cpp,build/%.o,$(CORE_CXX))
@@ -41,6 +69,8 @@ CORE_OBJ := $(patsubst %.c,build/%.o,$(CORE_C)) $(patsubst %.cpp,build/%.o,$(COR
 CTESTS   := $(patsubst tests/c/%.c,build/tests/%,$(sort $(wildcard tests/c/test_*.c)))
 
 .PHONY: all deps test demo bench install clean
+# a failed link or compile leaves no half-written target that a later make would take as built
+.DELETE_ON_ERROR:
 all: apl
 
 apl: $(OBJ)
@@ -64,7 +94,7 @@ build/tests/%: tests/c/%.c build/libaplcore.a $(wildcard tests/c/*.h)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< build/libaplcore.a -lstdc++ $(TORCH_LIBS) $(DEP_LIBS)
 
 deps:
-	@sh tools/deps.sh
+	@CUDA='$(CUDA)' sh tools/deps.sh
 
 test: apl $(CTESTS)
 	@./apl tests/run.lua $(TESTS)
