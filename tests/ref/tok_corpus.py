@@ -16,6 +16,7 @@ import glob
 import gettext
 import gzip
 import sys
+import sysconfig
 import unicodedata
 
 
@@ -107,7 +108,8 @@ def main():
     for lang in ["ru", "ja", "zh_CN", "uk", "ko", "pl", "de", "fr", "tr"]:
         sources.append(("man-" + lang, from_files("/usr/share/man/%s/man*/*.gz" % lang, 8000, 20000)))
     sources += [
-        ("python", from_files("/usr/lib/python3.11/*.py", 12000, 200000)),
+        # the running Python's standard library (3.11 on Debian 12, 3.13 on Debian 13)
+        ("python", from_files(sysconfig.get_paths()["stdlib"] + "/*.py", 12000, 200000)),
         ("nodejs-docs", from_files("/usr/share/doc/nodejs/api/*.md", 10000, 150000)),
     ]
     for lang in ["ar", "he", "hi", "th", "ka", "el", "bn", "ta", "fa", "vi", "am", "zh_TW"]:
