@@ -14,7 +14,9 @@
 -- shell): a recipe that exits on a bad option, raises, or is killed for memory ends that arm
 -- only, and each arm starts with a clean heap. An arm is
 --   finished — its train.jsonl has every planned step (apl.report.state): skipped, once its
---              config.json is checked to be this arm's (acquisition, seed, options given now);
+--              config.json is checked to be this arm's: its acquisition and seed, and the knobs
+--              the recipe would run now (`--print-config`; for a recipe without that flag, the
+--              --flag value options given now against the args config.json saved);
 --   partial  — config.json but not every step (a crash, Ctrl-C, a kill): resumed with --resume,
 --              which replays the labels in its ledger at no cost;
 --   absent   — started.
@@ -22,6 +24,7 @@
 -- every arm would share) stops it. Run the same command again to continue. The report covers the
 -- finished arms. Exit status: 0 when every arm finished, 1 when one failed, 2 on a bad option,
 -- 130 on Ctrl-C.
+local cjson = require "cjson"
 local report = require "apl.report"
 local exists = require("apl.fs").exists
 
@@ -125,45 +128,82 @@ local function command(argv)
     return table.concat(words, " ")
 end
 
-local function same_value(saved, given)
-    if type(saved) == "number" then return tonumber(given) == saved end
-    return saved == given
+-- The arm's command line: the recipe, the options given to the sweep, then the arm's own.
+local function arm_argv(ctx, arm, ...)
+    local argv = { ctx.apl, ctx.recipe }
+    table.move(ctx.rest, 1, #ctx.rest, 3, argv)
+    for _, x in ipairs { "--acquisition", arm.acq, "--seed", tostring(arm.seed), ... } do argv[#argv + 1] = x end
+    return argv
 end
 
--- A folder that holds a run must be this arm's: same acquisition and seed, and the recipe options
--- given now equal to those it saved (config.json's args). A finished run with other options would
--- otherwise be skipped and reported as if it were this sweep's. Returns the problem, or nil.
-local function arm_problem(dir, acq, seed, given)
-    local c = report.load(dir).config
-    local problem
-    if c.acquisition ~= acq or c.seed ~= seed then
-        problem = string.format("it holds %s seed %s, not %s seed %d", c.acquisition, tostring(c.seed), acq, seed)
+-- The knobs the recipe would give the loop for this arm now (its --print-config, which exits
+-- before loading anything), or nil for a recipe without that flag.
+local function planned_knobs(ctx, arm)
+    local p = io.popen(command(arm_argv(ctx, arm, "--print-config")) .. " 2>/dev/null")
+    local out = p:read("a")
+    if not p:close() then return nil end
+    local ok, knobs = pcall(cjson.decode, out:match("([^\n]*)\n*$"))
+    return ok and type(knobs) == "table" and knobs or nil
+end
+
+local function show(v)
+    if type(v) ~= "table" then return tostring(math.tointeger(v) or v) end
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = show(x) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- The first knob whose planned value differs from the saved one, described; knobs config.json
+-- lacks are not compared, nor the fields of a saved table that the plan leaves to defaults.
+local function knob_difference(planned, saved, prefix)
+    for k, v in pairs(planned) do
+        local was = saved[k]
+        local differs = was ~= nil and v ~= was
+        if type(v) == "table" and type(was) == "table" then
+            differs = #v ~= #was or knob_difference(v, was, "") ~= nil
+        end
+        if differs then return string.format("%s%s was %s, now %s", prefix, k, show(was), show(v)) end
     end
-    for _, o in ipairs(type(c.args) == "table" and given or {}) do
-        local saved = c.args[o.key]
-        if not problem and (type(saved) == "string" or type(saved) == "number") and not same_value(saved, o.value) then
-            problem = string.format("it was run with --%s %s, not %s", o.key:gsub("_", "-"),
-                tostring(math.tointeger(saved) or saved), o.value)
+end
+
+-- Without --print-config: the --flag value options given now against config.json's args.
+local function option_difference(args, given)
+    for _, o in ipairs(type(args) == "table" and given or {}) do
+        local was = args[o.key]
+        local same = type(was) == "number" and tonumber(o.value) == was or was == o.value
+        if (type(was) == "string" or type(was) == "number") and not same then
+            return string.format("it was run with --%s %s, not %s", (o.key:gsub("_", "-")), show(was), o.value)
         end
     end
-    return problem and string.format("%s: %s; give another --out, or remove the folder to rerun it", dir, problem)
 end
 
--- Runs one arm; returns "finished", "failed" or "stop" and what happened.
-local function run_arm(apl_bin, recipe, rest, arm, dry)
-    local argv = { apl_bin, recipe }
-    table.move(rest, 1, #rest, 3, argv)
-    for _, x in ipairs { "--acquisition", arm.acq, "--seed", tostring(arm.seed) } do argv[#argv + 1] = x end
+-- A folder that holds a run must be this arm's: its acquisition and seed, and what the recipe
+-- would run now (its knobs, or else its options). A finished run with other knobs would
+-- otherwise be skipped and reported as if it were this sweep's. Returns the problem, or nil.
+local function arm_problem(ctx, arm)
+    local c = report.load(arm.dir).config
+    local problem
+    if c.acquisition ~= arm.acq or c.seed ~= arm.seed then
+        problem = string.format("it holds %s seed %s, not %s seed %d", c.acquisition, show(c.seed), arm.acq, arm.seed)
+    else
+        local knobs = planned_knobs(ctx, arm)
+        problem = knobs and knob_difference(knobs, c, "") or not knobs and option_difference(c.args, ctx.given)
+    end
+    return problem and string.format("%s: %s; give another --out, or remove the folder to rerun it", arm.dir, problem)
+end
+
+-- Runs one arm; returns "finished", "failed", "dry" or "stop", what happened, and for "stop" the
+-- exit status.
+local function run_arm(ctx, arm)
     local state, done, planned = report.state(arm.dir)
-    local problem = state ~= "absent" and arm_problem(arm.dir, arm.acq, arm.seed, arm.given)
+    local problem = state ~= "absent" and arm_problem(ctx, arm)
     if problem then return "stop", problem, 2 end
     if state == "finished" then return "finished", "skipped (finished)" end
-    argv[#argv + 1] = state == "partial" and "--resume" or "--out"
-    argv[#argv + 1] = arm.dir
+    local argv = arm_argv(ctx, arm, state == "partial" and "--resume" or "--out", arm.dir)
     local what = state == "partial" and string.format("resuming after step %d of %d", done, planned) or "starting"
     io.write(string.format("== sweep: %s-s%d: %s\n%s\n", arm.acq, arm.seed, what, command(argv)))
     io.flush()
-    if dry then return "dry", what end
+    if ctx.dry then return "dry", what end
     local ok, how, code = os.execute(command(argv))
     if ok then
         local now = report.state(arm.dir)
@@ -177,35 +217,38 @@ local function run_arm(apl_bin, recipe, rest, arm, dry)
     return "failed", string.format("%s: exit %s", what, tostring(code))
 end
 
+-- Every arm in turn (acquisition-major), then the report of the finished ones.
 local function main(argv)
     local own, rest, given = parse(argv)
     if not own.recipe then usage_error("missing --recipe") end
-    local recipe = recipe_path(own.recipe)
-    local name = recipe:match("([^/]+)%.lua$")
+    local ctx = { apl = (package.apl_root or ".") .. "/apl", recipe = recipe_path(own.recipe), rest = rest,
+                  given = given, dry = own["dry-run"] }
+    local name = ctx.recipe:match("([^/]+)%.lua$")
     local acqs = parse_list(own.acquisitions or "random,entropy,certainty,hybrid")
     local seeds = parse_seeds(own.seeds or "1-9")
     local out = own.out or ("runs/sweep-" .. name)
-    local apl_bin = (package.apl_root or ".") .. "/apl"
-    local dirs, failed, counts = {}, {}, { skipped = 0, ran = 0 }
+    local dirs, failed, skipped = {}, {}, 0
     for _, acq in ipairs(acqs) do
         for _, seed in ipairs(seeds) do
-            local arm = { acq = acq, seed = seed, dir = string.format("%s/%s-s%d", out, acq, seed), given = given }
-            local result, what, code = run_arm(apl_bin, recipe, rest, arm, own["dry-run"])
+            local arm = { acq = acq, seed = seed, dir = string.format("%s/%s-s%d", out, acq, seed) }
+            local result, what, code = run_arm(ctx, arm)
             if result == "stop" then
                 io.stderr:write(string.format("apl recipes/sweep.lua: %s-s%d: %s; the sweep stops\n", acq, seed, what))
-                os.exit(code)
+                return code
             elseif result == "finished" then
                 dirs[#dirs + 1] = arm.dir
-                if what:match("^skipped") then counts.skipped = counts.skipped + 1 else counts.ran = counts.ran + 1 end
-                if what:match("^skipped") then io.write(string.format("== sweep: %s-s%d: %s\n", acq, seed, what)) end
+                if what:match("^skipped") then
+                    skipped = skipped + 1
+                    io.write(string.format("== sweep: %s-s%d: %s\n", acq, seed, what))
+                end
             elseif result == "failed" then
                 failed[#failed + 1] = string.format("%s-s%d (%s)", acq, seed, what)
             end
         end
     end
-    if own["dry-run"] then return 0 end
+    if ctx.dry then return 0 end
     io.write(string.format("\n== sweep: %d arms finished (%d skipped, %d run), %d failed\n",
-        #dirs, counts.skipped, counts.ran, #failed))
+        #dirs, skipped, #dirs - skipped, #failed))
     if #dirs > 0 then report.write(dirs, out, { title = "Active preference learning: " .. name }) end
     if #failed > 0 then
         io.stderr:write("apl recipes/sweep.lua: failed arms (run the same command again to resume them):\n  ",

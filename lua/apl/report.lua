@@ -208,16 +208,23 @@ local function cell(evals)
     return { mean = mean, se = math.sqrt(ss / (#evals - 1) / #evals), n = #evals }
 end
 
--- Label counts evaluated by any run of a dataset, ascending.
-local function label_counts(cols_of_ds)
+-- The distinct values that each(add) passes to add, ascending.
+local function distinct_sorted(each)
     local seen, out = {}, {}
-    for _, g in pairs(cols_of_ds) do
-        for l in pairs(g.at) do
-            if not seen[l] then seen[l] = true; out[#out + 1] = l end
-        end
-    end
+    each(function(v)
+        if not seen[v] then seen[v] = true; out[#out + 1] = v end
+    end)
     table.sort(out)
     return out
+end
+
+-- Label counts evaluated by any run of a dataset.
+local function label_counts(cols_of_ds)
+    return distinct_sorted(function(add)
+        for _, g in pairs(cols_of_ds) do
+            for l in pairs(g.at) do add(l) end
+        end
+    end)
 end
 
 -- Table 2 from loaded runs: { datasets, columns, rows (label count of row i), row_dataset (its
@@ -403,15 +410,11 @@ end
 
 -- The acquisition steps present in any run, ascending.
 function M.steps(runs)
-    local seen, out = {}, {}
-    for _, r in ipairs(runs) do
-        for _, p in ipairs(r.acquired) do
-            local s = math.tointeger(p.step) or p.step
-            if not seen[s] then seen[s] = true; out[#out + 1] = s end
+    return distinct_sorted(function(add)
+        for _, r in ipairs(runs) do
+            for _, p in ipairs(r.acquired) do add(math.tointeger(p.step) or p.step) end
         end
-    end
-    table.sort(out)
-    return out
+    end)
 end
 
 -- Writes winrate.svg and bt_hist.svg (this run's Figure 3 panel) into a run folder; returns

@@ -85,10 +85,16 @@ T.case("sweep: every arm in its own folder; rerun skips finished arms and resume
     T.ok(fs.read(out .. "/table2.md"):find("| dataset | labels | random (2 seeds) | certainty (2 seeds) |", 1, true),
         fs.read(out .. "/table2.md"))
 
-    -- A finished arm run with other options is not this sweep's: refused, not skipped.
-    code, text = sweep(env, { "--acquisitions", "random", "--seeds", "1", "--out", out, "--budget", "12" })
+    -- A finished arm that the recipe would now run with other knobs is not this sweep's: refused,
+    -- not skipped. The knobs come from the recipe's --print-config, or else its saved options.
+    local other = { "--acquisitions", "random", "--seeds", "1", "--out", out, "--budget", "12" }
+    code, text = sweep(env, other)
     T.eq(code, 2, text)
-    T.ok(text:find("it was run with %-%-budget 8, not 12"), text)
+    T.ok(text:find("random%-s1: budget was 8, now 12"), text)
+    code, text = sweep(env .. "APL_TEST_SWEEP_PLAIN=1", other)
+    T.eq(code, 2, text)
+    T.ok(text:find("random%-s1: it was run with %-%-budget 8, not 12"), text)
+    T.eq(#lines(log), 5, "no arm was started")
 end)
 
 T.case("sweep: recipe options reach the recipe verbatim, shell characters and all", function()
