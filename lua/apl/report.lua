@@ -462,9 +462,11 @@ local function pair_rows(runs)
         local run = string.format("%s/%s-s%s", M.dataset(r.config), M.label(r.config),
             tostring(math.tointeger(r.config.seed) or r.config.seed or "?"))
         for _, p in ipairs(r.acquired) do
-            -- As recorded; derived from the preferred-completion probability for older records.
-            local correct, pp = p.correct, M.preferred_prob(p)
-            if type(correct) ~= "boolean" and pp and pp ~= 0.5 then correct = pp > 0.5 end
+            -- As Figure 3 counts it: right above 0.5, wrong below, and at exactly 0.5 a tie (the
+            -- loop's `correct` calls a tie wrong when the oracle chose a and right when b).
+            local pp = M.preferred_prob(p)
+            local correct
+            if pp == 0.5 then correct = "tie" elseif pp then correct = pp > 0.5 end
             rows[#rows + 1] = { run = run, step = p.step, prompt = p.prompt, a = p.a, b = p.b, score = p.score,
                 bt_prob = p.bt_prob, p_pref = pp, label = p.label, rationale = p.rationale,
                 correct = correct }

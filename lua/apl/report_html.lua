@@ -4,7 +4,7 @@
 --
 --   local html = require("apl.report_html").page{ title =, grid = report.grid(t), figure2 = svg,
 --       figure3 = svg, figure3_steps = { {step = 1, svg = ...} }, pairs = { {run, step, prompt, a, b,
---       score, bt_prob, p_pref, label, rationale, correct} }, runs = n }
+--       score, bt_prob, p_pref, label, rationale, correct = true|false|"tie"} }, runs = n }
 --
 -- apl.report.write builds these arguments from run folders. Completions, prompts and rationales
 -- are untrusted text: every string goes through M.escape; the SVGs come escaped from apl.plot.
@@ -20,6 +20,12 @@ local ENTITIES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&qu
 function M.escape(s)
     if s == nil then return "" end
     return (tostring(s):gsub("[&<>\"']", ENTITIES))
+end
+
+-- correct: true, false or "tie" (P(preferred) exactly 0.5: no prediction).
+local function correct_text(c)
+    if c == "tie" then return "tie" end
+    return c and "yes" or "no"
 end
 
 local function num(v, fmt) return type(v) == "number" and string.format(fmt, v) or "" end
@@ -38,15 +44,12 @@ local COLUMNS = {
     { "pref", "P(preferred)", "num", function(p) return num(p.p_pref, "%.4f") end },
     { "label", "oracle", "text", function(p) return p.label and (p.label == 1 and "a" or "b") or "–" end },
     { "rationale", "rationale", "text", function(p) return p.rationale end },
-    { "correct", "model right", "text", function(p)
-        if p.correct == nil then return "–" end
-        return p.correct and "yes" or "no"
-    end },
+    { "correct", "model right", "text", function(p) return p.correct == nil and "–" or correct_text(p.correct) end },
 }
 
 -- The values the script sorts and filters by, full precision.
 local function data_attrs(p)
-    local correct = p.correct == nil and "" or (p.correct and "yes" or "no")
+    local correct = p.correct == nil and "" or correct_text(p.correct)
     return string.format(' data-run="%s" data-step="%s" data-score="%s" data-bt="%s" data-pref="%s" data-correct="%s"',
         M.escape(p.run), int(p.step), num(p.score, "%.17g"), num(p.bt_prob, "%.17g"), num(p.p_pref, "%.17g"), correct)
 end
@@ -103,7 +106,7 @@ local function controls(list)
         '<select id="run">', options(distinct(list, "run"), "all runs"), "</select> ",
         '<select id="step">', options(distinct(list, "step"), "all batches"), "</select> ",
         '<select id="correct"><option value="">right and wrong</option><option value="yes">model right</option>',
-        '<option value="no">model wrong</option></select> ',
+        '<option value="no">model wrong</option><option value="tie">tie (0.5)</option></select> ',
         '<span id="count"></span></div>',
     }
 end

@@ -249,10 +249,18 @@ T.case("report.html in headless Chromium: figures, sorting and filtering by the 
     dom = dump_dom(browser, file, "sort=score&dir=desc&run=imdb/certainty-s1&correct=no")
     local shown = {}
     for _, r in ipairs(dom_rows(dom)) do if not r.hidden then shown[#shown + 1] = r end end
-    -- imdb/certainty-s1: the model was wrong on the step-1 pair labelled a (at 0.5) and on (0.9, b).
-    T.eq(#shown, 2)
-    T.ok(tonumber(shown[1].score) > tonumber(shown[2].score), "sorted by score, descending")
-    T.ok(dom:find(">2 of 55 pairs<", 1, true))
+    -- imdb/certainty-s1: the model was wrong on (bt_prob 0.9, label b); its step-1 pairs are ties.
+    T.eq(#shown, 1)
+    T.eq(tonumber(shown[1].bt), 0.9)
+    T.ok(dom:find(">1 of 55 pairs<", 1, true))
+
+    dom = dump_dom(browser, file, "sort=score&dir=desc&run=imdb/certainty-s1")
+    shown = {}
+    for _, r in ipairs(dom_rows(dom)) do if not r.hidden then shown[#shown + 1] = r.score end end
+    T.eq(#shown, 5)
+    for i = 2, #shown do T.ok(tonumber(shown[i - 1]) >= tonumber(shown[i]), "score descending at row " .. i) end
+    T.ok(tonumber(shown[1]) > tonumber(shown[5]))
+    T.ok(dom:find('<td>tie</td>', 1, true), "step-1 pairs at 0.5 are ties")
     T.ok(not dom:find("<body[^>]*data%-pwned"), "no completion ran as script")
     T.ok(not dom:find("<img", 1, true), "no completion became an element")
 end)
