@@ -11,7 +11,7 @@ LIBTORCH ?=
 OPT      ?= -O2
 
 SYSROOT  ?=
-TRIPLET  := $(shell $(CC) -dumpmachine)
+TRIPLET  := $(shell $(CC) -dumpmachine 2>/dev/null)
 
 ifeq ($(LIBTORCH),)
 # Debian's libtorch-dev, or libtorch-cuda-dev from contrib: headers under /usr/include, libraries
@@ -68,7 +68,7 @@ OBJ      := $(patsubst %.c,build/%.o,$(CORE_C) $(LUA_C)) $(patsubst %.cpp,build/
 CORE_OBJ := $(patsubst %.c,build/%.o,$(CORE_C)) $(patsubst %.cpp,build/%.o,$(CORE_CXX))
 CTESTS   := $(patsubst tests/c/%.c,build/tests/%,$(sort $(wildcard tests/c/test_*.c)))
 
-.PHONY: all deps test demo bench install clean
+.PHONY: all deps c-tests test demo bench install clean
 # a failed link or compile leaves no half-written target that a later make would take as built
 .DELETE_ON_ERROR:
 all: apl
@@ -95,6 +95,8 @@ build/tests/%: tests/c/%.c build/libaplcore.a $(wildcard tests/c/*.h)
 
 deps:
 	@CUDA='$(CUDA)' sh tools/deps.sh
+
+c-tests: $(CTESTS)
 
 test: apl $(CTESTS)
 	@./apl tests/run.lua $(TESTS)
