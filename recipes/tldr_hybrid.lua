@@ -59,14 +59,7 @@ recipe.print_config(a, knobs)
 
 -- Appendix B: prompts strictly between 200 and 1000 characters, trailing spaces removed, whole
 -- subreddits left out (the authors' list: r/offmychest and r/tifu).
-local exclude
-if a.exclude_subreddits == "none" then
-    exclude = {}
-elseif a.exclude_subreddits then
-    exclude = {}
-    for name in a.exclude_subreddits:gmatch("[^,%s]+") do exclude[#exclude + 1] = (name:gsub("^r/", "")) end
-end
-local pool, test = data.tldr_splits(a.data, { seed = a.seed, exclude_subreddits = exclude })
+local pool, test = data.tldr_splits(a.data, { seed = a.seed, exclude_subreddits = a.exclude_subreddits })
 
 local policy = apl.model.load(a.model, { device = a.device })
 local tok = apl.tokenizer.load(a.model)

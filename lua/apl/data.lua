@@ -343,13 +343,19 @@ local function tldr_records(path, opts, problems)
 end
 
 -- Rows {prompt=, reference=, subreddit=, line=} from a TL;DR file (.jsonl or .csv, either format
--- above). opts: exclude_subreddits (M.TLDR_EXCLUDED_SUBREDDITS; {} keeps all), min_chars (200),
+-- above). opts: exclude_subreddits (M.TLDR_EXCLUDED_SUBREDDITS; a list, or a comma-separated
+-- string as a command line gives it, "r/" optional; {} or "none" keeps all), min_chars (200),
 -- max_chars (1000), fields (the separate fields' names in the file). The reference is the human
 -- summary with the space that follows "TL;DR:".
 function M.tldr(path, opts)
     opts = opts or {}
-    local excluded = {}
-    for _, name in ipairs(opts.exclude_subreddits or M.TLDR_EXCLUDED_SUBREDDITS) do excluded[name:lower()] = true end
+    local excluded, names = {}, opts.exclude_subreddits or M.TLDR_EXCLUDED_SUBREDDITS
+    if type(names) == "string" then
+        local list = {}
+        for name in names:gmatch("[^,%s]+") do list[#list + 1] = name end
+        names = names == "none" and {} or list
+    end
+    for _, name in ipairs(names) do excluded[name:lower():gsub("^r/", "")] = true end
     local lo, hi = opts.min_chars or 200, opts.max_chars or 1000
     local problems, rows = {}, {}
     for _, r in ipairs(tldr_records(path, opts, problems)) do

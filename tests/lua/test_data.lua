@@ -108,6 +108,10 @@ T.case("tldr: CarperAI prompt/label rows from JSONL and CSV, filtered as the pap
     local mine = data.tldr(FIX .. "/tldr_carper.csv", { exclude_subreddits = { "CATS", "askreddit" } })
     T.eq(#mine, 3, "a list of one's own replaces the default, names compared case-blind")
     T.eq(mine[1].subreddit, "Relationships")
+    local flag = data.tldr(FIX .. "/tldr_carper.csv", { exclude_subreddits = "cats, r/AskReddit" })
+    T.eq(#flag, 3, "a comma list as --exclude-subreddits gives it")
+    T.eq(flag[1].subreddit, "Relationships")
+    T.eq(#data.tldr(FIX .. "/tldr_carper.csv", { exclude_subreddits = "none" }), 5, "none keeps r/tifu and r/offmychest")
 end)
 
 T.case("tldr: a folder of CarperAI splits; bad rows named by file and line", function()
