@@ -294,8 +294,8 @@ function M.text(t)
     return table.concat(lines, "\n")
 end
 
-function M.markdown(t)
-    local g = M.grid(t)
+-- A Markdown table from rows of strings, the first row the header.
+function M.markdown_rows(g)
     local lines = {}
     for i, row in ipairs(g) do
         local cells = {}
@@ -305,6 +305,8 @@ function M.markdown(t)
     end
     return table.concat(lines, "\n") .. "\n"
 end
+
+function M.markdown(t) return M.markdown_rows(M.grid(t)) end
 
 local function csv_field(s)
     s = tostring(s)
