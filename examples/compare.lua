@@ -6,6 +6,11 @@
 --   apl examples/compare.lua runs/imdb-*-s*                   # Figure 2: runs/compare.svg
 --   apl examples/compare.lua --plot table2.svg runs/a runs/b
 --   apl examples/compare.lua --out runs/report runs/sweep-imdb/*-s*
+--
+-- The paper's Table 2 was judged by gpt-4-1106-preview with the templates "imdb" and "tldr" (its
+-- Appendix A): run the recipes with --judge-model gpt-4-1106-preview to compare with it. Another
+-- judge gives other win-rates, and weaker judges are less self-consistent (the paper's Figure 1);
+-- examples/judge_consistency.lua measures yours.
 local dirs, plot, out = {}, nil, nil
 local i = 1
 while i <= #arg do
