@@ -60,11 +60,8 @@ local function bf16_rounded(m)
     return c
 end
 
-local function encode_all(tok, list)
-    local out = {}
-    for i, s in ipairs(list) do out[i] = tok:encode(s) end
-    return out
-end
+-- Each string's ids (encode_batch's third result: the unpadded lists).
+local function encode_all(tok, list) return (select(3, tok:encode_batch(list))) end
 
 -- Logits of one unpadded row as a flat Lua list (f32, on the CPU).
 local function flat_logits(m, ids)
