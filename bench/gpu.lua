@@ -38,6 +38,7 @@ local a = require("apl.args").parse(arg, {
     { "tests", "TEXT", "the test suite's summary line", default = "not run" },
     { "tests-rc", "N", "the test suite's exit status", default = -1, integer = true },
     { "python", "PY", "python with torch (and transformers) for the peer", default = "python3" },
+    { "stages", "TEXT", "the caller's stage times (build, tests)" },
     { "fail", "REASON", "record a failure (e.g. no CUDA) and exit 1" },
     { "child", "PHASE", "internal: run one measurement (generate, score, dpo, acquisition)" },
     { "model", "NAME", "internal: the model of --child" },
@@ -427,9 +428,11 @@ local function markdown(report)
         string.format("- date: %s; device: %s", report.date, report.device or "-"),
         string.format("- apl: %s", report.apl_version), string.format("- peer: %s", report.peer_version or "-"),
         string.format("- tests: %s (exit %s)", report.tests.summary, tostring(report.tests.rc)),
-        string.format("- LoRA (peft): %s", report.lora or "-"), "",
+        string.format("- LoRA (peft): %s", report.lora or "-"),
+        string.format("- time: %s; benchmark %.0f s", report.stages or "-", report.seconds), "",
         "| model | benchmark | unit | apl | transformers/PyTorch | apl/peer | apl peak GiB | peer peak GiB (allocated) |",
         "|---|---|---|---|---|---|---|---|" }
+    if #report.rows == 0 then L[#L - 1], L[#L] = "No benchmark in this run (--no-gpu, or no CUDA).", nil end
     for _, r in ipairs(report.rows) do
         if r.name ~= "acquisition_step" then
             local ratio = r.apl and r.peer and string.format("%.2fx", r.apl / r.peer) or "-"
@@ -451,8 +454,10 @@ local function markdown(report)
         end
     end
     L[#L + 1] = ""
-    L[#L + 1] = "| goal | measured | status |"
-    L[#L + 1] = "|---|---|---|"
+    if #report.goals > 0 then
+        L[#L + 1] = "| goal | measured | status |"
+        L[#L + 1] = "|---|---|---|"
+    end
     for _, g in ipairs(report.goals) do
         L[#L + 1] = string.format("| %s | %s | %s |", g.goal, g.measured or "-", verdict(g.met))
     end
@@ -488,7 +493,7 @@ local report = {
     peer_version = not a.no_bench and peer_note("versions") or nil,
     lora = not a.no_bench and peer_note("peft") or nil,
     quick = a.quick, smoke = a.smoke,
-    tests = { summary = a.tests, rc = a.tests_rc },
+    tests = { summary = a.tests, rc = a.tests_rc }, stages = a.stages,
     rows = rows, failures = failures, seconds = B.clock() - t_start,
 }
 report.goals = a.no_bench and {} or goals(rows)
