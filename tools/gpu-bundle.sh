@@ -33,11 +33,20 @@ ncurses-bin debconf perl-base"
 
 die() { echo "gpu-bundle: $*" >&2; exit 1; }
 
+# WANTED under this release's names: Debian 13 renamed libraries in its 64-bit time_t move
+# (libcurl4 -> libcurl4t64, libreadline8 -> libreadline8t64), so a name apt cannot show gets "t64".
+wanted_here() {
+    local p
+    for p in $WANTED; do
+        if apt-cache show --no-all-versions "$p" >/dev/null 2>&1; then echo "$p"; else echo "${p}t64"; fi
+    done
+}
+
 # The wanted packages and everything they depend on (Depends/Pre-Depends), less BASE.
 package_closure() {
-    # shellcheck disable=SC2086  # word splitting of the package lists is intended
+    # shellcheck disable=SC2046  # word splitting of the package lists is intended
     apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-        --no-replaces --no-enhances $WANTED |
+        --no-replaces --no-enhances $(wanted_here) |
         grep -v '^ ' | grep -v '^<' | sort -u |
         grep -vxF -f <(printf '%s\n' $BASE)
 }
