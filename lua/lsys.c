@@ -7,9 +7,28 @@
  *   for k, v in pairs(sys.version_info()) do print(k, v) end
  *
  * apl/init.lua wraps these as apl.manual_seed, apl.no_grad, apl.clock, ...
+ *
+ * Files and folders, without a shell (a name holding quotes, spaces or $(...) is only a name):
+ *   sys.isdir(path) -> bool;  sys.listdir(dir) -> sorted names (no . or ..) | nil, msg
+ *   sys.mkdir_p(path)                 -- raises naming the path
+ *   sys.rmtree(path, within)          -- path must lie strictly inside the folder `within`
+ *   sys.read(path) -> string | nil, msg
+ *   sys.write(path, s)                -- atomic: path.tmp.<pid>, fsync, rename, fsync the folder
+ *   sys.run(argv [, {stdout = path, stderr = path}]) -> exit code (128 + n for signal n);
+ *                                     execvp, no shell
  */
+#define _GNU_SOURCE /* nftw */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,6 +151,250 @@ static int l_sys_isatty(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Files and folders: the library's only way to touch the file system beyond io.open, so no
+ * path ever reaches a shell. Failures raise "apl.sys.<fn>: <path>: <strerror>". */
+
+static int sys_error(lua_State *L, const char *fn, const char *path, int err)
+{
+    return luaL_error(L, "apl.sys.%s: %s: %s", fn, path, strerror(err));
+}
+
+static int l_sys_isdir(lua_State *L)
+{
+    struct stat st;
+    lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0 && S_ISDIR(st.st_mode));
+    return 1;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted bytewise (LC_ALL=C sort's order), so listings do not depend on the locale. */
+static int l_sys_listdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct dirent **list;
+    int n = scandir(path, &list, NULL, NULL);
+    if (n < 0) return luaL_fileresult(L, 0, path);
+    char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *d = list[i]->d_name;
+        if (names && strcmp(d, ".") != 0 && strcmp(d, "..") != 0) names[k++] = list[i]->d_name;
+    }
+    if (names) qsort(names, (size_t)k, sizeof *names, cmp_names);
+    lua_createtable(L, k, 0);
+    for (int i = 0; i < k; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    for (int i = 0; i < n; i++) free(list[i]);
+    free(list);
+    if (!names) return luaL_error(L, "apl.sys.listdir: out of memory");
+    free(names);
+    return 1;
+}
+
+static int l_sys_mkdir_p(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (len == 0 || len >= PATH_MAX) return luaL_error(L, "apl.sys.mkdir_p: bad path '%s'", path);
+    char buf[PATH_MAX];
+    memcpy(buf, path, len + 1);
+    /* Each prefix ending before a '/', then the whole path; existing folders are fine. */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        struct stat st;
+        if (mkdir(buf, 0777) != 0 && !(errno == EEXIST && stat(buf, &st) == 0 && S_ISDIR(st.st_mode)))
+            return sys_error(L, "mkdir_p", buf, errno == EEXIST ? ENOTDIR : errno);
+        *p = c;
+        if (c == 0) break;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int has_dotdot(const char *path)
+{
+    for (const char *p = path; (p = strstr(p, "..")) != NULL; p += 2)
+        if ((p == path || p[-1] == '/') && (p[2] == 0 || p[2] == '/')) return 1;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : errno;
+}
+
+/* Deletes path and everything under it, like rm -rf, but only strictly inside `within` (both
+ * resolved, so neither a symlink nor ".." can lead outside), never "/" and never a path with a
+ * ".." component. Symbolic links are removed, not followed. A missing path is not an error. */
+static int l_sys_rmtree(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *within = luaL_checkstring(L, 2);
+    if (has_dotdot(path)) return luaL_error(L, "apl.sys.rmtree: refusing %s: it has a '..' component", path);
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return lua_pushboolean(L, 1), 1;
+        return sys_error(L, "rmtree", path, errno);
+    }
+    char root[PATH_MAX], parent[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(within, root)) return sys_error(L, "rmtree", within, errno);
+    /* The parent is resolved, the last component is not: a link named path goes, not its target. */
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    if (n >= PATH_MAX) return luaL_error(L, "apl.sys.rmtree: path too long");
+    memcpy(dir, path, n);
+    dir[n] = 0;
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : dir;
+    if (slash == dir) strcpy(dir, "/");
+    else if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    if (!*base || strcmp(base, ".") == 0 || !realpath(dir, parent))
+        return luaL_error(L, "apl.sys.rmtree: refusing %s", path);
+    size_t rl = strlen(root);
+    int inside = strcmp(root, "/") != 0 && strncmp(parent, root, rl) == 0 && (parent[rl] == 0 || parent[rl] == '/');
+    if (!inside) return luaL_error(L, "apl.sys.rmtree: refusing %s: it is not inside %s", path, within);
+    int err = S_ISDIR(st.st_mode) ? nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) : (unlink(path) ? errno : 0);
+    if (err) return sys_error(L, "rmtree", path, err > 0 ? err : errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_sys_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) return luaL_fileresult(L, 0, path);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t got;
+    do {
+        char *p = luaL_prepbuffer(&b);
+        got = fread(p, 1, LUAL_BUFFERSIZE, f);
+        luaL_addsize(&b, got);
+    } while (got == LUAL_BUFFERSIZE);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return luaL_fileresult(L, 0, path);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Readers see the old file or the new one, never a part: a temporary beside it, fsynced, renamed
+ * over it, and the folder fsynced so the rename survives a power cut. */
+static int l_sys_write(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return luaL_error(L, "apl.sys.write: path too long");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return sys_error(L, "write", path, errno);
+    if (write_all(fd, s, n) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return sys_error(L, "write", path, e);
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return sys_error(L, "write", path, e);
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Opens the file named by field k of the options table at idx for the child's output; -1 when
+ * absent. */
+static int open_output(lua_State *L, int idx, const char *k)
+{
+    const char *path = lua_istable(L, idx) ? apl_lua_optstr_field(L, idx, k, NULL) : NULL;
+    if (!path) return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) sys_error(L, "run", path, errno);
+    return fd;
+}
+
+/* Runs argv[1] with the arguments argv[2..] through execvp: no shell ever parses them. opts:
+ * stdout, stderr (file paths; the same path for both writes one log). Like system(), the caller
+ * ignores Ctrl-C while the child runs: the child gets it and decides. */
+static int l_sys_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)luaL_len(L, 1);
+    if (n < 1 || n > 4096) return luaL_error(L, "apl.sys.run: argv must hold 1 to 4096 strings");
+    const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "apl.sys.run: argv[%d] must be a string", i + 1);
+        argv[i] = lua_tostring(L, -1); /* the argv table keeps the string alive */
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+    const char *out_path = lua_istable(L, 2) ? apl_lua_optstr_field(L, 2, "stdout", NULL) : NULL;
+    const char *err_path = lua_istable(L, 2) ? apl_lua_optstr_field(L, 2, "stderr", NULL) : NULL;
+    int out = open_output(L, 2, "stdout");
+    int err = err_path && out_path && strcmp(err_path, out_path) == 0 ? dup(out) : open_output(L, 2, "stderr");
+    struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        if ((out >= 0 && dup2(out, 1) < 0) || (err >= 0 && dup2(err, 2) < 0)) _exit(127);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int e = errno, status = 0;
+    if (out >= 0) close(out);
+    if (err >= 0) close(err);
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    if (pid < 0) return sys_error(L, "run", argv[0], e);
+    lua_pushinteger(L, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return 1;
+}
+
 int luaopen_apl_core_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -147,6 +410,13 @@ int luaopen_apl_core_sys(lua_State *L)
         { "peak_rss_mb", l_sys_peak_rss_mb },
         { "time", l_sys_time },
         { "isatty", l_sys_isatty },
+        { "isdir", l_sys_isdir },
+        { "listdir", l_sys_listdir },
+        { "mkdir_p", l_sys_mkdir_p },
+        { "rmtree", l_sys_rmtree },
+        { "read", l_sys_read },
+        { "write", l_sys_write },
+        { "run", l_sys_run },
         { NULL, NULL },
     };
     luaL_newlib(L, fns);

@@ -10,8 +10,8 @@
 -- and the report goes to <out>/. Every other option goes to the recipe verbatim; the sweep adds
 -- --acquisition, --seed and --out DIR (or --resume DIR), so it refuses those three and --resume.
 --
--- Each arm runs as a child `apl <recipe> ...` process (argv quoted, nothing else reaches the
--- shell): a recipe that exits on a bad option, raises, or is killed for memory ends that arm
+-- Each arm runs as a child `apl <recipe> ...` process (apl.fs.run: execvp, no shell; the command
+-- printed is quoted for a shell, to copy): a recipe that exits on a bad option, raises, or is killed for memory ends that arm
 -- only, and each arm starts with a clean heap. An arm is
 --   finished — its train.jsonl has every planned step (apl.report.state): skipped, once its
 --              config.json is checked to be this arm's: its acquisition and seed, and the knobs
@@ -26,7 +26,8 @@
 -- 130 on Ctrl-C.
 local cjson = require "cjson"
 local report = require "apl.report"
-local exists = require("apl.fs").exists
+local fs = require "apl.fs"
+local exists = fs.exists
 
 local USAGE = [[
 usage: apl recipes/sweep.lua --recipe NAME|FILE.lua [--acquisitions LIST] [--seeds SPEC]
@@ -117,7 +118,7 @@ local function recipe_path(name)
     return p
 end
 
--- One shell word: single quotes, with each ' written as '\''. Nothing in it is interpreted.
+-- One shell word, for the command shown: single quotes, with each ' written as '\''.
 local function quote(s)
     return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
 end
@@ -139,9 +140,11 @@ end
 -- The knobs the recipe would give the loop for this arm now (its --print-config, which exits
 -- before loading anything), or nil for a recipe without that flag.
 local function planned_knobs(ctx, arm)
-    local p = io.popen(command(arm_argv(ctx, arm, "--print-config")) .. " 2>/dev/null")
-    local out = p:read("a")
-    if not p:close() then return nil end
+    local tmp = os.tmpname()
+    local code = fs.run(arm_argv(ctx, arm, "--print-config"), { stdout = tmp, stderr = "/dev/null" })
+    local out = fs.read(tmp) or ""
+    os.remove(tmp)
+    if code ~= 0 then return nil end
     local ok, knobs = pcall(cjson.decode, out:match("([^\n]*)\n*$"))
     return ok and type(knobs) == "table" and knobs or nil
 end
@@ -204,15 +207,15 @@ local function run_arm(ctx, arm)
     io.write(string.format("== sweep: %s-s%d: %s\n%s\n", arm.acq, arm.seed, what, command(argv)))
     io.flush()
     if ctx.dry then return "dry", what end
-    local ok, how, code = os.execute(command(argv))
-    if ok then
+    local code = fs.run(argv)
+    if code == 0 then
         local now = report.state(arm.dir)
         if now == "finished" then return "finished", what .. ": finished" end
         return "failed", what .. ": exited 0 but the run folder is " .. now
     end
-    -- Ctrl-C reaches the child (which exits 130) while system() shields this process; a signal
-    -- to the shell itself, or a bad option (2), would end every later arm the same way.
-    if how == "signal" or code == 130 then return "stop", "interrupted", 130 end
+    -- Ctrl-C reaches the child (which exits 130, or dies of SIGINT: 128 + 2) while fs.run shields
+    -- this process; that, or a bad option (2), would end every later arm the same way.
+    if code == 130 then return "stop", "interrupted", 130 end
     if code == 2 then return "stop", "the recipe refused its options (exit 2)", 2 end
     return "failed", string.format("%s: exit %s", what, tostring(code))
 end

@@ -25,10 +25,7 @@ local lengths = require "apl.lengths"
 
 local function key(name) return (name:gsub("-", "_")) end
 
-local function is_dir(path)
-    local ok = os.execute("test -d '" .. path:gsub("'", "'\\''") .. "'")
-    return ok == true
-end
+local is_dir = require("apl.fs").isdir
 
 function M.usage(script, spec)
     local lines = { "usage: apl " .. (script or "recipe.lua") .. " [options]" }

@@ -8,6 +8,7 @@
 -- token per learned merge, then "<|endoftext|>". It exists because GPT-2's own vocabulary is not
 -- available offline; a few hundred merges learned on the demo corpus are plenty for it.
 local cjson = require "cjson"
+local fs = require "apl.fs"
 
 local M = {}
 
@@ -120,13 +121,9 @@ end
 -- Trains and writes dir/vocab.json and dir/merges.txt; returns dir.
 function M.write(dir, texts, opts)
     local vocab, merges = M.train(texts, opts or {})
-    assert(os.execute("mkdir -p '" .. dir .. "'"))
-    local f = assert(io.open(dir .. "/vocab.json", "w"))
-    f:write(cjson.encode(vocab))
-    f:close()
-    f = assert(io.open(dir .. "/merges.txt", "w"))
-    f:write("#version: 0.2\n", table.concat(merges, "\n"), "\n")
-    f:close()
+    fs.mkdir_p(dir)
+    fs.write(dir .. "/vocab.json", cjson.encode(vocab))
+    fs.write(dir .. "/merges.txt", "#version: 0.2\n" .. table.concat(merges, "\n") .. "\n")
     return dir
 end
 

@@ -10,6 +10,7 @@
 -- Every loader returns a list of rows with at least a `prompt` string. Malformed input raises one
 -- error that lists each bad line as "file:line: why", so a broken file is fixed in one pass.
 local cjson = require "cjson"
+local fs = require "apl.fs"
 local rng = require "apl.rng"
 
 local M = {}
@@ -199,20 +200,7 @@ end
 ------------------------------------------------------------------------------------------------
 -- IMDB: aclImdb/{train,test}/{pos,neg}/*.txt; prompts are review openings of 8–16 tokens.
 
-local function list_files(dir, suffix)
-    local p = io.popen("find '" .. dir .. "' -maxdepth 1 -type f -name '*" .. suffix .. "' 2>/dev/null | LC_ALL=C sort")
-    local out = {}
-    for l in p:lines() do out[#out + 1] = l end
-    p:close()
-    return out
-end
-
-local function is_dir(path)
-    local p = io.popen("test -d '" .. path .. "' && echo yes")
-    local yes = p:read("l") == "yes"
-    p:close()
-    return yes
-end
+local list_files, is_dir = fs.files, fs.isdir
 
 -- The review's text as a reader sees it: HTML line breaks out, whitespace collapsed.
 local function clean_review(s)

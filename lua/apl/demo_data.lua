@@ -9,6 +9,7 @@
 -- learnable but not a single word. The sentiment words come from apl.sentiment's lists, which is
 -- what lets the demo's word-list oracle judge the tiny model's completions.
 local bpe_train = require "apl.bpe_train"
+local fs = require "apl.fs"
 local rng = require "apl.rng"
 local runfolder = require "apl.runfolder"
 local sentiment = require "apl.sentiment"
@@ -85,15 +86,13 @@ function M.write_imdb(dir, opts)
     local all = M.reviews { n = opts.train + opts.test, seed = opts.seed }
     for _, split in ipairs { "train", "test" } do
         for _, mood in ipairs { "pos", "neg" } do
-            assert(os.execute(string.format("mkdir -p '%s/%s/%s'", dir, split, mood)))
+            fs.mkdir_p(string.format("%s/%s/%s", dir, split, mood))
         end
     end
     for i, rv in ipairs(all) do
         local split = i <= opts.train and "train" or "test"
         local path = string.format("%s/%s/%s/%d_%d.txt", dir, split, rv.sentiment, i, rv.sentiment == "pos" and 9 or 2)
-        local f = assert(io.open(path, "w"))
-        f:write(rv.text)
-        f:close()
+        fs.write(path, rv.text)
     end
     return dir
 end
@@ -112,7 +111,7 @@ local function cached(dir, name, make)
     local final = dir .. "/" .. name
     if runfolder.exists(final) then return final end
     local tmp = final .. ".tmp"
-    os.execute("rm -rf '" .. tmp .. "'")
+    fs.rmtree(tmp, dir)
     runfolder.mkdir(tmp)
     make(tmp)
     assert(os.rename(tmp, final))
@@ -148,7 +147,9 @@ local function train_model(tmp, tok_dir, reviews)
     model:save(tmp)
     model:free()
     -- A model folder carries its tokenizer, as Hugging Face folders do.
-    assert(os.execute(string.format("cp '%s/vocab.json' '%s/merges.txt' '%s/'", tok_dir, tok_dir, tmp)))
+    for _, name in ipairs { "vocab.json", "merges.txt" } do
+        fs.write(tmp .. "/" .. name, assert(fs.read(tok_dir .. "/" .. name)))
+    end
 end
 
 -- Makes (or finds) under dir: tok/ (vocab.json + merges.txt), aclImdb/ (prompt folders) and

@@ -20,8 +20,8 @@ local read_all = fs.read
 M.exists = fs.exists
 
 function M.mkdir(dir)
-    local ok = os.execute("mkdir -p '" .. dir .. "'")
-    if not ok then error("apl.runfolder: cannot create " .. dir, 3) end
+    local ok, err = pcall(fs.mkdir_p, dir)
+    if not ok then error("apl.runfolder: cannot create " .. dir .. " (" .. tostring(err) .. ")", 3) end
 end
 
 function Run:path(name) return self.dir .. "/" .. name end
@@ -56,11 +56,9 @@ end
 -- Replaces <name>.jsonl with records (used when a resumed run drops an unfinished step).
 function Run:rewrite(name, records)
     if self.files[name] then self.files[name]:close(); self.files[name] = nil end
-    local tmp = self:path(name .. ".jsonl.tmp")
-    local f = assert(io.open(tmp, "w"))
-    for _, r in ipairs(records) do f:write(cjson.encode(r), "\n") end
-    f:close()
-    assert(os.rename(tmp, self:path(name .. ".jsonl")))
+    local lines = {}
+    for i, r in ipairs(records) do lines[i] = cjson.encode(r) .. "\n" end
+    fs.write(self:path(name .. ".jsonl"), table.concat(lines))
 end
 
 function Run:close()
@@ -68,9 +66,7 @@ function Run:close()
 end
 
 local function write_config(dir, config)
-    local f = assert(io.open(dir .. "/config.json", "w"))
-    f:write(cjson.encode(config), "\n")
-    f:close()
+    fs.write(dir .. "/config.json", cjson.encode(config) .. "\n")
 end
 
 -- A new run folder; an existing run there is an error (resume it instead).

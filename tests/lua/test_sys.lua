@@ -1,0 +1,119 @@
+-- apl.core.sys's file system layer (lua/lsys.c): no shell anywhere, so names holding spaces,
+-- quotes and $(...) are only names; rmtree stays inside the folder it is given; write is atomic.
+local T = require "apl.test"
+local fs = require "apl.fs"
+local sys = require "apl.core.sys"
+
+-- Names a shell would act on: if anything passed one to a shell, PWNED would appear in cwd or
+-- in the test folder.
+local HOSTILE = { "a'$(touch PWNED)'b", 'q"$(touch PWNED)"', "sp ace;touch PWNED", "`touch PWNED`", "x'|touch PWNED|'" }
+
+local function no_pwned(dir)
+    T.ok(not fs.exists("PWNED"), "a PWNED file appeared in the current folder: a shell ran")
+    T.ok(not fs.exists(dir .. "/PWNED"), "a PWNED file appeared in " .. dir .. ": a shell ran")
+end
+
+T.case("mkdir_p, isdir, listdir, write, read and rmtree take hostile names as names", function()
+    local dir = T.tmpdir()
+    for _, name in ipairs(HOSTILE) do
+        local d = dir .. "/" .. name .. "/sub/deeper"
+        fs.mkdir_p(d)
+        T.ok(fs.isdir(d), d)
+        fs.mkdir_p(d) -- again: an existing folder is fine
+        fs.write(d .. "/f " .. name .. ".txt", "text of " .. name)
+        T.eq(fs.read(d .. "/f " .. name .. ".txt"), "text of " .. name)
+        T.eq(fs.listdir(d), { "f " .. name .. ".txt" })
+        T.eq(fs.files(d, ".txt"), { d .. "/f " .. name .. ".txt" })
+        fs.rmtree(dir .. "/" .. name, dir)
+        T.ok(not fs.exists(dir .. "/" .. name), "removed " .. name)
+    end
+    no_pwned(dir)
+end)
+
+T.case("listdir is sorted bytewise and skips . and ..; files keeps regular files with the suffix", function()
+    local dir = T.tmpdir()
+    for _, n in ipairs { "b.txt", "B.txt", "a.txt", "c.md" } do fs.write(dir .. "/" .. n, n) end
+    fs.mkdir_p(dir .. "/d.txt")
+    T.eq(fs.listdir(dir), { "B.txt", "a.txt", "b.txt", "c.md", "d.txt" })
+    T.eq(fs.files(dir, ".txt"), { dir .. "/B.txt", dir .. "/a.txt", dir .. "/b.txt" })
+    local none, err = fs.listdir(dir .. "/missing")
+    T.ok(none == nil and err:find("missing", 1, true), tostring(err))
+    T.eq(fs.files(dir .. "/missing", ".txt"), {})
+    T.ok(not fs.isdir(dir .. "/a.txt"), "a file is not a folder")
+end)
+
+T.case("mkdir_p fails naming the path when a file is in the way", function()
+    local dir = T.tmpdir()
+    fs.write(dir .. "/file", "x")
+    T.assert_error_match(function() fs.mkdir_p(dir .. "/file/sub") end, "apl%.sys%.mkdir_p: .*/file: Not a directory")
+end)
+
+T.case("rmtree refuses /, '..' and anything outside the folder it was given", function()
+    local dir = T.tmpdir()
+    local run = dir .. "/run"
+    fs.mkdir_p(run .. "/policy/step-1")
+    fs.mkdir_p(dir .. "/keep")
+    fs.write(dir .. "/keep/f", "precious")
+    T.assert_error_match(function() fs.rmtree("/", "/") end, "refusing")
+    T.assert_error_match(function() fs.rmtree(run .. "/../keep", run) end, "'%.%.' component")
+    T.assert_error_match(function() fs.rmtree(dir .. "/keep", run) end, "not inside")
+    T.assert_error_match(function() fs.rmtree(run, run) end, "not inside")
+    T.assert_error_match(function() fs.rmtree(run .. "/.", run) end, "refusing")
+    -- A symbolic link inside the run folder that points outside: the link goes, its target stays.
+    T.ok(sys.run { "ln", "-s", dir .. "/keep", run .. "/link" } == 0)
+    fs.rmtree(run .. "/link", run)
+    T.eq(fs.read(dir .. "/keep/f"), "precious")
+    -- A path through a link that leads outside resolves outside, and is refused.
+    T.ok(sys.run { "ln", "-s", dir .. "/keep", run .. "/link2" } == 0)
+    T.assert_error_match(function() fs.rmtree(run .. "/link2/f", run) end, "not inside")
+    T.eq(fs.read(dir .. "/keep/f"), "precious")
+    fs.rmtree(run .. "/policy", run)
+    T.ok(not fs.exists(run .. "/policy"), "policy removed")
+    fs.rmtree(run .. "/never-was", run) -- a missing path is not an error, as with rm -rf
+end)
+
+T.case("write replaces a file whole and leaves no temporary behind", function()
+    local dir = T.tmpdir()
+    fs.write(dir .. "/c.json", "old")
+    fs.write(dir .. "/c.json", "new\0with a NUL")
+    T.eq(fs.read(dir .. "/c.json"), "new\0with a NUL")
+    T.eq(fs.listdir(dir), { "c.json" })
+    T.assert_error_match(function() fs.write(dir .. "/no/such/folder/x", "s") end, "apl%.sys%.write: .*x: No such file")
+end)
+
+T.case("run passes argv to execvp unparsed and reports exit status", function()
+    local dir = T.tmpdir()
+    local log = dir .. "/out $(touch PWNED).log"
+    T.eq(sys.run({ "printf", "%s|", "a'$(touch PWNED)'b", "two words" }, { stdout = log, stderr = log }), 0)
+    T.eq(fs.read(log), "a'$(touch PWNED)'b|two words|")
+    T.eq(sys.run { "sh", "-c", "exit 3" }, 3)
+    T.eq(sys.run { "/no/such/program" }, 127)
+    no_pwned(dir)
+end)
+
+T.case("the IMDB loader reads a data folder with a hostile name", function()
+    local dir = T.tmpdir()
+    local data_dir = dir .. "/a'$(touch PWNED)'b"
+    require("apl.demo_data").write_imdb(data_dir, { train = 4, test = 2, seed = 1 })
+    local tok = { encode = function(_, s) local t = {}; for w in s:gmatch("%S+") do t[#t + 1] = w end; return t end,
+                  decode = function(_, t) return table.concat(t, " ") end }
+    local rows = require("apl.data").imdb(data_dir, { tok = tok })
+    T.eq(#rows, 4)
+    T.ok(require("apl.args").parse({ "--d", data_dir }, { { "d", "DIR", "data", dir = true } }).d == data_dir)
+    no_pwned(dir)
+end)
+
+T.case("no shell in the library or the recipes", function()
+    local root = T.root()
+    for _, folder in ipairs { "lua/apl", "recipes" } do
+        for _, path in ipairs(fs.files(root .. "/" .. folder, ".lua")) do
+            local text = fs.read(path)
+            local allowed = path:match("/test%.lua$") -- apl.test: test scaffolding runs commands
+            if not allowed then
+                for _, call in ipairs { "os%.execute", "io%.popen" } do
+                    T.ok(not text:find(call), path .. " calls " .. call:gsub("%%", ""))
+                end
+            end
+        end
+    end
+end)
