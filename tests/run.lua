@@ -4,8 +4,8 @@
 --   ./apl tests/run.lua tests/lua/test_tensor.lua
 local T = require "apl.test"
 local root = T.root()
-local passed, failed, skipped = 0, 0, 0
-local failures = {}
+local passed, failed = 0, 0
+local failures, skips = {}, {}
 
 local function list(cmd)
     local out = {}
@@ -22,11 +22,12 @@ local function run_c_tests()
         local out = p:read("a")
         local ok = p:close()
         io.write(out)
-        local np, nf = out:match("(%d+) passed, (%d+) failed")
-        np, nf = tonumber(np) or 0, tonumber(nf) or 0
-        if not ok and nf == 0 then nf = 1 end
-        passed, failed = passed + np, failed + nf
-        if not ok then failures[#failures + 1] = bin end
+        local r = T.c_output(out)
+        local nf = r.failed
+        if (not ok or not r.counted) and nf == 0 then nf = 1 end
+        passed, failed = passed + r.passed, failed + nf
+        if nf > 0 then failures[#failures + 1] = bin end
+        for _, why in ipairs(r.skipped) do skips[#skips + 1] = bin .. ": " .. why end
     end
 end
 
@@ -56,7 +57,7 @@ local function run_cases()
             passed = passed + 1
             io.write(string.format("ok      %s (%.1fs)\n", c.name, os.clock() - t0))
         elseif T.is_skip(err) then
-            skipped = skipped + 1
+            skips[#skips + 1] = c.file .. ": " .. c.name .. ": " .. tostring(err.reason)
             io.write("skipped ", c.name, ": ", tostring(err.reason), "\n")
         else
             failed = failed + 1
@@ -77,10 +78,13 @@ load_lua_tests(files)
 run_cases()
 for _, d in ipairs(T.tmpdirs or {}) do os.execute("rm -rf '" .. d .. "'") end
 
-if #failures > 0 then
-    io.write("\nfailed:\n")
-    for _, f in ipairs(failures) do io.write("  ", f, "\n") end
+-- Every skip is named at the end, next to the failures, so none goes unseen in a long log.
+for _, group in ipairs { { "skipped", skips }, { "failed", failures } } do
+    if #group[2] > 0 then
+        io.write("\n", group[1], ":\n")
+        for _, f in ipairs(group[2]) do io.write("  ", f, "\n") end
+    end
 end
 io.write(string.format("%d passed, %d failed%s\n", passed, failed,
-    skipped > 0 and string.format(", %d skipped", skipped) or ""))
+    #skips > 0 and string.format(", %d skipped", #skips) or ""))
 os.exit(failed == 0 and 0 or 1)

@@ -27,6 +27,7 @@ end
 
 local function deep_eq(a, b, tol, path)
     if type(a) == "number" and type(b) == "number" then
+        if a == b then return true end   -- equal infinities, whose difference is NaN
         local d = math.abs(a - b)
         if d ~= d or d > (tol or 0) then
             return false, string.format("%s: %s ~= %s (diff %g, tol %g)", path, describe(a), describe(b), d, tol or 0)
@@ -45,6 +46,23 @@ local function deep_eq(a, b, tol, path)
     end
     if a ~= b then return false, string.format("%s: %s ~= %s", path, describe(a), describe(b)) end
     return true
+end
+
+-- Whether difference d is worse than the worst so far: larger, or NaN. math.max(0, 0/0) is 0
+-- and `d > worst` is false for a NaN, so a plain fold passed all-NaN results; the first NaN stays.
+local function worse(d, worst) return worst == worst and (d ~= d or d > worst) end
+
+-- The largest |a - b| over two numbers or nested lists; NaN when any difference is NaN, infinity
+-- when the lengths differ or an entry is missing. Check it with `d <= tol`, which NaN fails.
+function T.max_abs_diff(a, b)
+    if type(a) == "number" and type(b) == "number" then return a == b and 0 or math.abs(a - b) end
+    if type(a) ~= "table" or type(b) ~= "table" then return math.huge end
+    local worst = #a == #b and 0 or math.huge
+    for i = 1, math.max(#a, #b) do
+        local d = T.max_abs_diff(a[i], b[i])
+        if worse(d, worst) then worst = d end
+    end
+    return worst
 end
 
 -- eq(actual, expected[, tol][, msg]): numbers within tol, tables compared deeply.
@@ -68,6 +86,15 @@ function T.assert_error_match(fn, pattern, msg)
         error(string.format("%serror %q does not match '%s'", msg and msg .. ": " or "", err, pattern), 2)
     end
     return err
+end
+
+-- What a C test binary printed (tests/c/check.h): its counts, and the reason of every line
+-- "skipped REASON" (a whole binary skipped on a CPU without AVX-512, a probe without its library).
+function T.c_output(out)
+    local np, nf = out:match("(%d+) passed, (%d+) failed")
+    local skips = {}
+    for reason in ("\n" .. out):gmatch("\nskipped ([^\n]*)") do skips[#skips + 1] = reason end
+    return { passed = tonumber(np) or 0, failed = tonumber(nf) or 0, skipped = skips, counted = np ~= nil }
 end
 
 -- Runs a command, returns its stdout; raises with the output when it exits non-zero.

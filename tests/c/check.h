@@ -23,6 +23,24 @@ static int check_passed, check_failed;
 
 #define NEAR(a, b, tol) CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g", (double)(a), (double)(b))
 
+/* Whether the difference d is worse than the worst so far: larger, or NaN. fmax and `d > worst`
+ * both drop a NaN, so a fold over an all-NaN result stayed at its start and passed; here the
+ * first NaN is kept, and any `worst <= tol` check after it fails. */
+static inline int worse(double d, double worst) { return !isnan(worst) && (isnan(d) || d > worst); }
+
+/* The running maximum of differences, NaN-aware: worst = fold_max(worst, fabs(a - b)). */
+static inline double fold_max(double worst, double d) { return worse(d, worst) ? d : worst; }
+
+/* Skips the rest of a test binary with the reason: tests/run.lua counts and names every line
+ * that starts with "skipped ". */
+#define SKIP_ALL(...)                                                                              \
+    do {                                                                                           \
+        printf("skipped ");                                                                        \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        DONE();                                                                                    \
+    } while (0)
+
 /* n uniform floats in [-0.5, 0.5], from rand_r's sequence (free()). */
 static inline float *random_floats(int64_t n, unsigned *seed)
 {

@@ -4,9 +4,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "torch_shim.h"
 
-/* The largest |a - b| over the first n elements; infinity when either cannot be read. */
+/* The largest |a - b| over the first n elements (NaN if any is NaN, see check.h's worse());
+ * infinity when either cannot be read. */
 static inline float max_abs_diff(apl_tensor *a, apl_tensor *b, int64_t n)
 {
     float *pa = malloc(sizeof(float) * (size_t)n), *pb = malloc(sizeof(float) * (size_t)n);
@@ -14,7 +16,7 @@ static inline float max_abs_diff(apl_tensor *a, apl_tensor *b, int64_t n)
     if (apl_t_read(a, APL_F32, pa, sizeof(float) * (size_t)n) == APL_OK &&
         apl_t_read(b, APL_F32, pb, sizeof(float) * (size_t)n) == APL_OK) {
         d = 0;
-        for (int64_t i = 0; i < n; i++) d = fmaxf(d, fabsf(pa[i] - pb[i]));
+        for (int64_t i = 0; i < n; i++) d = (float)fold_max(d, fabsf(pa[i] - pb[i]));
     }
     free(pa), free(pb);
     return d;

@@ -82,7 +82,7 @@ static void check_attention(const att_case *c)
     apl_attention(qv, kv, vv, bias, bias_b, c->B, c->H, c->H_kv, c->T, c->S, c->D, 0.3f, o1, scratch, 1);
     apl_attention(qv, kv, vv, bias, bias_b, c->B, c->H, c->H_kv, c->T, c->S, c->D, 0.3f, o2, scratch, 2);
     double worst = 0;
-    for (int64_t i = 0; i < nq; i++) worst = fmax(worst, fabs(o1[i] - ref[i]));
+    for (int64_t i = 0; i < nq; i++) worst = fold_max(worst, fabs(o1[i] - ref[i]));
     CHECK(worst < 2e-6, "H=%lld H_kv=%lld T=%lld S=%lld D=%lld shared=%d mask=%d: off by %g",
           (long long)c->H, (long long)c->H_kv, (long long)c->T, (long long)c->S, (long long)c->D,
           c->shared_bias, (int)c->mask, worst);
@@ -163,10 +163,7 @@ static void test_grad_stays_with_libtorch(void)
 
 int main(void)
 {
-    if (!apl_attention_usable()) {
-        printf("skip    attention kernels: this CPU has no AVX-512\n");
-        DONE();
-    }
+    if (!apl_attention_usable()) SKIP_ALL("attention kernels: this CPU has no AVX-512");
     test_kernels();
     check_dispatch(1, 7);   // decoding over a cache
     check_dispatch(20, 20); // a prompt: causal, padded, one full block and a short one

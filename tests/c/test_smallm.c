@@ -41,8 +41,10 @@ static void check_shape(int64_t M, int64_t K, int64_t N, apl_smallm_layout lay, 
     apl_smallm_linear(x, M, K, w, lay, b, y2, N, 2);
     int64_t worst = 0;
     double excess = -1;
-    for (int64_t i = 0; i < M * N; i++)
-        if (fabs(y1[i] - ref[i]) - tol[i] > excess) excess = fabs(y1[i] - ref[i]) - tol[i], worst = i;
+    for (int64_t i = 0; i < M * N; i++) {
+        double e = fabs(y1[i] - ref[i]) - tol[i];
+        if (worse(e, excess)) excess = e, worst = i;
+    }
     CHECK(excess <= 0, "M=%lld K=%lld N=%lld %s bias=%d: y[%lld] = %.7g, reference %.7g",
           (long long)M, (long long)K, (long long)N, lay == APL_SMALLM_NK ? "NK" : "KN", bias,
           (long long)worst, (double)y1[worst], ref[worst]);
@@ -106,10 +108,7 @@ static void test_dispatch(void)
 
 int main(void)
 {
-    if (!apl_smallm_usable(1)) {
-        printf("skip    smallm kernels: this CPU has no AVX-512\n");
-        DONE();
-    }
+    if (!apl_smallm_usable(1)) SKIP_ALL("smallm kernels: this CPU has no AVX-512");
     test_kernels();
     test_dispatch();
     DONE();

@@ -260,13 +260,6 @@ local function json(v)
     return math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
 end
 
-local function max_diff(a, b)
-    if type(a) ~= "table" then return math.abs(a - b) end
-    local d = 0
-    for i = 1, #b do d = math.max(d, max_diff(a[i], b[i])) end
-    return d
-end
-
 T.case("tensor: NumPy parity (softmax, matmul, reductions, topk, sort)", function()
     tensor.manual_seed(1234)
     local x, a, b, k = tensor.randn(5, 7), tensor.randn(4, 6), tensor.randn(6, 3), 3
@@ -293,7 +286,7 @@ T.case("tensor: NumPy parity (softmax, matmul, reductions, topk, sort)", functio
     table.sort(names)
     for _, name in ipairs(names) do
         local want = ref[name]
-        local d = max_diff(got[name]:totable(), want)
+        local d = T.max_abs_diff(got[name]:totable(), want)
         io.write(string.format("        %-14s %s  max abs diff %.3g\n", name, d <= tol and "OK" or "NOT OK", d))
         T.ok(d <= tol, name .. " differs from NumPy by " .. d)
     end
