@@ -34,6 +34,7 @@ static apl_status get_int(const cfg_src *s, const char *k, int required, int64_t
     return APL_OK;
 }
 
+/* Finite numbers only: 1e999 parses as an infinity. */
 static apl_status get_num(const cfg_src *s, const char *k, double def, double *out)
 {
     const cJSON *v = field(s, k);
@@ -41,8 +42,20 @@ static apl_status get_num(const cfg_src *s, const char *k, double def, double *o
         *out = def;
         return APL_OK;
     }
-    if (!cJSON_IsNumber(v)) return apl_fail(APL_EFORMAT, "%s: \"%s\" must be a number", s->where, k);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return apl_fail(APL_EFORMAT, "%s: \"%s\" must be a finite number", s->where, k);
     *out = v->valuedouble;
+    return APL_OK;
+}
+
+/* A number that must be >= 0 (> 0 when positive is set): epsilons, scales, bases. */
+static apl_status get_nonneg(const cfg_src *s, const char *k, double def, int positive, double *out)
+{
+    apl_status st = get_num(s, k, def, out);
+    if (st != APL_OK) return st;
+    if (*out < 0 || (positive && *out == 0))
+        return apl_fail(APL_EFORMAT, "%s: \"%s\" must be %s, got %g", s->where, k,
+                        positive ? "positive" : "non-negative", *out);
     return APL_OK;
 }
 
@@ -78,16 +91,25 @@ static apl_status get_act(const cfg_src *s, const char *k, const char *def, apl_
     return apl_fail(APL_EUNSUPPORTED, "%s: \"%s\": unknown activation \"%s\"", s->where, k, name);
 }
 
-/* eos_token_id may be a number or (Llama 3.1) a list; the first one ends generation. */
-static apl_status get_eos(const cfg_src *s, int64_t *out)
+/* eos_token_id may be a number or (Llama 3.1) a list; the first one ends generation. Each must
+ * be an integer id inside the vocabulary: 1e300 or 50257 in a 50257-token model would otherwise
+ * mean "no eos" or an id the head never predicts, and generation would run to its length limit. */
+static apl_status get_eos(const cfg_src *s, int64_t vocab, int64_t *out)
 {
-    const cJSON *v = field(s, "eos_token_id");
-    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    const cJSON *v = field(s, "eos_token_id"), *one;
     *out = -1;
     if (!v) return APL_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0)
-        return apl_fail(APL_EFORMAT, "%s: \"eos_token_id\" must be a token id", s->where);
-    *out = (int64_t)v->valuedouble;
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0)
+        return apl_fail(APL_EFORMAT, "%s: \"eos_token_id\" is an empty list", s->where);
+    int first = 1;
+    for (one = cJSON_IsArray(v) ? v->child : v; one; one = cJSON_IsArray(v) ? one->next : NULL) {
+        double d = cJSON_IsNumber(one) ? one->valuedouble : -1;
+        if (!(d >= 0 && d < (double)vocab && d == floor(d)))
+            return apl_fail(APL_EFORMAT, "%s: \"eos_token_id\" must be token ids below vocab_size"
+                            " (%lld)", s->where, (long long)vocab);
+        if (first) *out = (int64_t)d;
+        first = 0;
+    }
     return APL_OK;
 }
 
@@ -104,7 +126,7 @@ static apl_status parse_gpt2(const cfg_src *s, apl_config *c)
     TRY(get_int(s, "n_head", 1, 0, &c->n_head));
     TRY(get_int(s, "n_positions", 0, 1024, &c->max_pos));
     TRY(get_int(s, "n_inner", 0, 4 * c->hidden, &c->inter));
-    TRY(get_num(s, "layer_norm_epsilon", 1e-5, &c->norm_eps));
+    TRY(get_nonneg(s, "layer_norm_epsilon", 1e-5, 0, &c->norm_eps));
     TRY(get_act(s, "activation_function", "gelu_new", &c->act));
     TRY(get_bool(s, "tie_word_embeddings", 1, &c->tie_embeddings));
     if (!c->tie_embeddings)
@@ -124,14 +146,14 @@ static apl_status parse_neox(const cfg_src *s, apl_config *c)
     TRY(get_int(s, "num_attention_heads", 1, 0, &c->n_head));
     TRY(get_int(s, "intermediate_size", 1, 0, &c->inter));
     TRY(get_int(s, "max_position_embeddings", 0, 2048, &c->max_pos));
-    TRY(get_num(s, "layer_norm_eps", 1e-5, &c->norm_eps));
+    TRY(get_nonneg(s, "layer_norm_eps", 1e-5, 0, &c->norm_eps));
     TRY(get_act(s, "hidden_act", "gelu", &c->act));
     TRY(get_bool(s, "tie_word_embeddings", 0, &c->tie_embeddings));
     TRY(get_bool(s, "use_parallel_residual", 1, &c->parallel_residual));
     TRY(get_bool(s, "attention_bias", 1, &c->qkv_bias));
     /* newer transformers write rope_theta / partial_rotary_factor for the same knobs */
-    TRY(get_num(s, "rotary_emb_base", 10000, &c->rope_theta));
-    TRY(get_num(s, "rope_theta", c->rope_theta, &c->rope_theta));
+    TRY(get_nonneg(s, "rotary_emb_base", 10000, 1, &c->rope_theta));
+    TRY(get_nonneg(s, "rope_theta", c->rope_theta, 1, &c->rope_theta));
     TRY(get_num(s, "rotary_pct", 0.25, &pct));
     TRY(get_num(s, "partial_rotary_factor", pct, &pct));
     if (pct < 0 || pct > 1)
@@ -194,8 +216,8 @@ static apl_status parse_llama(const cfg_src *s, apl_config *c)
     TRY(get_int(s, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
     TRY(get_int(s, "head_dim", 0, c->hidden / c->n_head, &c->head_dim));
     TRY(get_int(s, "max_position_embeddings", 0, 2048, &c->max_pos));
-    TRY(get_num(s, "rms_norm_eps", 1e-6, &c->norm_eps));
-    TRY(get_num(s, "rope_theta", 10000, &c->rope_theta));
+    TRY(get_nonneg(s, "rms_norm_eps", 1e-6, 0, &c->norm_eps));
+    TRY(get_nonneg(s, "rope_theta", 10000, 1, &c->rope_theta));
     TRY(get_act(s, "hidden_act", "silu", &c->act));
     TRY(get_bool(s, "tie_word_embeddings", 0, &c->tie_embeddings));
     TRY(get_bool(s, "attention_bias", 0, &bias));
@@ -266,8 +288,8 @@ apl_status apl_config_parse(const char *json, const char *where, apl_config *out
     out->hf_class = TYPES[i].hf_class;
     snprintf(out->model_type, sizeof out->model_type, "%s", TYPES[i].type);
     if ((st = TYPES[i].parse(&s, out)) != APL_OK) goto done;
-    if ((st = get_num(&s, "initializer_range", 0.02, &out->init_range)) != APL_OK) goto done;
-    if ((st = get_eos(&s, &out->eos_id)) != APL_OK) goto done;
+    if ((st = get_nonneg(&s, "initializer_range", 0.02, 0, &out->init_range)) != APL_OK) goto done;
+    if ((st = get_eos(&s, out->vocab, &out->eos_id)) != APL_OK) goto done;
     st = check_sizes(where, out);
 done:
     cJSON_Delete(j);

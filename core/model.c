@@ -10,8 +10,12 @@
 
 #include <cJSON.h>
 
+#include "fileio.h"
 #include "model_impl.h"
 #include "safetensors.h"
+
+/* config.json is a few KB; more is not a config. */
+#define MAX_CONFIG (16u << 20)
 
 static const apl_arch *const ARCHS[] = {&apl_arch_gpt2, &apl_arch_neox, &apl_arch_llama};
 
@@ -77,9 +81,38 @@ static void rope_freqs(const apl_config *c, double *inv)
     }
 }
 
-/* A model with its config and specs but no parameters yet. */
-static apl_status model_new(const char *json, const char *where, apl_dtype dt, apl_device dev,
-                            apl_model **out)
+/* The number of specs a config asks for, without building them: an architecture's specs are a
+ * fixed set per layer plus globals, so two counts (0 and 1 layers) give it for any n_layer.
+ * n_layer <= 1e15 (config.c) and a layer has < APL_MAX_SLOTS specs: no overflow. */
+static int64_t spec_count(const apl_arch *a, const apl_config *c)
+{
+    apl_config k = *c;
+    k.n_layer = 0;
+    int64_t base = a->specs(&k, NULL);
+    k.n_layer = 1;
+    return base + (a->specs(&k, NULL) - base) * c->n_layer;
+}
+
+/* Every spec's element count, and their sum, fits an int64 with room for 8-byte elements: the
+ * sizes libtorch is asked for must not wrap. */
+static apl_status check_numel(const apl_model *m, const char *where)
+{
+    int64_t total = 0, numel;
+    for (int i = 0; i < m->n; i++) {
+        const apl_pspec *s = &m->spec[i];
+        if (__builtin_mul_overflow(s->shape[0], s->ndim == 2 ? s->shape[1] : 1, &numel) ||
+            __builtin_add_overflow(total, numel, &total) || total > INT64_MAX / 8)
+            return apl_fail(APL_EFORMAT, "%s: \"%s\" (%lld x %lld) is too large", where,
+                            s->name, (long long)s->shape[0], (long long)s->shape[1]);
+    }
+    return APL_OK;
+}
+
+/* A model with its config and specs but no parameters yet. max_specs bounds what the config may
+ * ask for before anything is allocated: a checkpoint's tensor count when loading (each spec needs
+ * a tensor of its own), APL_MAX_SPECS otherwise. */
+static apl_status model_new(const char *json, const char *where, int64_t max_specs, apl_dtype dt,
+                            apl_device dev, apl_model **out)
 {
     *out = NULL;
     apl_model *m = calloc(1, sizeof *m);
@@ -90,29 +123,47 @@ static apl_status model_new(const char *json, const char *where, apl_dtype dt, a
         if (ARCHS[i]->id == m->cfg.arch) m->arch = ARCHS[i];
     m->dt = dt;
     m->dev = dev;
-    m->n = m->arch->specs(&m->cfg, NULL);
+    int64_t n = spec_count(m->arch, &m->cfg);
+    if (n > max_specs) {
+        st = apl_fail(APL_EFORMAT, "%s: %lld layers need %lld tensors, more than %s (%lld)", where,
+                      (long long)m->cfg.n_layer, (long long)n,
+                      max_specs == APL_MAX_SPECS ? "apl builds" : "the checkpoint holds",
+                      (long long)max_specs);
+        goto fail;
+    }
+    m->n = (int)n;
     size_t rows = (size_t)(m->cfg.n_layer + 1) * APL_MAX_SLOTS;
     m->spec = calloc((size_t)m->n, sizeof *m->spec);
     m->p = calloc((size_t)m->n, sizeof *m->p);
     m->slot_of = malloc(rows * sizeof *m->slot_of);
     m->config_json = strdup(json);
-    m->inv_freq = m->cfg.rot_dims ? malloc((size_t)m->cfg.rot_dims / 2 * sizeof(double)) : NULL;
-    if (!m->spec || !m->p || !m->slot_of || !m->config_json || (m->cfg.rot_dims && !m->inv_freq)) {
+    if (!m->spec || !m->p || !m->slot_of || !m->config_json) {
         st = apl_fail(APL_ENOMEM, "%s: out of memory", where);
         goto fail;
     }
     m->arch->specs(&m->cfg, m->spec);
+    if ((st = check_numel(m, where)) != APL_OK) goto fail;
     for (size_t i = 0; i < rows; i++) m->slot_of[i] = -1;
     for (int i = 0; i < m->n; i++) {
         int row = m->spec[i].layer < 0 ? (int)m->cfg.n_layer : m->spec[i].layer;
         m->slot_of[row * APL_MAX_SLOTS + m->spec[i].slot] = i;
     }
-    if (m->inv_freq) rope_freqs(&m->cfg, m->inv_freq);
     *out = m;
     return APL_OK;
 fail:
     apl_model_free(m);
     return st;
+}
+
+/* The rotary table, made once the parameters exist: its size (rot_dims) is then bounded by the
+ * attention weights that were allocated or checked against the checkpoint. */
+static apl_status model_rope(apl_model *m, const char *where)
+{
+    if (!m->cfg.rot_dims) return APL_OK;
+    m->inv_freq = malloc((size_t)m->cfg.rot_dims / 2 * sizeof(double));
+    if (!m->inv_freq) return apl_fail(APL_ENOMEM, "%s: out of memory", where);
+    rope_freqs(&m->cfg, m->inv_freq);
+    return APL_OK;
 }
 
 static apl_tensor *init_param(const apl_pspec *s, double range, apl_dtype dt, apl_device dev,
@@ -131,7 +182,7 @@ apl_status apl_model_init(const char *config_json, uint64_t seed, apl_dtype dt, 
                           apl_model **out)
 {
     apl_model *m;
-    apl_status st = model_new(config_json, "config", dt, dev, &m);
+    apl_status st = model_new(config_json, "config", APL_MAX_SPECS, dt, dev, &m);
     if (st != APL_OK) return st;
     apl_gen *g = apl_gen_new(seed);
     int prev = apl_set_grad_enabled(0);
@@ -140,6 +191,7 @@ apl_status apl_model_init(const char *config_json, uint64_t seed, apl_dtype dt, 
     apl_set_grad_enabled(prev);
     if (!g) st = APL_ETORCH;
     apl_gen_free(g);
+    if (st == APL_OK) st = model_rope(m, "config");
     if (st != APL_OK) {
         apl_model_free(m);
         return st;
@@ -150,29 +202,6 @@ apl_status apl_model_init(const char *config_json, uint64_t seed, apl_dtype dt, 
 
 /* ------------------------------------------------------------------------------------------ */
 /* Loading */
-
-static char *read_file(const char *path, apl_status *st)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = apl_fail(errno == ENOENT ? APL_ENOTFOUND : APL_EIO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        *st = apl_fail(APL_EIO, "%s: read error", path);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *st = APL_OK;
-    return buf;
-}
 
 static const apl_st_info *find_param(const apl_model *m, const apl_st *st, const char *name)
 {
@@ -195,25 +224,43 @@ static int is_buffer(const apl_model *m, const char *name)
                                      strcmp(name, "embed_out.weight") == 0);
 }
 
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int is_spec(const char *const *names, int n, const char *name)
+{
+    return bsearch(&name, names, (size_t)n, sizeof *names, by_str) != NULL;
+}
+
 /* Every tensor of the checkpoint must be a parameter or a known buffer: a stray one (say biases
- * the config does not ask for) means the config and the weights disagree. */
+ * the config does not ask for) means the config and the weights disagree. The spec names are
+ * sorted once: a checkpoint may hold millions of (tiny, hostile) tensors. */
 static apl_status check_unexpected(const apl_model *m, const apl_st *st)
 {
     const char *pre = m->arch->optional_prefix;
-    size_t pl = pre ? strlen(pre) : 0;
-    for (int i = 0; i < apl_st_count(st); i++) {
+    const char **names = malloc((size_t)(m->n ? m->n : 1) * sizeof *names);
+    if (!names) return apl_fail(APL_ENOMEM, "model: out of memory");
+    for (int j = 0; j < m->n; j++) names[j] = m->spec[j].name;
+    qsort(names, (size_t)m->n, sizeof *names, by_str);
+    apl_status r = APL_OK;
+    char full[sizeof m->spec->name + 32];
+    for (int i = 0; i < apl_st_count(st) && r == APL_OK; i++) {
         const apl_st_info *e = apl_st_at(st, i);
-        int known = is_buffer(m, e->name);
-        for (int j = 0; j < m->n && !known; j++) {
-            const char *s = m->spec[j].name;
-            known = strcmp(s, e->name) == 0 ||
-                    (pl && strncmp(s, pre, pl) == 0 && strcmp(s + pl, e->name) == 0);
+        int known = is_buffer(m, e->name) || is_spec(names, m->n, e->name);
+        size_t pl = pre ? strlen(pre) : 0, nl = strlen(e->name);
+        if (!known && pl && pl + nl < sizeof full) {
+            memcpy(full, pre, pl);
+            memcpy(full + pl, e->name, nl + 1);
+            known = is_spec(names, m->n, full);
         }
         if (!known)
-            return apl_fail(APL_EFORMAT, "%s: unexpected tensor \"%s\" (config.json does not"
-                            " describe it)", e->file, e->name);
+            r = apl_fail(APL_EFORMAT, "%s: unexpected tensor \"%s\" (config.json does not"
+                         " describe it)", e->file, e->name);
     }
-    return APL_OK;
+    free(names);
+    return r;
 }
 
 static void shape_str(const int64_t *s, int nd, char *buf, size_t n)
@@ -224,7 +271,9 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t n)
     if (o < n) snprintf(buf + o, n - o, nd == 1 ? ",)" : ")");
 }
 
-static apl_status load_param(apl_model *m, apl_st *st, const char *dir, int i)
+/* The checkpoint's tensor for spec i, of the shape and a float dtype the config implies, with
+ * no NaN or infinity in it; checked for every spec before any is loaded. */
+static apl_status check_param(const apl_model *m, const apl_st *st, const char *dir, int i)
 {
     const apl_pspec *s = &m->spec[i];
     const apl_st_info *e = find_param(m, st, s->name);
@@ -240,8 +289,16 @@ static apl_status load_param(apl_model *m, apl_st *st, const char *dir, int i)
                           e->dt != APL_F64))
         return apl_fail(APL_EFORMAT, "%s: tensor \"%s\": dtype %s is not a float type", e->file,
                         e->name, e->dtype_name);
+    return APL_OK;
+}
+
+static apl_status load_param(apl_model *m, apl_st *st, int i)
+{
+    const apl_st_info *e = find_param(m, st, m->spec[i].name);
+    /* NaN weights give NaN logits and losses far from here: refused on load, at memory speed */
+    apl_status r = apl_st_check_finite(st, e);
     apl_tensor *t;
-    apl_status r = apl_st_tensor(st, e, &t);
+    if (r == APL_OK) r = apl_st_tensor(st, e, &t);
     if (r != APL_OK) return r;
     if (e->dt == m->dt && m->dev == APL_CPU) {
         m->p[i] = apl_keep(t); /* a copy-on-write view of the file */
@@ -254,32 +311,35 @@ static apl_status load_param(apl_model *m, apl_st *st, const char *dir, int i)
     return apl_t_ok(m->p[i]);
 }
 
+/* The checkpoint is opened first: the number of tensors it holds bounds what config.json may ask
+ * for, and every shape is checked against it before a parameter is allocated. */
 apl_status apl_model_load(const char *dir, apl_dtype dt, apl_device dev, apl_model **out)
 {
     char path[4096];
-    apl_status st;
     apl_st *sf = NULL;
     apl_model *m = NULL;
+    char *json;
+    size_t len;
     *out = NULL;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *json = read_file(path, &st);
-    if (!json) return st;
-    st = model_new(json, path, dt, dev, &m);
-    free(json);
+    apl_status st = apl_read_text(path, MAX_CONFIG, &json, &len);
     if (st != APL_OK) return st;
-    if ((st = apl_st_open_dir(dir, &sf)) != APL_OK) goto fail;
-    if ((st = check_unexpected(m, sf)) != APL_OK) goto fail;
+    if ((st = apl_st_open_dir(dir, &sf)) == APL_OK)
+        st = model_new(json, path, apl_st_count(sf), dt, dev, &m);
+    free(json);
+    if (st == APL_OK) st = check_unexpected(m, sf);
+    for (int i = 0; m && i < m->n && st == APL_OK; i++) st = check_param(m, sf, dir, i);
     int prev = apl_set_grad_enabled(0);
-    for (int i = 0; i < m->n && st == APL_OK; i++) st = load_param(m, sf, dir, i);
+    for (int i = 0; m && i < m->n && st == APL_OK; i++) st = load_param(m, sf, i);
     apl_set_grad_enabled(prev);
-    if (st != APL_OK) goto fail;
+    if (st == APL_OK) st = model_rope(m, path);
     apl_st_close(sf);
+    if (st != APL_OK) {
+        apl_model_free(m);
+        return st;
+    }
     *out = m;
     return APL_OK;
-fail:
-    apl_st_close(sf);
-    apl_model_free(m);
-    return st;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -370,10 +430,12 @@ apl_status apl_model_clone(const apl_model *m, apl_model **out)
 {
     apl_model *c;
     *out = NULL;
-    apl_status st = model_new(m->config_json, "config", m->dt, m->dev, &c);
+    apl_status st = model_new(m->config_json, "config", m->n, m->dt, m->dev, &c);
     if (st != APL_OK) return st;
-    if ((st = map_params((apl_model *)m, clone_to, m->dt, m->dev, c->p)) != APL_OK) {
+    if ((st = map_params((apl_model *)m, clone_to, m->dt, m->dev, c->p)) != APL_OK)
         memset(c->p, 0, (size_t)c->n * sizeof *c->p);
+    if (st == APL_OK) st = model_rope(c, "config");
+    if (st != APL_OK) {
         apl_model_free(c);
         return st;
     }
@@ -392,6 +454,7 @@ apl_status apl_model_to(apl_model *m, apl_dtype dt, apl_device dev)
         m->p = np;
         m->dt = dt;
         m->dev = dev;
+        m->generation++; /* every parameter handle changed: borrowers must not use the old ones */
     } else {
         free(np);
     }
@@ -421,6 +484,7 @@ int64_t apl_model_vocab_size(const apl_model *m) { return m->cfg.vocab; }
 int64_t apl_model_max_positions(const apl_model *m) { return m->cfg.max_pos; }
 int64_t apl_model_eos_id(const apl_model *m) { return m->cfg.eos_id; }
 apl_dtype apl_model_dtype(const apl_model *m) { return m->dt; }
+uint64_t apl_model_generation(const apl_model *m) { return m->generation; }
 apl_device apl_model_device(const apl_model *m) { return m->dev; }
 int apl_model_num_tensors(const apl_model *m) { return m->n; }
 
@@ -633,9 +697,12 @@ static apl_status prepare(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_f
 
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h)
 {
-    if (!f->rows) return h; // a tail was kept by the last layer (apl_model_queries)
+    /* NULL: a layer failed (an id outside the vocabulary, out of memory); the message is set */
+    if (!h || !f->rows) return h; // a tail was kept by the last layer (apl_model_queries)
     int64_t flat[2] = {f->B * f->T, apl_t_size(h, 2)};
-    return apl_t_unsqueeze(apl_t_index_select(apl_t_reshape(h, flat, 2), 0, f->rows), 0);
+    apl_tensor *r = apl_t_unsqueeze(apl_t_index_select(apl_t_reshape(h, flat, 2), 0, f->rows), 0);
+    apl_t_free(h); // the layers' output, which the caller would have freed
+    return r;
 }
 
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,

@@ -50,6 +50,9 @@ int64_t apl_model_max_positions(const apl_model *m);
 int64_t apl_model_eos_id(const apl_model *m);          /* -1 when the config names none */
 apl_dtype apl_model_dtype(const apl_model *m);
 apl_device apl_model_device(const apl_model *m);
+/* Changes whenever apl_model_to replaces the parameter handles: whoever keeps apl_model_tensor
+ * handles (an optimizer) compares it before using them. */
+uint64_t apl_model_generation(const apl_model *m);
 
 int apl_model_num_tensors(const apl_model *m);
 apl_tensor *apl_model_tensor(const apl_model *m, int i); /* borrowed */

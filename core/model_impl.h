@@ -12,6 +12,9 @@
 #include "model.h"
 
 #define APL_MAX_SLOTS 16 /* parameters per layer (and globals), per architecture */
+/* The most parameter tensors a model built without a checkpoint may have (apl_model_init):
+ * ~87,000 layers, far beyond any real model; a config.json asking for more is malformed. */
+#define APL_MAX_SPECS (1 << 20)
 
 typedef enum { APL_INIT_NORMAL, APL_INIT_ONES, APL_INIT_ZEROS } apl_init_kind;
 
@@ -57,6 +60,7 @@ struct apl_model {
     double *inv_freq;             /* (rot_dims / 2) rotary frequencies, NULL without rotary */
     apl_dtype dt;
     apl_device dev;
+    uint64_t generation;          /* bumped when the parameter handles are replaced (apl_model_to) */
 };
 
 struct apl_kv_cache {
@@ -78,7 +82,8 @@ apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
 
 /* The rows f->rows picks from the final hidden states h (B, T, C), as (1, R, C), or h itself
  * (with a tail, the last layer kept only those positions): the final norm and the head, V wide,
- * then run only where logits are wanted. */
+ * then run only where logits are wanted. Takes h (frees it when it returns another tensor);
+ * NULL in, NULL out. */
 apl_tensor *apl_model_tail(const apl_fwd *f, apl_tensor *h);
 
 /* Runs block for each layer, each in its own scope, freeing x; returns the last output, which

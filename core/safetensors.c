@@ -1,6 +1,7 @@
 /* safetensors.c — the safetensors format: an 8-byte little-endian header length, a JSON header
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the data, with
  * offsets relative to the end of the header. See safetensors.h. */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,10 +13,13 @@
 
 #include <cJSON.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 
 /* The spec caps headers at 100 MB; larger means a corrupt length field. */
 #define MAX_HEADER (100u << 20)
+/* An index names each tensor once: a few hundred KB for the largest models. */
+#define MAX_INDEX (64u << 20)
 
 typedef struct {
     const char *name;
@@ -52,6 +56,7 @@ typedef struct {
 struct apl_st {
     st_entry *e;
     int n, cap;
+    int *by_name; /* entry indices sorted by name (apl_st_find bisects), built once all are read */
     st_map **maps;
     int nmaps;
 };
@@ -67,8 +72,9 @@ static void map_unref(void *ctx)
 
 static apl_status map_file(const char *path, st_map **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return apl_fail(APL_EIO, "%s: %s", path, strerror(errno));
+    int fd;
+    apl_status st = apl_open_regular(path, &fd); /* a FIFO would block the open */
+    if (st != APL_OK) return st;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         close(fd);
@@ -185,10 +191,14 @@ static apl_status parse_entry(const st_map *m, const cJSON *item, st_entry *e)
 static int by_begin(const void *a, const void *b)
 {
     const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->info.nbytes < y->info.nbytes ? -1 : x->info.nbytes > y->info.nbytes;
 }
 
-/* Entries [from, st->n) belong to one file; no two may share bytes. */
+/* Entries [from, st->n) belong to one file; no two may share bytes. Each is compared with the
+ * furthest end seen so far, not only its neighbour: a large tensor may cover several that start
+ * after it. A zero-size tensor strictly inside another's bytes is an overlap too (it names bytes
+ * that belong to the other; writers put empty tensors between others, never inside). */
 static apl_status check_overlap(apl_st *st, int from, const char *path)
 {
     int n = st->n - from;
@@ -198,11 +208,13 @@ static apl_status check_overlap(apl_st *st, int from, const char *path)
     for (int i = 0; i < n; i++) v[i] = &st->e[from + i];
     qsort(v, (size_t)n, sizeof *v, by_begin);
     apl_status s = APL_OK;
+    const st_entry *far = v[0]; /* the entry ending furthest so far */
     for (int i = 1; i < n && s == APL_OK; i++) {
-        const st_entry *a = v[i - 1], *b = v[i];
-        if (b->begin < a->begin + a->info.nbytes && b->info.nbytes && a->info.nbytes)
-            s = apl_fail(APL_EFORMAT, "%s: tensors \"%s\" and \"%s\" overlap", path, a->info.name,
-                         b->info.name);
+        const st_entry *b = v[i];
+        if (b->begin < far->begin + far->info.nbytes)
+            s = apl_fail(APL_EFORMAT, "%s: tensors \"%s\" and \"%s\" overlap", path,
+                         far->info.name, b->info.name);
+        if (b->begin + b->info.nbytes > far->begin + far->info.nbytes) far = b;
     }
     free(v);
     return s;
@@ -246,6 +258,35 @@ static apl_status parse_header(apl_st *st, st_map *m)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The name index */
+
+static int by_name(const void *a, const void *b, void *ctx)
+{
+    const st_entry *e = ctx;
+    return strcmp(e[*(const int *)a].info.name, e[*(const int *)b].info.name);
+}
+
+/* Sorts the entries' names for apl_st_find and refuses a name given twice (in one header, or in
+ * two shards): which of the two a lookup found would depend on the order of the file. */
+static apl_status index_names(apl_st *st)
+{
+    free(st->by_name);
+    st->by_name = malloc((size_t)(st->n ? st->n : 1) * sizeof *st->by_name);
+    if (!st->by_name) return apl_fail(APL_ENOMEM, "safetensors: out of memory");
+    for (int i = 0; i < st->n; i++) st->by_name[i] = i;
+    qsort_r(st->by_name, (size_t)st->n, sizeof *st->by_name, by_name, st->e);
+    for (int i = 1; i < st->n; i++) {
+        const apl_st_info *a = &st->e[st->by_name[i - 1]].info, *b = &st->e[st->by_name[i]].info;
+        if (strcmp(a->name, b->name) != 0) continue;
+        if (a->file == b->file)
+            return apl_fail(APL_EFORMAT, "%s: tensor \"%s\" appears twice", b->file, b->name);
+        return apl_fail(APL_EFORMAT, "tensor \"%s\" appears in both %s and %s", b->name, a->file,
+                        b->file);
+    }
+    return APL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Opening */
 
 static apl_status add_file(apl_st *st, const char *path)
@@ -265,6 +306,7 @@ apl_status apl_st_open(const char *path, apl_st **out)
     apl_st *st = calloc(1, sizeof *st);
     if (!st) return apl_fail(APL_ENOMEM, "%s: out of memory", path);
     apl_status s = add_file(st, path);
+    if (s == APL_OK) s = index_names(st);
     if (s != APL_OK) {
         apl_st_close(st);
         return s;
@@ -273,46 +315,15 @@ apl_status apl_st_open(const char *path, apl_st **out)
     return APL_OK;
 }
 
-static char *read_text(const char *path, apl_status *s)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *s = apl_fail(errno == ENOENT ? APL_ENOTFOUND : APL_EIO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f) || !buf;
-    fclose(f);
-    if (err) {
-        free(buf);
-        *s = apl_fail(APL_EIO, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *s = APL_OK;
-    return buf;
-}
-
 /* The shards named by an index, each opened once; then every name of the weight_map must be in
  * the shard it names. */
 static apl_status open_index(apl_st *st, const char *dir, const char *ipath)
 {
-    apl_status s;
-    char *text = read_text(ipath, &s);
-    if (!text) return s;
-    cJSON *idx = cJSON_Parse(text);
+    char *text;
+    size_t len;
+    apl_status s = apl_read_text(ipath, MAX_INDEX, &text, &len);
+    if (s != APL_OK) return s;
+    cJSON *idx = cJSON_ParseWithLength(text, len);
     free(text);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
     if (!cJSON_IsObject(wm)) {
@@ -330,12 +341,15 @@ static apl_status open_index(apl_st *st, const char *dir, const char *ipath)
         int seen = 0;
         for (int i = 0; i < st->nmaps && !seen; i++) seen = strcmp(st->maps[i]->path, path) == 0;
         if (!seen && (s = add_file(st, path)) != APL_OK) break;
+    }
+    if (s == APL_OK) s = index_names(st);
+    cJSON_ArrayForEach(it, wm) {
+        if (s != APL_OK) break;
+        snprintf(path, sizeof path, "%s/%s", dir, it->valuestring);
         const apl_st_info *e = apl_st_find(st, it->string);
-        if (!e || strcmp(e->file, path) != 0) {
+        if (!e || strcmp(e->file, path) != 0)
             s = apl_fail(APL_EFORMAT, "%s: tensor \"%s\" not found in its shard %s", ipath,
                          it->string, it->valuestring);
-            break;
-        }
     }
     cJSON_Delete(idx);
     return s;
@@ -368,6 +382,7 @@ void apl_st_close(apl_st *st)
     for (int i = 0; i < st->n; i++) free((char *)st->e[i].info.name);
     for (int i = 0; i < st->nmaps; i++) map_unref(st->maps[i]);
     free(st->e);
+    free(st->by_name);
     free(st->maps);
     free(st);
 }
@@ -378,8 +393,15 @@ const apl_st_info *apl_st_at(const apl_st *st, int i) { return &st->e[i].info; }
 
 const apl_st_info *apl_st_find(const apl_st *st, const char *name)
 {
-    for (int i = 0; i < st->n; i++)
-        if (strcmp(st->e[i].info.name, name) == 0) return &st->e[i].info;
+    int lo = 0, hi = st->by_name ? st->n : 0;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        const apl_st_info *e = &st->e[st->by_name[mid]].info;
+        int c = strcmp(e->name, name);
+        if (c == 0) return e;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
@@ -405,6 +427,51 @@ apl_status apl_st_tensor(apl_st *st, const apl_st_info *info, apl_tensor **out)
         return APL_ETORCH;
     }
     return APL_OK;
+}
+
+/* Whether any of n floats at p, with exponent mask `mask` in `bits`-bit words, is a NaN or an
+ * infinity (exponent all ones). Branch-free within blocks, so the compiler vectorises it: the
+ * scan runs at memory speed, a fraction of the time libtorch then takes to convert. */
+#define NONFINITE_SCAN(T, p, n, mask, at)                                                  \
+    do {                                                                                   \
+        const T *w_ = (const T *)(p);                                                      \
+        for (uint64_t b_ = 0; b_ < (n) && (at) < 0; b_ += 4096) {                         \
+            uint64_t e_ = (n) - b_ < 4096 ? (n) : b_ + 4096;                              \
+            int bad_ = 0;                                                                  \
+            for (uint64_t i_ = b_; i_ < e_; i_++) bad_ |= (w_[i_] & (mask)) == (mask);    \
+            for (uint64_t i_ = b_; bad_ && i_ < e_; i_++)                                  \
+                if ((w_[i_] & (mask)) == (mask)) {                                         \
+                    (at) = (int64_t)i_;                                                    \
+                    break;                                                                 \
+                }                                                                          \
+        }                                                                                  \
+    } while (0)
+
+apl_status apl_st_check_finite(const apl_st *st, const apl_st_info *info)
+{
+    (void)st;
+    const st_entry *e = (const st_entry *)info;
+    const unsigned char *p = e->map->base + e->map->data_start + e->begin;
+    int64_t at = -1;
+    uint64_t n = info->nbytes;
+    /* unaligned data (odd writers) is copied before scanning: the words are read whole */
+    void *copy = NULL;
+    if (info->has_dtype && (uintptr_t)p % apl_dtype_size(info->dt) != 0) {
+        if (!(copy = malloc(n ? n : 1))) return apl_fail(APL_ENOMEM, "%s: out of memory", info->file);
+        memcpy(copy, p, n);
+        p = copy;
+    }
+    switch (info->has_dtype ? info->dt : APL_I64) {
+    case APL_F32: NONFINITE_SCAN(uint32_t, p, n / 4, 0x7f800000u, at); break;
+    case APL_F64: NONFINITE_SCAN(uint64_t, p, n / 8, 0x7ff0000000000000ull, at); break;
+    case APL_F16: NONFINITE_SCAN(uint16_t, p, n / 2, 0x7c00u, at); break;
+    case APL_BF16: NONFINITE_SCAN(uint16_t, p, n / 2, 0x7f80u, at); break;
+    default: break; /* integers are always finite */
+    }
+    free(copy);
+    if (at < 0) return APL_OK;
+    return apl_fail(APL_EFORMAT, "%s: tensor \"%s\": element %lld is NaN or infinite", info->file,
+                    info->name, (long long)at);
 }
 
 void apl_st_drop_pages(apl_st *st, const apl_st_info *info)

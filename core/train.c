@@ -11,7 +11,17 @@ struct apl_optim {
     apl_tensor **params;   /* borrowed from the model */
     apl_tensor **mom, **vel; /* owned, f32, same shapes */
     int64_t step;
+    uint64_t generation;     /* the model's, when params were taken */
 };
+
+/* The borrowed parameter handles die when the model replaces them (apl_model_to): refuse to
+ * touch them after that instead of using freed memory. */
+static apl_status check_model(const apl_optim *opt)
+{
+    if (apl_model_generation(opt->m) == opt->generation) return APL_OK;
+    return apl_fail(APL_EINVAL, "optimizer: the model's parameters were replaced (model:to) after"
+                    " the optimizer was made; make a new optimizer");
+}
 
 apl_optim_opts apl_optim_defaults(void)
 {
@@ -43,6 +53,7 @@ apl_status apl_optim_new(apl_model *m, const apl_optim_opts *o, apl_optim **out)
     if (!opt) return apl_fail(APL_ENOMEM, "optimizer: out of memory");
     opt->m = m;
     opt->o = *o;
+    opt->generation = apl_model_generation(m);
     opt->n = apl_model_num_tensors(m);
     opt->params = calloc(opt->n + 1, sizeof(apl_tensor *));
     opt->mom = calloc(opt->n + 1, sizeof(apl_tensor *));
@@ -67,6 +78,7 @@ fail:
 
 apl_status apl_optim_zero_grad(apl_optim *opt)
 {
+    if (check_model(opt) != APL_OK) return APL_EINVAL;
     for (int i = 0; i < opt->n; i++) {
         apl_status st = apl_t_zero_grad(opt->params[i]);
         if (st != APL_OK) return st;
@@ -77,6 +89,7 @@ apl_status apl_optim_zero_grad(apl_optim *opt)
 apl_status apl_optim_step(apl_optim *opt, double *grad_norm)
 {
     apl_adam_opts a = {opt->o.lr, opt->o.beta1, opt->o.beta2, opt->o.eps, opt->o.weight_decay};
+    if (check_model(opt) != APL_OK) return APL_EINVAL;
     apl_status st = apl_clip_grad_norm(opt->params, opt->n, opt->o.grad_clip, grad_norm);
     if (st == APL_OK) st = apl_adam_step(opt->params, opt->mom, opt->vel, opt->n, opt->step + 1, &a);
     if (st == APL_OK) opt->step++;

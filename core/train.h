@@ -24,7 +24,9 @@
  *   hinge:   relu(1 - beta h)
  *
  * Ownership: apl_optim borrows the model (which must outlive it) and owns the moment tensors.
- * apl_optim_new marks the model's parameters as requiring gradients.
+ * apl_optim_new marks the model's parameters as requiring gradients. After apl_model_to (which
+ * replaces the parameter handles) step, reset and zero_grad fail with APL_EINVAL: make a new
+ * optimizer. apl_optim_free never touches the model, so the two may be freed in either order.
  * Statuses: APL_EINVAL (bad option or batch), APL_ENOMEM, APL_ETORCH.
  */
 #ifndef APL_TRAIN_H

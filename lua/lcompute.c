@@ -35,21 +35,27 @@ static int64_t list_len(lua_State *L, int idx, const char *fname, const char *wh
 static apl_seq *check_seqs(lua_State *L, int idx, const char *fname, const char *what, int64_t *n)
 {
     idx = lua_absindex(L, idx);
-    *n = list_len(L, idx, fname, what);
+    if (!lua_istable(L, idx)) apl_lua_error(L, fname, "%s must be a list, got %s", what, luaL_typename(L, idx));
+    /* raw lengths and reads only: a __len or __index could answer differently on the second pass
+     * than on the first, which sized the buffer */
+    *n = (int64_t)lua_rawlen(L, idx);
     int64_t total = 0;
     for (int64_t i = 1; i <= *n; i++) {
-        lua_geti(L, idx, i);
-        total += list_len(L, -1, fname, what);
+        if (lua_rawgeti(L, idx, i) != LUA_TTABLE)
+            apl_lua_error(L, fname, "%s[%lld] must be a list, got %s", what, (long long)i, luaL_typename(L, -1));
+        total += (int64_t)lua_rawlen(L, -1);
         lua_pop(L, 1);
     }
     apl_seq *seqs = lua_newuserdatauv(L, sizeof(apl_seq) * (*n + 1) + sizeof(int64_t) * (total + 1), 0);
     int64_t *ids = (int64_t *)(seqs + *n + 1), at = 0;
     for (int64_t i = 0; i < *n; i++) {
-        lua_geti(L, idx, i + 1);
+        lua_rawgeti(L, idx, i + 1);
         seqs[i].ids = ids + at;
-        seqs[i].len = (int64_t)luaL_len(L, -1);
+        seqs[i].len = lua_istable(L, -1) ? (int64_t)lua_rawlen(L, -1) : 0;
+        /* a finalizer run by the allocation above may have changed a list: never write past */
+        if (seqs[i].len > total - at) apl_lua_error(L, fname, "%s changed while being read", what);
         for (int64_t t = 1; t <= seqs[i].len; t++) {
-            lua_geti(L, -1, t);
+            lua_rawgeti(L, -1, t);
             int ok;
             ids[at++] = (int64_t)lua_tointegerx(L, -1, &ok);
             if (!ok) apl_lua_error(L, fname, "%s[%lld][%lld] is not an integer", what, (long long)i + 1, (long long)t);
@@ -241,10 +247,15 @@ static int l_compute_logprob_pairs(lua_State *L)
 
 typedef struct { apl_optim *opt; } optim_box;
 
+/* The optimizer borrows its model's parameters: the model (its user value, which keeps it from
+ * being collected first) must not have been freed by m:free() since. */
 static optim_box *check_optim(lua_State *L, int idx)
 {
     optim_box *b = luaL_checkudata(L, idx, OPTIM_MT);
     if (!b->opt) luaL_argerror(L, idx, "optimizer was freed");
+    lua_getiuservalue(L, idx, 1);
+    apl_lua_checkmodel(L, -1); // raises "model was freed"
+    lua_pop(L, 1);
     return b;
 }
 

@@ -275,6 +275,49 @@ T.case("implicit_reward and preference_prob", function()
     for _, v in ipairs(same) do T.eq(v, 0, 1e-6) end
 end)
 
+-- ------------------------------------------------------------------------------------------
+-- Hostile input (issue 19): errors, never a crash
+
+T.case("an id outside the vocabulary raises in packed forwards (logprob_pairs, dpo), no crash", function()
+    local C = require "apl.core.compute"
+    local tok, m = F.tok(), F.model(11)
+    local bad = tok:vocab_size() + 5000
+    T.assert_error_match(function() C.logprob_pairs(m, { { 1 } }, { { 2 } }, { { bad } }) end,
+        "apl.logprob_pairs: .*index out of range")
+    T.assert_error_match(function() C.dpo_accumulate(m, { { 1 } }, { { 2 } }, { { bad } }, { 0 }, { 0 },
+        { beta = 0.1, scale = 1 }) end, "apl.dpo: .*index out of range")
+    -- the model still works afterwards
+    T.eq(#C.logprob_pairs(m, { { 1 } }, { { 2 } }, { { 3 } }):totable(), 1)
+end)
+
+T.case("token lists are read raw, once: a __len that lies cannot overflow the buffer", function()
+    local C = require "apl.core.compute"
+    local tok, m = F.tok(), F.model(12)
+    local calls = 0
+    -- the first #t said 1, the second 100000: the buffer was sized from one and filled from the other
+    local liar = setmetatable({ 3 }, { __len = function() calls = calls + 1; return calls == 1 and 1 or 100000 end })
+    local want = C.logprob(m, { { 1 } }, { { 3 } }):totable()
+    T.eq(C.logprob(m, { { 1 } }, { liar }):totable(), want)
+    T.eq(calls, 0, "__len is not consulted")
+end)
+
+T.case("an optimizer whose model was moved (m:to) or freed raises instead of using freed memory", function()
+    local C = require "apl.core.compute"
+    local m = F.model(13)
+    local opt = C.optim(m, { lr = 1e-3 })
+    C.dpo_accumulate(m, { { 1 } }, { { 2 } }, { { 3 } }, { 0 }, { 0 }, { beta = 0.1, scale = 1 })
+    T.ok(opt:step() > 0)
+    m:to("f64")
+    T.assert_error_match(function() opt:step() end, "parameters were replaced %(model:to%)")
+    T.assert_error_match(function() opt:zero_grad() end, "parameters were replaced")
+    local m2 = F.model(14)
+    local opt2 = C.optim(m2, { lr = 1e-3 })
+    m2:free()
+    T.assert_error_match(function() opt2:step() end, "model was freed")
+    opt2:free()
+    collectgarbage() -- the optimizer and its model die in either order
+end)
+
 T.case("cuda: generation and scoring with bf16 weights", function()
     if not tensor.cuda_available() then T.skip("no CUDA") end
     local tok = F.tok()

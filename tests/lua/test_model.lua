@@ -166,6 +166,20 @@ local BAD = {
     { "no_weights", "no model%.safetensors or model%.safetensors%.index%.json" },
     { "missing_shard", "model%-00002%-of%-00002%.safetensors: No such file" },
     { "index_wrong_shard", "index%.json: tensor \"model%.norm%.weight\" not found in its shard" },
+    -- issue 19: hostile checkpoints that crashed, hung or loaded wrong
+    { "overlap_zero_size", "model%.safetensors: tensors \"wte%.weight\" and \"empty\" overlap" },
+    { "duplicate_name", "model%.safetensors: tensor \"h%.0%.ln_1%.bias\" appears twice" },
+    { "nan_weight", "model%.safetensors: tensor \"ln_f%.weight\": element 3 is NaN or infinite" },
+    { "weights_fifo", "model%.safetensors: not a regular file" },
+    { "config_fifo", "config%.json: not a regular file" },
+    { "eos_huge", "config%.json: \"eos_token_id\" must be token ids below vocab_size %(101%)" },
+    { "eos_beyond_vocab", "config%.json: \"eos_token_id\" must be token ids below vocab_size" },
+    { "eos_list_beyond_vocab", "config%.json: \"eos_token_id\" must be token ids below vocab_size" },
+    { "negative_epsilon", "config%.json: \"layer_norm_epsilon\" must be non%-negative" },
+    { "n_layer_wraps", "config%.json: 357913942 layers need %d+ tensors, more than the checkpoint holds %(32%)" },
+    { "n_layer_3e9", "config%.json: 3000000000 layers need %d+ tensors, more than the checkpoint holds" },
+    { "n_layer_1e7", "config%.json: 10000000 layers need %d+ tensors, more than the checkpoint holds" },
+    { "n_layer_one_more", "config%.json: 3 layers need 40 tensors, more than the checkpoint holds %(32%)" },
 }
 
 T.case("broken checkpoints give clear errors (" .. #BAD .. " cases)", function()
@@ -188,6 +202,21 @@ T.case("init: config errors name the field", function()
     end, "rope_type \"yarn\" is not supported")
     T.assert_error_match(function() model.init(model.tiny_config("gpt2"), { dtype = "i64" }) end,
         "not a float type")
+    -- issue 19: numbers that wrapped the spec count, looped forever or allocated gigabytes
+    for _, n in ipairs({ 357913942, 3e9, 1e7 }) do
+        T.assert_error_match(function() model.init(model.tiny_config("gpt2", { n_layer = n })) end,
+            "config: %d+ layers need %d+ tensors, more than apl builds")
+    end
+    T.assert_error_match(function() model.init(model.tiny_config("gpt2", { n_embd = 4e14, n_head = 1 })) end,
+        "config: \"transformer%.h%.0%.attn%.c_attn%.weight\" %(400000000000000 x 1200000000000000%) is too large")
+    T.assert_error_match(function() model.init(model.tiny_config("gpt2", { layer_norm_epsilon = -1 })) end,
+        "\"layer_norm_epsilon\" must be non%-negative")
+    T.assert_error_match(function() model.init(model.tiny_config("llama", { rope_theta = 0 })) end,
+        "\"rope_theta\" must be positive")
+    T.assert_error_match(function() model.init(model.tiny_config("gpt2", { eos_token_id = 1e300 })) end,
+        "\"eos_token_id\" must be token ids below vocab_size %(101%)")
+    T.assert_error_match(function() model.init(model.tiny_config("gpt2", { eos_token_id = 1.5 })) end,
+        "\"eos_token_id\" must be token ids")
 end)
 
 -- ---------------------------------------------------------------------------------------------

@@ -257,6 +257,40 @@ def bad_index_wrong_shard(d):
         json.dump(idx, f)
 
 
+def bad_overlap_zero_size(d):
+    # an empty tensor strictly inside another's bytes, then one further in: neighbours alone
+    # (skipping the empty one) never compared the first and the third
+    _config(d)
+    _weights(d, gpt2_hub_entries() + [entry("empty", np.zeros(0, np.float32), "F32")],
+             fix_header=lambda h: h["empty"].update(
+                 data_offsets=[h["wte.weight"]["data_offsets"][0] + 8] * 2))
+
+
+def bad_duplicate_name(d):
+    # the same name twice in one header (JSON allows it; the first used to win silently)
+    _config(d)
+    blob = st_bytes(gpt2_hub_entries())
+    write(os.path.join(d, "model.safetensors"), blob.replace(b'"h.0.ln_2.bias"', b'"h.0.ln_1.bias"', 1))
+
+
+def bad_nan_weight(d):
+    es = gpt2_hub_entries()
+    for e in es:
+        if e[0] == "ln_f.weight":
+            a = np.frombuffer(e[3], "<f4").copy()
+            a[3] = np.nan
+            e[3] = a.tobytes()
+    _config(d)
+    _weights(d, es)
+
+
+def bad_fifo(d, name):
+    _config(d)
+    _weights(d)
+    os.unlink(os.path.join(d, name))
+    os.mkfifo(os.path.join(d, name))
+
+
 def bad_no_weights(d):
     _config(d)
 
@@ -296,6 +330,19 @@ BAD = {
     "no_weights": bad_no_weights,
     "missing_shard": bad_missing_shard,
     "index_wrong_shard": bad_index_wrong_shard,
+    "overlap_zero_size": bad_overlap_zero_size,
+    "duplicate_name": bad_duplicate_name,
+    "nan_weight": bad_nan_weight,
+    "weights_fifo": lambda d: bad_fifo(d, "model.safetensors"),
+    "config_fifo": lambda d: bad_fifo(d, "config.json"),
+    "eos_huge": lambda d: (_config(d, eos_token_id=1e300), _weights(d)),
+    "eos_beyond_vocab": lambda d: (_config(d, eos_token_id=101), _weights(d)),
+    "eos_list_beyond_vocab": lambda d: (_config(d, eos_token_id=[100, 5000]), _weights(d)),
+    "negative_epsilon": lambda d: (_config(d, layer_norm_epsilon=-1e-5), _weights(d)),
+    "n_layer_wraps": lambda d: (_config(d, n_layer=357913942), _weights(d)),
+    "n_layer_3e9": lambda d: (_config(d, n_layer=3000000000), _weights(d)),
+    "n_layer_1e7": lambda d: (_config(d, n_layer=10000000), _weights(d)),
+    "n_layer_one_more": lambda d: (_config(d, n_layer=3), _weights(d)),
 }
 
 if __name__ == "__main__":
