@@ -1,5 +1,7 @@
 -- recipes/apl_imdb.lua — Active Preference Learning on IMDB (the method's Table 1, IMDB column):
--- GPT-2 large continues review openings; an LLM judge prefers the more positive continuation;
+-- GPT-2 large continues review openings; an LLM judge (the paper's Appendix A prompt,
+-- gpt-4-1106-preview by default) picks the better whole review (prompt + completion): the most
+-- positive, grammatical, consistent and without repetition, choosing even when neither is good;
 -- win-rate is measured against the initial model's completions.
 --
 --   apl recipes/apl_imdb.lua --model gpt2-large-imdb --data aclImdb --acquisition certainty --seed 1 \
