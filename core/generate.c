@@ -28,10 +28,15 @@ static uint64_t splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* The seed of row (prompt p, sample s): a hash, so nearby seeds give unrelated streams. */
-static uint64_t row_seed(uint64_t seed, int64_t p, int64_t s)
+/* The seed of row (prompt, sample s): a hash of the seed, the prompt's ids and s. Not of the
+ * prompt's index: a prompt gets the same samples wherever it is in a call, so a predictive-entropy
+ * estimate is a function of the prompt and not of the batch it came in. Hashing keeps the streams
+ * of nearby seeds unrelated. */
+static uint64_t row_seed(uint64_t seed, apl_seq prompt, int64_t s)
 {
-    return splitmix64(splitmix64(splitmix64(seed) ^ (uint64_t)p) ^ (uint64_t)s);
+    uint64_t h = splitmix64(seed);
+    for (int64_t t = 0; t < prompt.len; t++) h = splitmix64(h ^ (uint64_t)prompt.ids[t]);
+    return splitmix64(splitmix64(h ^ (uint64_t)prompt.len) ^ (uint64_t)s);
 }
 
 /* One batch of rows in flight. Slot i of the batch holds result row row[i]. */
@@ -378,7 +383,7 @@ static apl_status generate_rows(apl_model *m, const apl_seq *prompts, const apl_
         int64_t k = r0 + i;
         b.row[i] = k;
         if (prompts[k / o->n].len > P) P = prompts[k / o->n].len;
-        if (o->temperature > 0 && !(b.gen[i] = apl_gen_new(row_seed(o->seed, k / o->n, k % o->n)))) {
+        if (o->temperature > 0 && !(b.gen[i] = apl_gen_new(row_seed(o->seed, prompts[k / o->n], k % o->n)))) {
             st = APL_ETORCH;
             goto fail;
         }

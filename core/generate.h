@@ -17,9 +17,10 @@
  * costing compute without a cache copy for every row that ends.
  *
  * Reproducibility: row (p, s) draws its uniforms from a private generator seeded from
- * (seed, p, s), and sampling is inverse-CDF on those uniforms, so a completion does not depend on
- * batch_size, on the other prompts in the call, or on n (sample s of prompt p is the same for
- * every n > s).
+ * (seed, prompt p's ids, s), and sampling is inverse-CDF on those uniforms, so a completion does
+ * not depend on batch_size, on the other prompts in the call, on the prompt's position among them,
+ * or on n (sample s of prompt p is the same for every n > s). A prompt given twice gets the same
+ * samples twice.
  *
  * Log-probs: logprobs[k][t] is the log-probability of the chosen token under the model itself
  * (temperature 1, no top-k/top-p filtering), so it equals what apl_score_logprobs gives for the

@@ -14,7 +14,8 @@
 -- eos_id (tok.eos_id), length_seed (seed). Prompts are strings or lists of token ids.
 --
 -- max_new_tokens = {lo, hi} gives every (prompt, sample) row its own limit, drawn uniformly from
--- lo..hi by (length_seed, prompt index, sample): the authors' code draws each completion's length
+-- lo..hi by (length_seed, prompt index, sample), or by (length_seed, the prompt's ids, sample) with
+-- lengths_by_prompt = true (apl.entropy sets it): the authors' code draws each completion's length
 -- this way (direct/utils.py LengthSampler, 16–24 tokens for IMDB). The rows are sampled up to hi
 -- and cut at their own limit, as the authors' code does; since each row has its own generator,
 -- the cut row is exactly what stopping at the limit gives. Two calls with one length_seed give a
@@ -22,7 +23,9 @@
 -- test prompt the same length).
 --
 -- The same seed gives the same completions whatever batch_size: each (prompt, sample) has its own
--- generator (core/generate.h). A stop string ends generation early when its tokens (as
+-- generator (core/generate.h), seeded by (seed, the prompt's ids, sample) and not by the prompt's
+-- index: a prompt gets the same samples wherever it is in the list, and a prompt given twice gets
+-- the same samples twice. A stop string ends generation early when its tokens (as
 -- tok:encode gives them) come out; it is also found in the decoded text however the model spelled
 -- it, and the completion is cut there: ids/logprobs keep the tokens up to the one that completed
 -- the stop string, text ends just before it.
@@ -113,10 +116,10 @@ local function generate(model, tok, prompts, opts)
     })
     local out = {}
     for i = 1, #prompt_ids do
-        local samples = {}
+        local samples, key = {}, opts.lengths_by_prompt and table.concat(prompt_ids[i], " ") or i
         for s = 1, n do
             local row = rows[(i - 1) * n + s]
-            if lo < hi then row = cut(row, lengths.draw(length_seed, i, s, lo, hi)) end
+            if lo < hi then row = cut(row, lengths.draw(length_seed, key, s, lo, hi)) end
             samples[s] = finish(tok, row, eos, stops)
         end
         out[i] = samples

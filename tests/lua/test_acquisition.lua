@@ -59,27 +59,25 @@ T.case("entropy gives each pair its own prompt's entropy, one estimate per disti
     T.eq(ranking("entropy", ctx, BATCH), { 3, 1, 4, 2 })
 end)
 
-T.case("entropy window: each prompt's entropy is the mean of its own N samples (engine)", function()
-    if not (apl and apl.entropy and apl.model and apl.tokenizer) then T.skip("apl.entropy not built") end
-    local texts = {}
-    for i, r in ipairs(require("apl.demo_data").reviews { n = 100, seed = 1 }) do texts[i] = r.text end
-    local dir = require("apl.bpe_train").write(T.tmpdir() .. "/tok", texts, { merges = 40 })
-    local tok = apl.tokenizer.load(dir)
-    local model = apl.model.init({ model_type = "gpt2", n_layer = 1, n_embd = 16, n_head = 2,
-        vocab_size = tok:vocab_size(), n_positions = 32 }, { seed = 2 })
-    -- Prompts of different lengths, one repeated: windows cut wrongly would mix their samples.
-    local prompts = { "the", "this movie was really", "the", "i" }
-    local h, samples = apl.entropy(model, tok, prompts, { n = 3, max_new_tokens = 5, seed = 4 })
-    h = h:totable()
-    for i, list in ipairs(samples) do
-        T.eq(#list, 3)
-        local want = 0
-        for _, c in ipairs(list) do want = want - c.logprob / 3 end
-        T.eq(h[i], want, 1e-4, "prompt " .. i)
+local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
+
+-- (Each estimate against log-probs from a plain forward: test_compute.lua's entropy case.)
+
+-- The loop estimates a step's candidate prompts in one call; which other prompts come with one,
+-- and where it stands, must not change its estimate (a function of seed, prompt and sample).
+T.case("entropy: the same prompt gets the same estimate in any batch, at any position", function()
+    local tok, model = F.tok(), F.model(2)
+    local opts = { n = 3, max_new_tokens = { 2, 6 }, seed = 4, temperature = 1 }
+    local alone = apl.entropy(model, tok, { "the movie" }, opts):totable()[1]
+    for _, batch in ipairs { { "the movie", "a dull" }, { "a dull", "great acting", "the movie" },
+                             { "i liked", "the movie", "the movie" } } do
+        local h = apl.entropy(model, tok, batch, opts):totable()
+        for i, p in ipairs(batch) do
+            if p == "the movie" then T.eq(h[i], alone, 0, table.concat(batch, " | ") .. ": position " .. i) end
+        end
     end
-    T.ok(h[1] ~= h[2], "different prompts, different estimates")
-    local alone = apl.entropy(model, tok, { prompts[2] }, { n = 3, max_new_tokens = 5, seed = 4 }):totable()
-    T.eq(alone[1] > 0, true)
+    T.ok(apl.entropy(model, tok, { "the movie" }, { n = 3, max_new_tokens = { 2, 6 }, seed = 5 }):totable()[1] ~= alone,
+        "another seed, another estimate")
 end)
 
 T.case("hybrid keeps the `sample` highest-entropy prompts, then ranks pairs by certainty", function()

@@ -244,7 +244,8 @@ T.case("entropy: each prompt's estimate is minus the mean log-prob of its own sa
         for _, c in ipairs(samples[i]) do s = s + F.ref_logprob(m, tok:encode(pr), c.ids) end
         T.eq(h[i], -s / n, 1e-3, "prompt " .. i)
     end
-    T.ok(h[1] < 0.5 and h[2] > 1, string.format("entropies %.3f and %.3f", h[1], h[2]))
+    -- The case discriminates: samples taken from the neighbouring prompt would be far off.
+    T.ok(h[1] < 0.1 and h[2] > 0.3, string.format("entropies %.3f and %.3f", h[1], h[2]))
 end)
 
 T.case("implicit_reward and preference_prob", function()
