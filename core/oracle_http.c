@@ -20,6 +20,7 @@ typedef struct req {
     int tries;
     double not_before;   /* backoff: not started again before this time */
     double retry_after;  /* seconds asked by the last response's headers, < 0 when none */
+    double capped_after; /* the largest Retry-After cut to backoff_max, 0 when none was */
     long status;
     char *resp;
     size_t resp_len, resp_cap;
@@ -151,7 +152,12 @@ static apl_status add_result(apl_http *h, req *r)
 
 static apl_status end_failed(apl_http *h, req *r, const char *why)
 {
-    snprintf(r->error, sizeof r->error, "%s (%d %s)", why, r->tries, r->tries == 1 ? "try" : "tries");
+    int n = snprintf(r->error, sizeof r->error, "%s (%d %s", why, r->tries, r->tries == 1 ? "try" : "tries");
+    if (r->capped_after > 0 && n > 0 && (size_t)n < sizeof r->error)
+        n += snprintf(r->error + n, sizeof r->error - (size_t)n,
+                      "; the server's Retry-After of %g s was capped at backoff_max %g s", r->capped_after,
+                      h->o.backoff_max_s);
+    if (n > 0 && (size_t)n < sizeof r->error) snprintf(r->error + n, sizeof r->error - (size_t)n, ")");
     r->failed = 1;
     return add_result(h, r);
 }
@@ -165,12 +171,18 @@ static void enqueue(apl_http *h, req *r)
     h->queued++;
 }
 
-/* Exponential backoff with jitter in [d/2, d]; a server's Retry-After is a floor. */
+/* Exponential backoff with jitter in [d/2, d]; a server's Retry-After is a floor, itself capped
+ * at backoff_max: a header asking for hours (or "inf", or a date years ahead) must not stall a
+ * run forever. A cut is reported in the request's error if it finally fails. */
 static void retry_later(apl_http *h, req *r, double now)
 {
     double d = h->o.backoff_s * pow(2, r->tries - 1);
     if (d > h->o.backoff_max_s) d = h->o.backoff_max_s;
     d *= 0.5 + 0.5 * uniform(h);
+    if (r->retry_after > h->o.backoff_max_s) {
+        if (r->retry_after > r->capped_after) r->capped_after = r->retry_after;
+        r->retry_after = h->o.backoff_max_s;
+    }
     if (r->retry_after > d) d = r->retry_after;
     r->not_before = now + d;
     h->retries++;

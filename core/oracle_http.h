@@ -47,7 +47,7 @@ typedef struct {
     double rpm, tpm;      /* requests / tokens per minute; 0: unlimited */
     int max_tries;        /* tries per request for transient failures, >= 1 */
     double backoff_s;     /* delay before the 2nd try; doubles each try, with jitter */
-    double backoff_max_s; /* cap on that delay (a server's Retry-After may exceed it) */
+    double backoff_max_s; /* cap on that delay, and on a server's Retry-After */
     uint64_t seed;        /* jitter */
 } apl_http_opts;
 

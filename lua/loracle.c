@@ -12,9 +12,11 @@
  *   core.key(s1, s2, ...) -> 16 hex digits;  core.now() -> seconds;  core.sleep(s)
  *
  * The API key is read here with getenv and handed straight to the C transport; it never
- * becomes a Lua value.
+ * becomes a Lua value, and h:wait() replaces it with "[redacted]" wherever a server sent it back
+ * (a 401 body that echoes the Authorization header would otherwise reach the ledger).
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "apl_lua.h"
@@ -24,7 +26,10 @@
 #define HTTP_MT "apl.OracleHTTP"
 #define LEDGER_MT "apl.Ledger"
 
-typedef struct { apl_http *h; } http_box;
+typedef struct {
+    apl_http *h;
+    char *key_env; /* the variable holding the key (never the key): to redact it from replies */
+} http_box;
 typedef struct { apl_ledger *l; } ledger_box;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -60,8 +65,10 @@ static int l_oracle_http_new(lua_State *L)
     }
     http_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->h = NULL;
+    b->key_env = NULL;
     luaL_setmetatable(L, HTTP_MT);
     apl_lua_check(L, apl_http_new(&o, &b->h), fname);
+    if (env && !(b->key_env = strdup(env))) return apl_lua_error(L, fname, "out of memory");
     return 1;
 }
 
@@ -75,9 +82,30 @@ static int l_oracle_http_submit(lua_State *L)
     return 0;
 }
 
+/* Pushes s with every occurrence of key replaced by "[redacted]"; keys under 8 bytes are too
+ * short to tell from ordinary text and are left alone. */
+static void push_redacted(lua_State *L, const char *s, const char *key)
+{
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 8 || !strstr(s, key)) {
+        lua_pushstring(L, s);
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *p; (p = strstr(s, key)) != NULL; s = p + kl) {
+        luaL_addlstring(&b, s, (size_t)(p - s));
+        luaL_addstring(&b, "[redacted]");
+    }
+    luaL_addstring(&b, s);
+    luaL_pushresult(&b);
+}
+
 static int l_oracle_http_wait(lua_State *L)
 {
     apl_http *h = check_http(L);
+    http_box *box = lua_touserdata(L, 1);
+    const char *key = box->key_env ? getenv(box->key_env) : NULL;
     double max_wait = luaL_optnumber(L, 2, 0.25);
     const apl_http_result *r;
     size_t n;
@@ -89,12 +117,12 @@ static int l_oracle_http_wait(lua_State *L)
         lua_setfield(L, -2, "id");
         lua_pushinteger(L, r[i].status);
         lua_setfield(L, -2, "status");
-        lua_pushstring(L, r[i].body);
+        push_redacted(L, r[i].body, key);
         lua_setfield(L, -2, "body");
         lua_pushinteger(L, r[i].tries);
         lua_setfield(L, -2, "tries");
         if (r[i].error) {
-            lua_pushstring(L, r[i].error);
+            push_redacted(L, r[i].error, key);
             lua_setfield(L, -2, "error");
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -129,6 +157,8 @@ static int l_oracle_http_free(lua_State *L)
     http_box *b = luaL_checkudata(L, 1, HTTP_MT);
     apl_http_free(b->h);
     b->h = NULL;
+    free(b->key_env);
+    b->key_env = NULL;
     return 0;
 }
 

@@ -32,6 +32,7 @@ local core = require "apl.core.oracle"
 local cjson = require "cjson"
 local prompts = require "apl.prompts"
 local rng = require "apl.rng"
+local secrets = require "apl.secrets"
 
 local M = {}
 local Oracle = {}
@@ -40,28 +41,41 @@ Oracle.__index = Oracle
 -- ------------------------------------------------------------------------------------------
 -- The judge's answer
 
+-- s without the leading bytes in class left and the trailing ones in class right (Lua classes
+-- such as "%s"). Linear: a pattern like "^%s*(.-)%s*$" backtracks over every run of spaces inside
+-- s, which made a 40 kB answer take 20 s.
+local function trim(s, left, right)
+    local i = s:find("[^" .. left .. "]")
+    if not i then return "" end
+    local j, keep = #s, "^[^" .. right .. "]"
+    while j > i and not s:find(keep, j) do j = j - 1 end
+    return s:sub(i, j)
+end
+
 -- answer ("A" or "B"), rationale | nil, reason. The last "Preferred:" line decides; the
--- rationale is the "Comparison:" text, or what precedes the decision when there is none.
+-- rationale is the "Comparison:" text, or what precedes the decision when there is none. A NUL
+-- ends a line like a line break (a C reader would stop at it; the last line must still decide).
+-- Linear in the answer's length, which may be megabytes.
 function M.parse(content)
     if type(content) ~= "string" or not content:find("%S") then return nil, "empty answer" end
-    local value, before, rationale
+    local value, n_before, rationale
     local seen = {}
-    for line in (content .. "\n"):gmatch("(.-)\r?\n") do
-        local v = line:match("^[%s%*#_]*[Pp]referred[%*_]*%s*:%s*(.-)%s*$")
-        if v then
-            value, before = v, table.concat(seen, "\n")
+    for line in (content:gsub("%z", "\n") .. "\n"):gmatch("(.-)\r?\n") do
+        local at = line:match("^[%s%*#_]*[Pp]referred[%*_]*%s*:()")
+        if at then
+            value, n_before = trim(line:sub(at), "%s", "%s"), #seen
         else
             seen[#seen + 1] = line
-            rationale = rationale or line:match("^[%s%*_]*Comparison[%*_]*%s*:[%s%*_]*(.-)%s*$")
+            local c = not rationale and line:match("^[%s%*_]*Comparison[%*_]*%s*:()")
+            if c then rationale = trim(line:sub(c), "%s%*_", "%s") end
         end
     end
     if not value then return nil, "no 'Preferred:' line in the answer" end
-    local letter = value:gsub("^[%*_\"'<%s]+", ""):gsub("[%*_\"'>%.%s]+$", "")
-    letter = letter:upper()
+    local letter = trim(value, "%*_\"'<%s", "%*_\"'>%.%s"):upper()
     if letter ~= "A" and letter ~= "B" then
         return nil, string.format("'Preferred: %s' is not A or B", value)
     end
-    if not rationale or rationale == "" then rationale = before:match("^%s*(.-)%s*$") end
+    if not rationale or rationale == "" then rationale = trim(table.concat(seen, "\n", 1, n_before), "%s", "%s") end
     return letter, rationale
 end
 
@@ -75,6 +89,30 @@ local function opt(opts, k, kind, default, fname)
         error(string.format("%s: option '%s' must be a %s, got %s", fname, k, kind, type(v)), 3)
     end
     return v
+end
+
+-- Options every oracle takes (see new), and those of each kind on top.
+local COMMON = { "model", "seed", "both_orders", "budget", "price_in", "price_out", "progress", "ledger" }
+local KNOWN = {
+    openai = { "base_url", "template", "temperature", "max_tokens", "api_key_env", "ca_file", "timeout",
+               "max_in_flight", "rpm", "tpm", "max_tries", "backoff", "backoff_max" },
+    lua = { "name" },
+    model = { "name", "score" },
+}
+
+-- A misspelt or invented option would be ignored silently (api_key = "sk-..." sent requests
+-- without a key and wrote the key into config.json): each unknown one is an error.
+local function check_known(opts, kind, fname)
+    local ok = {}
+    for _, k in ipairs(COMMON) do ok[k] = true end
+    for _, k in ipairs(KNOWN[kind]) do ok[k] = true end
+    for k in pairs(opts) do
+        if not ok[k] then
+            local hint = type(k) == "string" and k:find("key") and kind == "openai"
+                and " (the key stays in the environment: api_key_env = \"VARIABLE\")" or ""
+            error(string.format("%s: unknown option '%s'%s", fname, tostring(k), hint), 3)
+        end
+    end
 end
 
 local function open_ledger(self, path, fname)
@@ -295,15 +333,26 @@ end
 -- ------------------------------------------------------------------------------------------
 -- The HTTP judge
 
--- What an HTTP answer body means: ans for _record.
+-- What an HTTP answer body means: ans for _record. Whatever the server sent is redacted first:
+-- it goes to the ledger.
 local function read_reply(body)
     local content, pt, ct = core.chat_parse(body)
-    if not content then return { error = "unparseable reply: " .. pt, raw = body:sub(1, 2000) } end
+    if not content then return { error = "unparseable reply: " .. pt, raw = secrets.redact(body:sub(1, 2000)) } end
     local answer, why = M.parse(content)
-    local ans = { raw = content, prompt_tokens = pt, completion_tokens = ct }
+    local ans = { raw = secrets.redact(content), prompt_tokens = pt, completion_tokens = ct }
     if answer then ans.answer, ans.rationale = answer, why
     else ans.error = "unparseable answer: " .. why end
     return ans
+end
+
+-- A request the server refused for its credentials: no other request of the run can succeed.
+local function denied(r) return r.status == 401 or r.status == 403 end
+
+local function denied_error(self, r)
+    return string.format("apl.oracle.label: the judge at %s refused the request (%s). Check the API key in %s "
+        .. "and that it may use model '%s'; answers already paid for are kept in the ledger", self._http.url,
+        r.error, self.api_key_env and "$" .. self.api_key_env or "the environment (no api_key_env was given)",
+        self.model)
 end
 
 local function http_judge(self, queries)
@@ -318,12 +367,14 @@ local function http_judge(self, queries)
     local s = self._stats
     local base_requests, base_retries, reasks = s.requests, s.retries, 0
     local left, prog = #queries, self:_progress(#queries)
+    local refused -- the first 401/403: raised after the batch
     while left > 0 do
         local results = h:wait(0.25)
         for _, r in ipairs(results) do
             local q = queries[r.id]
             if r.error then
-                q.error = r.error
+                q.error = secrets.redact(r.error)
+                if denied(r) then refused = refused or { status = r.status, error = q.error } end
                 left = left - 1
             else
                 local ans = read_reply(r.body)
@@ -344,11 +395,29 @@ local function http_judge(self, queries)
         end
     end
     if prog then prog:done() end
+    -- Raised once the batch has ended, so every answer that came back is in the ledger.
+    if refused then error(denied_error(self, refused), 0) end
+end
+
+-- Whether url's host is this machine (127.0.0.0/8, ::1, localhost).
+local function loopback(url)
+    local host = url:match("^%a+://%[([^%]]+)%]") or url:match("^%a+://([^/:?#]+)") or ""
+    host = host:gsub("^.*@", ""):lower()
+    return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- A key sent over plain http:// to another machine can be read on the way: say so.
+local function warn_plain_http(url, key_env, fname)
+    if key_env and url:lower():match("^http://") and not loopback(url) then
+        io.stderr:write(string.format("%s: warning: the API key in $%s is sent unencrypted to %s (plain http:// to "
+            .. "another machine); use https://\n", fname, key_env, url))
+    end
 end
 
 function M.openai(opts)
     local fname = "apl.oracle.openai"
     if type(opts) ~= "table" then error(fname .. ": expects an options table", 2) end
+    check_known(opts, "openai", fname)
     for _, k in ipairs { "base_url", "model", "template" } do
         if opts[k] == nil then error(fname .. ": option '" .. k .. "' is required", 2) end
     end
@@ -371,6 +440,54 @@ function M.openai(opts)
         backoff_max = opt(opts, "backoff_max", "number", 60, fname), seed = self.seed,
     }
     core.http_new(self._http):free() -- bad options and a missing key fail here, not mid-run
+    warn_plain_http(base_url, self.api_key_env, fname)
+    return self
+end
+
+-- What a failed preflight request means, for a person: DNS, refused, TLS, the key, the model.
+local function diagnose(r)
+    local e, body = r.error or "", r.body or ""
+    if denied(r) then return "the API key was refused" end
+    if r.status == 404 and body:lower():find("model") then return "the judge does not know this model" end
+    if r.status == 404 then return "no chat-completions endpoint there (a base URL usually ends in /v1)" end
+    if r.status > 0 then return "the judge answered with an error" end
+    local l = e:lower()
+    if l:find("resolve") then return "the host name does not resolve (DNS)" end
+    if l:find("refused") or l:find("connect") then return "the connection was refused (is the server running?)" end
+    if l:find("ssl") or l:find("tls") or l:find("certificate") then return "the TLS handshake or certificate check failed" end
+    if l:find("timed out") then return "the request timed out" end
+    return "the request failed"
+end
+
+local preflighted = {} -- url/model/key variable -> true: one check per process
+
+-- One small request with the oracle's URL, key and model, before a run spends anything on
+-- models: a judge that is down, a wrong key or an unknown model is an error naming the URL and
+-- what failed, instead of a run that retries for hours and learns nothing. Not recorded in the
+-- ledger. Raises on failure; returns the oracle.
+function Oracle:preflight()
+    if self.kind ~= "openai" then return self end
+    local id = self._http.url .. "\0" .. self.model .. "\0" .. (self.api_key_env or "")
+    if preflighted[id] then return self end
+    local o = {}
+    for k, v in pairs(self._http) do o[k] = v end
+    o.max_tries, o.max_in_flight = math.min(o.max_tries, 2), 1
+    local h <close> = core.http_new(o)
+    local system, user = prompts.render(self.template, "A connectivity check.", "First text.", "Second text.")
+    h:submit(1, core.chat_request { model = self.model, system = system, user = user,
+        temperature = self.temperature, max_tokens = math.min(self.max_tokens, 16) }, 64)
+    local r
+    repeat r = h:wait(0.25)[1] until r
+    local detail
+    if r.error then detail = secrets.redact(r.error)
+    elseif not core.chat_parse(r.body) then
+        detail = "the reply is not a chat completion: " .. secrets.redact(r.body:sub(1, 200))
+    end
+    if detail then
+        error(string.format("apl.oracle.preflight: the judge at %s (model '%s') cannot be used: %s: %s",
+            self._http.url, self.model, r.error and diagnose(r) or "unexpected reply", detail), 0)
+    end
+    preflighted[id] = true
     return self
 end
 
@@ -396,6 +513,7 @@ function M.lua(fn, opts)
     local fname = "apl.oracle.lua"
     if type(fn) ~= "function" then error(fname .. ": expects a function(prompt, a, b)", 2) end
     opts = opts or {}
+    check_known(opts, "lua", fname)
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
     o.model, o.progress = opt(opts, "name", "string", "lua", fname), false
@@ -430,6 +548,7 @@ function M.model(opts)
     if type(opts) ~= "table" or type(opts.score) ~= "function" then
         error(fname .. ": expects {score = function(prompt, completion) return number end}", 2)
     end
+    check_known(opts, "model", fname)
     local o = {}
     for k, v in pairs(opts) do if k ~= "score" then o[k] = v end end
     o.model, o.progress, o.both_orders = opt(opts, "name", "string", "model", fname), false, false

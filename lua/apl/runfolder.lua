@@ -15,6 +15,7 @@ local Run = {}
 Run.__index = Run
 
 local fs = require "apl.fs"
+local secrets = require "apl.secrets"
 local read_all = fs.read
 
 M.exists = fs.exists
@@ -65,6 +66,16 @@ function Run:close()
     for k, f in pairs(self.files) do f:close(); self.files[k] = nil end
 end
 
+-- A run folder is shared and published; a key in it is a leaked key (api_key = "sk-..." in a
+-- judge spec once went there). Refused before anything is written.
+local function check_config(dir, config)
+    local where = secrets.find_key(config)
+    if where then
+        error(string.format("apl.runfolder: config field '%s' looks like an API key; it would be saved in %s/config.json. "
+            .. "Keep the key in the environment and name the variable (api_key_env)", where, dir), 3)
+    end
+end
+
 local function write_config(dir, config)
     fs.write(dir .. "/config.json", cjson.encode(config) .. "\n")
 end
@@ -74,6 +85,7 @@ function M.create(dir, config)
     if M.exists(dir .. "/config.json") then
         error(string.format("apl.runfolder: %s already holds a run; resume it with --resume %s or choose another --out", dir, dir), 2)
     end
+    check_config(dir, config)
     M.mkdir(dir)
     write_config(dir, config)
     return setmetatable({ dir = dir, config = config, files = {} }, Run)

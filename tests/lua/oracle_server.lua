@@ -28,7 +28,7 @@ function M.start(opts)
     local s = setmetatable({ dir = dir, log = dir .. "/server.jsonl" }, Server)
     local cmd = string.format(
         "/usr/bin/python3 %s/tests/ref/judge_server.py --port-file %s/port --log %s " ..
-        "--delay %g --hang %g --retry-after %s --lifetime %g >%s/server.out 2>&1 &",
+        "--delay %g --hang %g --retry-after '%s' --lifetime %g >%s/server.out 2>&1 &",
         root, dir, s.log, opts.delay or 0, opts.hang or 3, opts.retry_after or "1",
         opts.lifetime or 60, dir)
     assert(os.execute(cmd))
@@ -47,7 +47,8 @@ function M.start(opts)
     return s
 end
 
--- Every logged request, in arrival order: {seq, attempt, action, auth, headers, body, user}.
+-- Every logged request, in arrival order: {seq, attempt, in_flight, action, auth, headers, body,
+-- user}.
 function Server:requests()
     local out = {}
     local f = io.open(self.log)
@@ -55,6 +56,7 @@ function Server:requests()
     for line in f:lines() do
         local e = cjson.decode(line)
         local body = cjson.decode(e.body)
+        e.model = body.model
         for _, m in ipairs(body.messages) do if m.role == "user" then e.user = m.content end end
         out[#out + 1] = e
     end

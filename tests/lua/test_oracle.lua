@@ -135,11 +135,31 @@ T.case("oracle parse: judge answers, table-driven", function()
         { "blank", " \n\t", nil, "empty answer" },
         { "nil", nil, nil, "empty answer" },
         { "no line", "I prefer the first one.", nil, "no 'Preferred:' line" },
+        -- A NUL ends a line: the last line still decides (a C string would stop at the NUL).
+        { "NUL", "Preferred: A\0Preferred: B", "B", "" },
+        { "NUL rationale", "Comparison: x\0Preferred: A", "A", "x" },
+        { "spaces then text", "Preferred: A" .. (" "):rep(50) .. "x", nil, "is not A or B" },
     }
     for _, r in ipairs(rows) do
         local answer, why = oracle.parse(r[2])
         T.eq(answer, r[3], r[1])
         if r[3] then T.eq(why, r[4], r[1]) else T.ok(why:find(r[4], 1, true), r[1] .. ": " .. why) end
+    end
+end)
+
+T.case("oracle parse: linear in the answer's length (runs of spaces, many decision lines)", function()
+    -- Each took ~20 s when a pattern backtracked over every space of a line (quadratic); linear
+    -- work is milliseconds, so 2 s of CPU leaves a wide margin on a loaded machine.
+    local hostile = {
+        "Preferred: A" .. (" "):rep(40000) .. "x",
+        "Comparison: " .. (" \t"):rep(20000) .. "x\nPreferred: B",
+        ("why\nPreferred: A\n"):rep(50000),
+    }
+    for i, text in ipairs(hostile) do
+        local t0 = os.clock()
+        oracle.parse(text)
+        local dt = os.clock() - t0
+        T.ok(dt < 2, string.format("answer %d (%d bytes) parsed in %.2f s", i, #text, dt))
     end
 end)
 
@@ -265,12 +285,12 @@ T.case("oracle openai: faults retried, then reported unlabelled and not charged"
             { "[fault:500x9]", "HTTP 500.*%(3 tries%)", 3 },
             { "[fault:hangx9]", "timed out after 1s %(3 tries%)", 3 },
             { "[fault:dropx99]", "%(3 tries%)", "at least 3" },
-            { "[fault:deniedx1]", "HTTP 401.*%(1 try%)", 1 },
         }
         local list = {}
         for i, r in ipairs(rows) do list[i] = pair(i, i % 2, (i + 1) % 2, r[1]) end
         local path = T.tmpdir() .. "/labels.jsonl"
-        local o = judge(s, { ledger = path, budget = #rows, max_in_flight = 16, timeout = 1 })
+        -- backoff_max 2: Retry-After is capped there, so the 429's "Retry-After: 1" is obeyed.
+        local o = judge(s, { ledger = path, budget = #rows, max_in_flight = 16, timeout = 1, backoff_max = 2 })
         local labels = o:label(list)
         local seen = requests_per_pair(s)
         local n_ok = 0
@@ -342,32 +362,63 @@ T.case("oracle openai: both orders keeps consistent answers only", function()
     end)
 end)
 
+-- The server counts the requests it is handling when each arrives; limits are checked by those
+-- counts and by how far apart requests arrived (lower bounds only: a slow machine makes
+-- requests later, never earlier, so these cannot fail for want of CPU).
+local function max_in_flight(s)
+    local m = 0
+    for _, r in ipairs(s:requests()) do m = math.max(m, r.in_flight) end
+    return m
+end
+
+local function arrival_span(s)
+    local reqs = s:requests()
+    return reqs[#reqs].time - reqs[1].time
+end
+
 T.case("oracle openai: 16 requests in flight; rpm and tpm limits", function()
-    with_server({ delay = 0.5 }, function(s)
-        local o = judge(s, { max_in_flight = 16, timeout = 5 })
-        local t0 = core.now()
-        local labels = o:label(pairs_n(32))
-        local dt = core.now() - t0
-        T.ok(dt < 2.5, string.format("32 answers of 0.5 s took %.2fs with 16 in flight", dt))
-        T.eq(#labels, 32)
+    with_server({ delay = 1 }, function(s)
+        local o = judge(s, { max_in_flight = 16, timeout = 10 })
+        T.eq(#o:label(pairs_n(32)), 32)
+        T.eq(max_in_flight(s), 16, "the server saw 16 requests at once, never more")
+    end)
+    with_server({ delay = 1 }, function(s)
+        local o = judge(s, { max_in_flight = 3, timeout = 10 })
+        o:label(pairs_n(8))
+        T.eq(max_in_flight(s), 3, "max_in_flight = 3")
     end)
     with_server({}, function(s)
-        -- rpm 600: 10 a second after a burst of 10, so 20 requests take about 1 s.
+        -- rpm 600: 10 a second after a burst of 10, so the 20th request starts ~1 s after the first.
         local o = judge(s, { rpm = 600 })
-        local t0 = core.now()
         o:label(pairs_n(20))
-        local dt = core.now() - t0
-        T.ok(dt > 0.85 and dt < 3, string.format("rpm 600: 20 requests in %.2fs", dt))
+        T.ok(arrival_span(s) > 0.85, string.format("rpm 600: 20 requests within %.2fs", arrival_span(s)))
+    end)
+    with_server({}, function(s)
         -- tpm: each request is estimated at max_tokens + body/4 (~1100) tokens; 3300 tokens/s
         -- lets 3 start at once and about 3 a second after that.
-        o = judge(s, { tpm = 198000, max_tokens = 1000 })
-        t0 = core.now()
+        local o = judge(s, { tpm = 198000, max_tokens = 1000 })
         local list = pairs_n(7)
         for _, p in ipairs(list) do p.prompt = p.prompt .. " tpm" end
         o:label(list)
-        dt = core.now() - t0
-        T.ok(dt > 0.9 and dt < 3, string.format("tpm: 7 requests in %.2fs", dt))
+        T.ok(arrival_span(s) > 0.9, string.format("tpm: 7 requests within %.2fs", arrival_span(s)))
     end)
+end)
+
+T.case("oracle openai: Retry-After (seconds, ms, a date, inf) is capped at backoff_max, and the error says so", function()
+    for _, c in ipairs {
+        { "inf", "[fault:429x9]", "inf" }, { "86400", "[fault:429x9]", "86400" },
+        { "inf", "[fault:429msx9]", "inf" }, { "Fri, 31 Dec 2100 23:59:59 GMT", "[fault:429x9]", "%d" },
+    } do
+        with_server({ retry_after = c[1] }, function(s)
+            local o = judge(s, { backoff_max = 0.2, max_tries = 2 })
+            local t0 = core.now()
+            local l = o:label { pair(1, 1, 0, c[2]) }[1]
+            T.ok(core.now() - t0 < 30, "not stalled by Retry-After " .. c[1])
+            T.eq(l.preferred, nil, c[1])
+            T.ok(l.reason:find("HTTP 429") and l.reason:find("Retry%-After of " .. c[3] .. "[^;]* s was capped at backoff_max 0%.2 s"),
+                c[1] .. ": " .. l.reason)
+        end)
+    end
 end)
 
 -- A child ./apl process labels 40 pairs; it is killed with -9 mid-batch and run again.
@@ -677,4 +728,76 @@ T.case("oracle consistency: examples/judge_consistency.lua on a run's acquired p
     end)
     T.ok(T.sh(string.format("cd %s && ./apl examples/judge_consistency.lua 2>&1 || true", root))
         :find("missing --run DIR", 1, true))
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- Keys and a judge that cannot be used
+
+local secrets = require "apl.secrets"
+
+T.case("oracle keys: redacted from reasons and the ledger; a 401/403 stops labelling with a clear error", function()
+    with_server({}, function(s)
+        -- The key: $PATH, always set and nothing like a key (no "sk-", and ':' ends the "Bearer"
+        -- pattern), so only lua/loracle.c, which knows the key, can take it out of what the server
+        -- echoes back.
+        local key = os.getenv("PATH")
+        for _, model in ipairs { "fault:echo", "fault:denied", "fault:forbidden" } do
+            local path = T.tmpdir() .. "/labels.jsonl"
+            local o = judge(s, { model = model, ledger = path, api_key_env = "PATH" })
+            local err = T.assert_error_match(function() o:label { pair(1, 1, 0), pair(2, 0, 1) } end,
+                "apl%.oracle%.label: the judge at .* refused the request %(HTTP 40[13]")
+            T.ok(err:find("$PATH", 1, true) and err:find("'" .. model .. "'", 1, true), err)
+            T.ok(not err:find(key, 1, true), "key in the error: " .. err)
+            T.ok(not (read(path) or ""):find(key, 1, true), "key in the ledger")
+            o:close()
+        end
+        local echoed = s:requests()[1]
+        T.eq(echoed.auth, "Bearer " .. key, "the server did receive the key")
+    end)
+end)
+
+T.case("oracle keys: unknown options are errors; a key sent over plain http to another host is warned about", function()
+    T.assert_error_match(function()
+        oracle.openai { base_url = "http://127.0.0.1:9/v1", model = "m", template = "tldr", api_key = "sk-x" }
+    end, "apl%.oracle%.openai: unknown option 'api_key' %(the key stays in the environment: api_key_env")
+    T.assert_error_match(function() oracle.lua(function() return "A" end, { sed = 1 }) end, "apl%.oracle%.lua: unknown option 'sed'")
+    local function warning(url)
+        local out = T.tmpdir() .. "/err"
+        local code = require("apl.core.sys").run({ T.root() .. "/apl", "-e", string.format(
+            "apl.oracle.openai{base_url = %q, model = 'm', template = 'tldr', api_key_env = 'HOME'}", url) },
+            { stderr = out })
+        T.eq(code, 0, url)
+        return read(out)
+    end
+    T.ok(warning("http://judge.example.com/v1"):find("sent unencrypted to http://judge%.example%.com/v1"), "warned")
+    for _, url in ipairs { "https://judge.example.com/v1", "http://127.0.0.1:8000/v1", "http://localhost/v1", "http://[::1]:80/v1" } do
+        T.eq(warning(url), "", url)
+    end
+end)
+
+T.case("oracle keys: redact and looks_like_key", function()
+    T.eq(secrets.redact("Authorization: Bearer abc.DEF-123_x== and sk-ant-api03-ABCDEFGHIJKLMNOPQRST end"),
+        "Authorization: Bearer [redacted] and sk-[redacted] end")
+    T.eq(secrets.redact("task-0123456789abcdefghijklmn sk-short"), "task-0123456789abcdefghijklmn sk-short")
+    T.ok(secrets.looks_like_key("sk-proj-0123456789abcdefghij"))
+    T.ok(not secrets.looks_like_key("OPENAI_API_KEY"))
+    T.eq(secrets.find_key { a = 1, oracle = { api_key_env = "OPENAI_API_KEY", headers = { "Bearer xyz" } } }, "oracle.headers.1")
+end)
+
+T.case("oracle preflight: one request; DNS, refused, TLS, 401, unknown model each named", function()
+    with_server({}, function(s)
+        local function fails(extra, pattern)
+            T.assert_error_match(function() judge(s, extra):preflight() end, pattern)
+        end
+        local before = #s:requests()
+        T.ok(judge(s):preflight(), "a working judge")
+        T.eq(#s:requests(), before + 1, "one request")
+        judge(s):preflight()
+        T.eq(#s:requests(), before + 1, "asked once per process")
+        fails({ model = "fault:nomodel" }, "cannot be used: the judge does not know this model: HTTP 404")
+        fails({ model = "fault:denied" }, "%(model 'fault:denied'%) cannot be used: the API key was refused: HTTP 401")
+        fails({ base_url = "http://127.0.0.1:9/v1" }, "http://127%.0%.0%.1:9/v1/chat/completions.*the connection was refused")
+        fails({ base_url = "http://no-such-host.invalid/v1" }, "the host name does not resolve %(DNS%)")
+        fails({ base_url = s.url:gsub("^http:", "https:"), model = "tls" }, "the TLS handshake or certificate check failed")
+    end)
 end)

@@ -17,9 +17,14 @@ Faults are asked for by the prompt itself, so they do not depend on request orde
   badjson  200 with a body that is not JSON         wrong 200, "Preferred: C"
   empty    200 with empty content                   nopref 200, no "Preferred:" line
   denied   401 (not worth retrying)                 alwaysA 200, "Preferred: A" whatever the texts
+  429ms    429 with retry-after-ms: --retry-after   echo  401 whose body echoes the Authorization
+A model named "fault:KIND" (denied, forbidden: 403, nomodel: 404 "model not found", echo) gets
+that answer to every request, as a wrong key or model name would.
 
 Every request is logged to --log as one JSON line on arrival: the Authorization header in its own
-field "auth", the other headers, the body, the action taken.
+field "auth", the other headers, the body, the action taken, and "in_flight": how many requests
+(this one included) the server was handling at that moment, so tests count concurrency instead of
+timing it.
 """
 import argparse
 import hashlib
@@ -43,16 +48,23 @@ class State:
         self.lock = threading.Lock()
         self.attempts = {}
         self.seq = 0
+        self.in_flight = 0
         self.log = open(args.log, "a") if args.log else None
         self.stop = threading.Event()
 
     def arrive(self, user):
-        """Counts this message's requests; returns the request number and this message's try."""
+        """Counts this message's requests; returns the request number, this message's try and
+        the requests in flight with this one."""
         key = hashlib.sha256(user.encode()).hexdigest()
         with self.lock:
             self.seq += 1
+            self.in_flight += 1
             self.attempts[key] = self.attempts.get(key, 0) + 1
-            return self.seq, self.attempts[key]
+            return self.seq, self.attempts[key], self.in_flight
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
 
     def write_log(self, entry):
         if not self.log:
@@ -111,17 +123,23 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, IndexError, TypeError):
             self.reply(400, '{"error": {"message": "bad request"}}')
             return
-        seq, attempt = st.arrive(user)
+        seq, attempt, in_flight = st.arrive(user)
         m = FAULT.search(user)
         fault = m.group(1) if m and attempt <= int(m.group(2)) else None
+        model = str(req.get("model", ""))
+        if model.startswith("fault:"):
+            fault = model[len("fault:"):]
         action = fault or "ok"
         st.write_log({
-            "seq": seq, "time": time.time(), "path": self.path, "attempt": attempt,
+            "seq": seq, "time": time.time(), "path": self.path, "attempt": attempt, "in_flight": in_flight,
             "action": action, "auth": self.headers.get("Authorization"),
             "headers": {k: v for k, v in self.headers.items() if k.lower() != "authorization"},
             "body": raw.decode("utf-8", "replace"),
         })
-        self.act(action, req, user)
+        try:
+            self.act(action, req, user)
+        finally:
+            st.leave()
 
     def act(self, action, req, user):
         args = self.server.state.args
@@ -129,8 +147,18 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(429, '{"error": {"message": "rate limited"}}', [("Retry-After", args.retry_after)])
         elif action == "500":
             self.reply(500, '{"error": {"message": "server error"}}')
+        elif action == "429ms":
+            self.reply(429, '{"error": {"message": "rate limited"}}', [("retry-after-ms", args.retry_after)])
         elif action == "denied":
             self.reply(401, '{"error": {"message": "invalid api key"}}')
+        elif action == "echo":
+            auth = self.headers.get("Authorization") or ""
+            self.reply(401, json.dumps({"error": {"message": f"invalid api key in header: Authorization: {auth}"}}))
+        elif action == "forbidden":
+            self.reply(403, '{"error": {"message": "this key may not use this model"}}')
+        elif action == "nomodel":
+            self.reply(404, json.dumps({"error": {"message": f"The model `{req.get('model')}` does not exist",
+                                                  "code": "model_not_found"}}))
         elif action == "drop":
             # SO_LINGER 0: close() sends a reset, as a crashing proxy would.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
