@@ -46,6 +46,8 @@ local knobs = recipe.protocol(a, WAYPOINTS, {
     baseline = "initial",       -- §5.5: win-rate against θ0's completions
 })
 recipe.print_config(a, knobs)
+recipe.check_lengths(a, 16)          -- prompts are at most 16 tokens (Appendix B)
+recipe.preflight(a, "imdb")          -- the judge answers before any model or data work
 
 local policy = apl.model.load(a.model, { device = a.device })
 local tok = apl.tokenizer.load(a.model)

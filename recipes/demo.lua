@@ -36,6 +36,7 @@ local knobs = recipe.protocol(a, nil, {
 })
 knobs.budget = knobs.budget or 128   -- B: 8 steps of M
 recipe.print_config(a, knobs)
+recipe.check_lengths(a, 4, demo_data.MODEL.n_positions) -- prompts are 2-4 tokens (data.imdb below)
 
 local cache = demo_data.prepare((package.apl_root or ".") .. "/build/demo")
 local tok = apl.tokenizer.load(cache.tok)

@@ -56,6 +56,9 @@ local knobs = recipe.protocol(a, WAYPOINTS, {
     baseline = "reference",     -- §5.5: win-rate against the human summaries
 })
 recipe.print_config(a, knobs)
+-- A prompt's length is known only once the data are tokenised; here, the completions alone must fit.
+recipe.check_lengths(a, 1)
+recipe.preflight(a, "tldr")          -- the judge answers before any model or data work
 
 -- Appendix B: prompts strictly between 200 and 1000 characters, trailing spaces removed, whole
 -- subreddits left out (the authors' list: r/offmychest and r/tifu).

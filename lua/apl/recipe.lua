@@ -7,9 +7,13 @@
 --       acquisition = "certainty", waypoints = { 128, 256, 512, 768 }, max_new_tokens = { 16, 24 } })
 --   local knobs = recipe.protocol(a, { 128, 256, 512, 768 }, { batch = 128, ... })
 --   recipe.print_config(a, knobs)      -- --print-config: the knobs as JSON, then exit
+--   recipe.check_lengths(a, 16)        -- prompts of <= 16 tokens + --max-new-tokens fit the model
+--   recipe.preflight(a, "imdb")        -- the judge answers, before any model or data work
 --
 -- recipes/sweep.lua drives the recipes through these flags' names, so they stay as they are.
 local cjson = require "cjson"
+local fs = require "apl.fs"
+local lengths = require "apl.lengths"
 local loop = require "apl.loop"
 
 local M = {}
@@ -101,6 +105,49 @@ function M.print_config(a, knobs)
     end
     io.write(cjson.encode(plain), "\n")
     os.exit(0)
+end
+
+-- A problem found while checking the arguments: the message, and exit status 2 as for a bad flag.
+local function refuse(msg)
+    io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", msg, "\n")
+    os.exit(2)
+end
+
+-- The positions a model folder's config.json allows (n_positions for GPT-2,
+-- max_position_embeddings for the others), or nil when it does not say.
+local function model_positions(dir)
+    local ok, cfg = pcall(cjson.decode, fs.read(dir .. "/config.json") or "")
+    if not ok or type(cfg) ~= "table" then return nil end
+    return math.tointeger(cfg.n_positions or cfg.max_position_embeddings or cfg.n_ctx)
+end
+
+-- Refuses (exit 2) a run whose longest prompt (prompt_tokens, the recipe's bound) plus the
+-- longest completion (--max-new-tokens) does not fit the model's positions: found with the
+-- arguments, not as a traceback from inside generation after the data have loaded. positions:
+-- the model's, or read from --model's config.json when nil.
+function M.check_lengths(a, prompt_tokens, positions)
+    positions = positions or model_positions(a.model)
+    local _, hi = lengths.range(a.max_new_tokens)
+    if positions and hi and prompt_tokens + hi > positions then
+        refuse(string.format("--max-new-tokens %s: prompts of up to %d tokens and %d new tokens need %d positions; "
+            .. "the model%s has %d", show_lengths(a.max_new_tokens), prompt_tokens, hi, prompt_tokens + hi,
+            a.model and " in " .. a.model or "", positions))
+    end
+end
+
+-- One small request to the judge with the run's URL, key and model (apl.oracle's preflight), so a
+-- judge that is down, a wrong key or an unknown model stops the recipe before any model work,
+-- with a message naming the URL and what failed (exit 1).
+function M.preflight(a, template)
+    local ok, err = pcall(function()
+        local o <close> = require("apl.oracle").openai { base_url = a.judge_url, model = a.judge_model,
+            api_key_env = a.api_key_env, template = template, progress = false }
+        o:preflight()
+    end)
+    if not ok then
+        io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", tostring(err), "\n")
+        os.exit(1)
+    end
 end
 
 return M

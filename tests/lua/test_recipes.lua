@@ -100,3 +100,38 @@ T.case("recipes: apl_imdb, tldr_hybrid and demo take the protocol flags (--print
     T.eq({ none, code }, { nil, 2 }, 0, "a bad flag exits with status 2")
     T.ok(out:find("%-%-waypoints: \"512,256\" is not a comma list"), out)
 end)
+
+-- Runs a recipe without --print-config: it checks its arguments, asks the judge, then would
+-- load the model. Returns the output and the exit status.
+local function start(script, dir, extra)
+    local cmd = string.format("cd %s && %s/apl recipes/%s --model %s --data %s --api-key-env HOME --out %s/run %s 2>&1",
+        T.root(), T.root(), script, dir, dir, dir, extra or "")
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    return out, code
+end
+
+T.case("recipes: a prompt plus --max-new-tokens beyond the model's positions is refused with the arguments", function()
+    if not io.open(T.root() .. "/apl") then T.skip("./apl not built") end
+    local dir = T.tmpdir()
+    require("apl.fs").write(dir .. "/config.json", cjson.encode { model_type = "gpt2", n_positions = 32 })
+    local out, code = start("apl_imdb.lua", dir, "--max-new-tokens 8-24")
+    T.eq(code, 2, out)
+    T.ok(out:find("--max-new-tokens 8-24: prompts of up to 16 tokens and 24 new tokens need 40 positions; the model in "
+        .. dir .. " has 32", 1, true), out)
+    out, code = start("tldr_hybrid.lua", dir, "--max-new-tokens 64")
+    T.eq(code, 2, out)
+    T.ok(out:find("need 65 positions", 1, true), out)
+end)
+
+T.case("recipes: a judge that refuses connections stops the recipe before the model loads", function()
+    if not io.open(T.root() .. "/apl") then T.skip("./apl not built") end
+    local dir = T.tmpdir() -- no weights: loading the model would fail with another message
+    require("apl.fs").write(dir .. "/config.json", cjson.encode { model_type = "gpt2", n_positions = 1024 })
+    local out, code = start("apl_imdb.lua", dir, "--judge-url http://127.0.0.1:9/v1")
+    T.eq(code, 1, out)
+    T.ok(out:find("apl.oracle.preflight: the judge at http://127.0.0.1:9/v1/chat/completions (model 'gpt-4-1106-preview') "
+        .. "cannot be used: the connection was refused", 1, true), out)
+    T.ok(not out:find("traceback", 1, true), out)
+end)
