@@ -332,7 +332,9 @@ local function last_json(out)
     return row
 end
 
-local WORK = root .. "/build/gpu-bench" .. (a.smoke and "-smoke" or "")
+-- The checkpoints (written once) and each measurement's spec; --smoke's tiny ones go under --out,
+-- so that test runs side by side in one tree do not share files.
+local WORK = a.smoke and a.out .. "/work" or root .. "/build/gpu-bench"
 
 local function checkpoint(name)
     local dir = WORK .. "/" .. name
@@ -354,7 +356,7 @@ local failures = {}
 -- One measurement by apl and, unless it is the acquisition step, by the peer.
 local function measure(name, phase)
     local spec = spec_of(name, checkpoint(name))
-    spec.run_dir = WORK .. "/run-" .. name .. "-" .. os.time()
+    spec.run_dir = string.format("%s/run-%s-%d-%06d", WORK, name, os.time(), math.random(0, 999999))
     local spec_file = WORK .. "/spec-" .. name .. "-" .. phase .. ".json"
     write_file(spec_file, cjson.encode(spec))
     local apl_cmd = string.format("%s %s --child %s --spec %s %s %s 2>&1", q(root .. "/apl"),

@@ -106,7 +106,9 @@ main() {
     git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$STAGE/apl"
     write_manifest
     mkdir -p "$(dirname "$OUT")"
-    tar -czf "$OUT" -C "$ROOT/build" --transform 's|^gpu-bundle|apl-gpu-bundle|' gpu-bundle/apl gpu-bundle/debs gpu-bundle/MANIFEST
+    # written aside and renamed: a reader never sees half a tarball
+    tar -czf "$OUT.part" -C "$ROOT/build" --transform 's|^gpu-bundle|apl-gpu-bundle|' gpu-bundle/apl gpu-bundle/debs gpu-bundle/MANIFEST
+    mv "$OUT.part" "$OUT"
     local size
     size=$(stat -c %s "$OUT")
     if [ "$size" -gt "$MAX_BYTES" ]; then

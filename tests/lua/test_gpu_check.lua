@@ -27,12 +27,14 @@ local function exists(path) return os.execute("test -e " .. q(path)) == true end
 local bundle
 local function make_bundle()
     if bundle then return bundle end
-    local out, code = run("bash " .. q(ROOT .. "/tools/gpu-bundle.sh"))
+    -- a tarball of its own: another run of the suite in this tree may be making one too
+    local tarball = T.tmpdir() .. "/apl-gpu-bundle.tar.gz"
+    local out, code = run("bash " .. q(ROOT .. "/tools/gpu-bundle.sh") .. " " .. q(tarball))
     if code ~= 0 and (out:find("no network", 1, true) or out:find("no candidate", 1, true)) then
         T.skip("the debs are neither cached nor downloadable: " .. out)
     end
     T.ok(code == 0, "gpu-bundle.sh failed:\n" .. out)
-    bundle = { tarball = ROOT .. "/build/apl-gpu-bundle.tar.gz", debs = ROOT .. "/build/gpu-bundle/debs", out = out }
+    bundle = { tarball = tarball, debs = ROOT .. "/build/gpu-bundle/debs", out = out }
     return bundle
 end
 
