@@ -90,19 +90,22 @@ static apl_status keep_line(apl_ledger *l, const char *s, size_t len)
     return APL_OK;
 }
 
-static int is_object(const char *s, size_t len)
-{
-    cJSON *j = cJSON_ParseWithLength(s, len);
-    int ok = j && cJSON_IsObject(j);
-    cJSON_Delete(j);
-    return ok;
-}
-
 static int is_blank(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
     return 1;
+}
+
+/* One JSON object and nothing after it but blanks: cJSON alone stops at the object's end, and
+ * the text after it (or after a NUL) would pass here and fail later in Lua without file:line. */
+static int is_object(const char *s, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+    int ok = j && cJSON_IsObject(j) && end && is_blank(end, len - (size_t)(end - s));
+    cJSON_Delete(j);
+    return ok;
 }
 
 /* Repairs the tail a killed writer left: a complete object missing its newline gets one; a cut
@@ -142,7 +145,7 @@ static apl_status load(apl_ledger *l)
         else if (is_object(s, n))
             st = keep_line(l, s, n);
         else
-            st = apl_fail(APL_EFORMAT, "%s:%zu: corrupt ledger entry (not a JSON object)", l->path,
+            st = apl_fail(APL_EFORMAT, "%s:%zu: corrupt ledger entry (not one JSON object)", l->path,
                           lineno);
         pos += n + (nl ? 1 : 0);
     }

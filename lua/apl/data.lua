@@ -31,7 +31,9 @@ end
 local function is_missing(v) return v == nil or v == cjson.null end
 
 -- Reads a JSONL file. opts.fields maps the names the caller wants to the names in the file
--- ({prompt = "text"}); every mapped field is required unless listed in opts.optional.
+-- ({prompt = "text"}); every mapped field is text (a string: a number or a list there is
+-- reported with its file:line, not found later as a type error) and required unless listed in
+-- opts.optional.
 -- Mapped rows also carry `line`, their line number. Without opts.fields, rows come back as
 -- decoded. Empty lines are skipped.
 function M.jsonl(path, opts)
@@ -49,18 +51,25 @@ function M.jsonl(path, opts)
                 problems[#problems + 1] = string.format("%s:%d: invalid JSON (%s)", path, n,
                     ok and "not an object" or tostring(obj):gsub("^.-: ", ""))
             elseif opts.fields then
-                local row, missing = { line = n }, {}
+                local row, missing, mistyped = { line = n }, {}, {}
                 for want, have in pairs(opts.fields) do
-                    if is_missing(obj[have]) then
+                    local v = obj[have]
+                    if is_missing(v) then
                         if not optional[want] then missing[#missing + 1] = string.format("%q", have) end
+                    elseif type(v) ~= "string" then
+                        mistyped[#mistyped + 1] = string.format("field %q is %s, not text", have,
+                            type(v) == "table" and (#v > 0 and "a list" or "an object") or "a " .. type(v))
                     else
-                        row[want] = obj[have]
+                        row[want] = v
                     end
                 end
+                table.sort(mistyped)
                 if #missing > 0 then
                     table.sort(missing)
                     problems[#problems + 1] = string.format("%s:%d: missing field%s %s", path, n,
                         #missing == 1 and "" or "s", table.concat(missing, ", "))
+                elseif #mistyped > 0 then
+                    problems[#problems + 1] = string.format("%s:%d: %s", path, n, table.concat(mistyped, "; "))
                 else
                     rows[#rows + 1] = row
                 end

@@ -120,10 +120,10 @@ local function open_ledger(self, path, fname)
     if not ok then error(fname .. ": " .. tostring(l):gsub("^apl%.oracle: ", ""), 3) end
     if warning then io.stderr:write(fname, ": ", warning, "\n") end
     for i, line in ipairs(lines) do
-        local e = cjson.decode(line)
-        if type(e.key) ~= "string" then
+        local ok, e = pcall(cjson.decode, line) -- the C reader checked the JSON; this is belt and braces
+        if not ok or type(e) ~= "table" or type(e.key) ~= "string" then
             l:close()
-            error(string.format("%s: %s: entry %d has no key", fname, path, i), 3)
+            error(string.format("%s: %s: entry %d has no key or is not JSON that Lua reads", fname, path, i), 3)
         end
         if e.answer == "A" or e.answer == "B" then
             if not self._cache[e.key] then self._paid = self._paid + 1 end

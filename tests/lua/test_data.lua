@@ -51,6 +51,14 @@ local CASES = {
     { "trailing garbage", '{"a": 1} x\n', nil, false, ":1: invalid JSON" },
     { "whitespace-only lines skipped", '  \n\t\n{"a": 3}\n', nil, true, { { a = 3 } } },
     { "only empty lines", "\n\n", nil, true, {} },
+    -- A mapped field is text: anything else is named with its file:line, not met later as a
+    -- type error in the caller.
+    { "number field", '{"q": 5, "r": "y"}\n', { fields = { prompt = "q", completion = "r" } }, false,
+      ':1: field "q" is a number, not text' },
+    { "list and object fields", '{"q": ["x"], "r": {"a": 1}}\n', { fields = { prompt = "q", completion = "r" } }, false,
+      ':1: field "q" is a list, not text; field "r" is an object, not text' },
+    { "boolean optional field", '{"q": "x", "r": true}\n', { fields = { prompt = "q", completion = "r" }, optional = { "completion" } },
+      false, ':1: field "r" is a boolean, not text' },
 }
 
 T.case("jsonl: table-driven cases", function()

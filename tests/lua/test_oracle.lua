@@ -199,6 +199,16 @@ T.case("oracle ledger: append, reload, cut last line skipped, corrupt line named
     T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry")
     write(path, '{"key":"k1"}\n[1,2]\n')
     T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt")
+    -- Trailing text after an object (or after a NUL) is named here with file:line, not met later
+    -- by the Lua JSON decoder without one.
+    write(path, '{"key":"k1"}\n{"key":"k2"} trailing garbage\n{"key":"k3"}\n')
+    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry %(not one JSON object%)")
+    write(path, '{"key":"k1"}\0{"key":"k2"}\n')
+    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:1: corrupt")
+    write(path, '{"key":"k1"}   \r\n')
+    local l2, lines2 = core.ledger_open(path)
+    T.eq(#lines2, 1, "blanks after the object are fine")
+    l2:close()
     T.assert_error_match(function() core.ledger_open(T.tmpdir() .. "/no/such/dir/l.jsonl") end,
         "No such file")
 end)
