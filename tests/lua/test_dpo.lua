@@ -56,14 +56,14 @@ local PAIRS = {
     { "not worth", " the ticket", " a dull and boring plot" },
 }
 
-T.case("dpo: parameter gradients match finite differences (f64 tiny model)", function()
+T.case("dpo: parameter gradients match finite differences (f64 tiny model, left padding, each loss)", function()
     local tok = F.tok()
     local policy, ref = F.model(1, { dtype = "f64" }), F.model(2, { dtype = "f64" })
-    -- f64, so that differences of the loss are exact enough. Chosen and rejected have equal
-    -- lengths: the shim's f32 softmax of f64 scores turns left-padded rows into NaN (f64's lowest
-    -- mask value becomes -inf); padding is covered by the f32 tests below.
-    local pairs_ = { { prompt_ids = { 3, 17, 40 }, chosen_ids = { 8, 2, 55 }, rejected_ids = { 61, 9, 30 } },
-                     { prompt_ids = { 12 }, chosen_ids = { 33, 5 }, rejected_ids = { 7, 21 } } }
+    -- f64, so that differences of the loss are exact enough. Both pairs in one micro-batch, whose
+    -- packed rows (prompt ++ chosen ++ rejected: 8 and 7 tokens) are left-padded: the gradient
+    -- through the padding mask is checked too (finite and right in f64).
+    local pairs_ = { { prompt_ids = { 3, 17, 40 }, chosen_ids = { 8, 2, 55 }, rejected_ids = { 61, 9 } },
+                     { prompt_ids = { 12 }, chosen_ids = { 33, 5 }, rejected_ids = { 7, 21, 4, 9 } } }
     local params = policy:parameters()
     local picks = {} -- (parameter name, entry): embeddings of used tokens, attention, MLP, norms
     for _, pk in ipairs({ { "transformer.wte.weight", { 9, 7 } }, { "transformer.wpe.weight", { 2, 5 } },
@@ -72,9 +72,10 @@ T.case("dpo: parameter gradients match finite differences (f64 tiny model)", fun
         for i, p in ipairs(params) do if p.name == pk[1] then picks[#picks + 1] = { i, pk[2] } end end
     end
     T.eq(#picks, 5)
-    for _, l in ipairs({ { "sigmoid", 0.1 }, { "ipo", 0 } }) do
-        local tr = apl.dpo.new { policy = policy, ref = ref, tok = tok, beta = 0.5, loss = l[1],
-                                 label_smoothing = l[2], batch_size = 2, micro_batch_size = 1 }
+    -- beta 0.05 keeps hinge's margins z = beta h inside its kink (1 - z > 0), where it has a gradient
+    for _, l in ipairs({ { "sigmoid", 0.1, 0.5 }, { "ipo", 0, 0.5 }, { "hinge", 0, 0.05 } }) do
+        local tr = apl.dpo.new { policy = policy, ref = ref, tok = tok, beta = l[3], loss = l[1],
+                                 label_smoothing = l[2], batch_size = 2, micro_batch_size = 2 }
         local function loss()
             local m = tr:accumulate(pairs_)
             tr.opt:zero_grad()
@@ -83,6 +84,7 @@ T.case("dpo: parameter gradients match finite differences (f64 tiny model)", fun
         tr:accumulate(pairs_)
         local grads = tr.opt:grads()
         tr.opt:zero_grad()
+        local largest = 0
         for _, pk in ipairs(picks) do
             local p, idx = params[pk[1]].tensor, pk[2]
             local function at(t) for _, i in ipairs(idx) do t = t[i] end return t end
@@ -98,7 +100,9 @@ T.case("dpo: parameter gradients match finite differences (f64 tiny model)", fun
             local fd, g = (lp - lm) / (2 * eps), at(grads[pk[1]]):item()
             T.eq(g, fd, 2e-5 + 1e-3 * math.abs(fd), string.format("%s: %s%s", l[1], params[pk[1]].name,
                 cjson.encode(idx)))
+            largest = math.max(largest, math.abs(fd))
         end
+        T.ok(largest > 1e-3, l[1] .. ": the loss has a gradient here (" .. largest .. ")")
     end
 end)
 
@@ -135,18 +139,23 @@ T.case("dpo: micro-batches accumulate to the update of one batch", function()
     end
 end)
 
-T.case("dpo: step metrics and loss are TRL's, from log-probs measured with apl.logprob", function()
+-- Summed log-probs of each (prompt, completion) from a plain forward per row (compute_fixture).
+local function ref_logprobs(m, prompts, completions)
+    local out = {}
+    for i = 1, #prompts do out[i] = F.ref_logprob(m, prompts[i], completions[i]) end
+    return out
+end
+
+T.case("dpo: step metrics and loss are TRL's, from log-probs of a plain forward", function()
     local tok = F.tok()
     local ref = F.model(4)
     local pairs_ = encode_pairs(tok, PAIRS)
     local p, c, r = {}, {}, {}
     for i, e in ipairs(pairs_) do p[i], c[i], r[i] = e.prompt_ids, e.chosen_ids, e.rejected_ids end
-    local rc = apl.logprob(ref, tok, p, c):totable()
-    local rr = apl.logprob(ref, tok, p, r):totable()
+    local rc, rr = ref_logprobs(ref, p, c), ref_logprobs(ref, p, r)
     for _, l in ipairs(LOSSES) do
         local policy = F.model(5)
-        local pc = apl.logprob(policy, tok, p, c):totable()
-        local pr = apl.logprob(policy, tok, p, r):totable()
+        local pc, pr = ref_logprobs(policy, p, c), ref_logprobs(policy, p, r)
         local beta = 0.25
         local tr = apl.dpo.new { policy = policy, ref = ref, tok = tok, beta = beta, loss = l[1],
                                  label_smoothing = l[2], batch_size = 4, micro_batch_size = 2, lr = 1e-3 }
@@ -155,7 +164,7 @@ T.case("dpo: step metrics and loss are TRL's, from log-probs measured with apl.l
             for i = 1, #p do pc[i], rc[i], pr[i], rr[i] = pc[i] / #c[i], rc[i] / #c[i], pr[i] / #r[i], rr[i] / #r[i] end
         end
         local want = numpy_dpo(pc, pr, rc, rr, beta, l[1], l[2])
-        local e = { loss = want.loss, grad_norm = m.grad_norm }
+        local e = { loss = want.loss, grad_norm = m.grad_norm }   -- grad_norm: test_optim.lua, against NumPy
         local keys = { "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected" }
         for _, k in ipairs(keys) do e[k] = 0 end
         for i = 1, #p do
@@ -203,7 +212,7 @@ T.case("dpo: reference log-probs are computed once, cached in memory and in cach
     T.eq(tr2.ref_forwards, 0, "a new trainer reads the cache file")
 end)
 
-T.case("dpo: reference log-probs of packed pairs, lone sequences and chosen == rejected equal plain scoring", function()
+T.case("dpo: reference log-probs of packed pairs, lone sequences and chosen == rejected equal a plain forward", function()
     local tok, ref = F.tok(), F.model(8)
     local tr = apl.dpo.new { policy = ref:clone(), ref = ref, tok = tok, batch_size = 4 }
     local batch = { { prompt = "the movie was", chosen = " great", rejected = " dull" },      -- packed
@@ -213,11 +222,9 @@ T.case("dpo: reference log-probs of packed pairs, lone sequences and chosen == r
     local enc = tr:encode(batch)
     tr:ref_logps(enc)
     T.eq(tr.ref_forwards, 6)
-    local plain = require("apl.score").logprob_ids
     for i, e in ipairs(enc) do
-        local want = plain(ref, tok, { e.p, e.p }, { e.c, e.r }):totable()
-        T.eq(e.rc, want[1], 1e-4, "pair " .. i .. " chosen")
-        T.eq(e.rr, want[2], 1e-4, "pair " .. i .. " rejected")
+        T.eq(e.rc, F.ref_logprob(ref, e.p, e.c), 1e-4, "pair " .. i .. " chosen")
+        T.eq(e.rr, F.ref_logprob(ref, e.p, e.r), 1e-4, "pair " .. i .. " rejected")
     end
 end)
 
