@@ -301,9 +301,11 @@ local function acquire(s, acq, t)
     for i, p in ipairs(chosen) do
         local prob = sigmoid(p.r_a - p.r_b)
         local l = labels[i]
-        -- correct: the model's preference (a when P(a ≻ b) > 0.5) is the oracle's; unset when unlabelled.
+        -- correct: the model's preference (a when P(a ≻ b) > 0.5) is the oracle's. Unset when
+        -- unlabelled, and at exactly 0.5 (every pair of step 1, where the policy is θ0): a tie
+        -- predicts nothing, as the report counts it.
         local correct
-        if l.preferred then correct = (prob > 0.5) == (l.preferred == 1) end
+        if l.preferred and prob ~= 0.5 then correct = (prob > 0.5) == (l.preferred == 1) end
         records[i] = { step = t, prompt = p.prompt, a = p.a, b = p.b, score = p.score,
             reward_a = p.r_a, reward_b = p.r_b, bt_prob = prob, label = l.preferred,
             rationale = l.rationale, correct = correct }
@@ -468,15 +470,18 @@ end
 ------------------------------------------------------------------------------------------------
 
 -- What the loop opened is released however it ends (an error, Ctrl-C), so the same process can
--- resume the run: the oracle's ledger lock, the log files, the θ0 copy.
+-- resume the run: the oracle's ledger lock, the log files, the θ0 copy. A run that did not finish
+-- first puts θ0 back into cfg.policy: the policy is trained in place, and a resume with the same
+-- object would otherwise take part-trained weights as its θ0 and acquire another set.
 local function release(s)
+    if s.ref and not s.finished then s.engine.copy(s.policy, s.ref) end
     s.run:close()
-    if s.own_oracle and s.oracle.close then s.oracle:close() end
+    if s.own_oracle and s.oracle and s.oracle.close then s.oracle:close() end
     if s.ref then s.engine.free(s.ref); s.ref = nil end
 end
 
 -- Runs the loop; returns {dir=, evals=, acquired=, config=, plots=}. cfg.policy is trained in
--- place; θ0 is kept as a copy.
+-- place (θ0 is kept as a copy); when the run stops early (an error, Ctrl-C) it holds θ0 again.
 function M.run(cfg)
     local c = merge_defaults(cfg)
     check(c)
@@ -515,6 +520,7 @@ function M.run(cfg)
         run:append("train", rec)   -- written last: a step is finished once its train line exists
         say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, #s.acquired, summary(metrics, w))
     end
+    s.finished = true
     run:close()
     return { dir = run.dir, evals = run:read("eval"), acquired = s.acquired, config = knobs,
              plots = report.run_plots(run.dir) }

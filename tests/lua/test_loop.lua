@@ -28,7 +28,8 @@ local function logp(model, text)
 end
 
 -- opts.crash_at: the trainer raises during the training of that step (after its labels are in):
--- offline training resets once per step, online training takes one step per step.
+-- offline training resets once per step, online training takes one step per step. Offline, the
+-- crash comes at epoch opts.crash_epoch (default 1) of that step: past 1, the policy is part-trained.
 local function fake_engine(opts)
     opts = opts or {}
     local e = { resets = 0, steps = 0, oracle_calls = 0, judged = {} }
@@ -67,8 +68,8 @@ local function fake_engine(opts)
     -- The fake optimizer has a momentum, as Adam has moments: a run that lost it (a reset
     -- between online steps, a resume that restores only the weights) moves differently.
     function e.trainer(o)
-        local tr, momentum = {}, 0
-        function tr:reset() e.resets = e.resets + 1; o.policy.bias = o.ref.bias; momentum = 0 end
+        local tr, momentum, epochs = {}, 0, 0
+        function tr:reset() e.resets = e.resets + 1; o.policy.bias = o.ref.bias; momentum = 0; epochs = 0 end
         local function train(pairs, seed)
             local order = rng.new(seed or 0):sample(pairs, #pairs)
             local right = 0
@@ -81,7 +82,8 @@ local function fake_engine(opts)
             return { loss = math.exp(-o.policy.bias), ["rewards/accuracies"] = right / #pairs }
         end
         function tr:epoch(pairs, eo)
-            if opts.crash_at == e.resets then error("simulated crash") end
+            epochs = epochs + 1
+            if opts.crash_at == e.resets and epochs == (opts.crash_epoch or 1) then error("simulated crash") end
             return train(pairs, eo and eo.shuffle_seed)
         end
         function tr:step(pairs)
@@ -158,11 +160,17 @@ T.case("fake engine: 2 steps write the run folder, acquire the top pairs, evalua
         local sa, sb = sentiment.score(r.a), sentiment.score(r.b)
         if sa ~= sb then T.eq(r.label, sa > sb and 1 or 2, "oracle label") end
         T.ok(r.rationale:find("scores"), "rationale kept")
-        T.eq(r.correct, (r.bt_prob > 0.5) == (r.label == 1), "correct: the model's preference is the oracle's")
+        if r.step == 1 then
+            T.eq(r.bt_prob, 0.5, 0, "step 1: policy = θ0")
+            T.eq(r.correct, nil, "a tie (P = 0.5) is neither right nor wrong")
+        else
+            T.eq(r.correct, (r.bt_prob > 0.5) == (r.label == 1), "correct: the model's preference is the oracle's")
+        end
         if i > 1 and r.step == acquired[i - 1].step then T.ok(r.score <= acquired[i - 1].score, "sorted") end
     end
     T.eq(acquired[1].score, 0, 1e-12, "step 1: policy = θ0, so every implicit reward is 0")
     T.ok(acquired[5].score > 0, "step 2 scores come from the trained policy")
+    T.ok(acquired[5].correct ~= nil, "step 2: a prediction, right or wrong")
     T.ok(evals[2].winrate > 0.5, "training toward positive words wins over θ0")
     T.eq(runfolder.open(dir).config.acquisition, "certainty")
     T.assert_error_match(function() loop.run(config { out = dir, engine = fake_engine() }) end, "already holds a run")
@@ -180,17 +188,22 @@ T.case("fake engine: hybrid prefilters by entropy from N samples per prompt", fu
     T.eq(calls[3], { n = 2, prompts = 8 }, "pairs for the sample kept")
 end)
 
-local function resume_case(online)
+-- crash: the fake engine's crash options; same_process: the resume gets the policy object the
+-- crashed run trained (else a fresh θ0, as a new process loading the model would).
+local function resume_case(online, crash, same_process)
     local base = T.tmpdir()
     local full = loop.run(config { budget = 12, online = online, out = base .. "/full", engine = fake_engine() })
     local dir = base .. "/crashed"
+    local policy = { bias = 0 }
     T.assert_error_match(function()
-        loop.run(config { budget = 12, online = online, out = dir, engine = fake_engine { crash_at = 2 } })
+        loop.run(config { budget = 12, online = online, out = dir, policy = policy, engine = fake_engine(crash) })
     end, "simulated crash")
     local partial = read_run(dir)
     T.eq(#partial, 8, "step 2 was labelled before the crash")
+    T.eq(policy.bias, 0, "the crashed run put θ0 back into cfg.policy")
     local e = fake_engine()
-    local res = loop.run(config { budget = 12, online = online, resume = dir, engine = e })
+    local res = loop.run(config { budget = 12, online = online, resume = dir, engine = e,
+                                  policy = same_process and policy or { bias = 0 } })
     T.eq(e.oracle_calls, 8 + 6 * 2, "steps 2 and 3 labelled again (the ledger makes that free), plus 2 evaluations")
     local a1, ev1 = read_run(base .. "/full")
     local a2, ev2 = read_run(dir)
@@ -201,12 +214,23 @@ local function resume_case(online)
 end
 
 T.case("resume after a crash acquires exactly what an uninterrupted run does (offline)", function()
-    resume_case(false)
+    resume_case(false, { crash_at = 2 })
 end)
 
 T.case("resume restores the saved policy in the online variant", function()
-    resume_case(true)
+    resume_case(true, { crash_at = 2 })
 end)
+
+-- The crash comes after the policy has moved away from θ0 (epoch 2 of step 2 offline; online,
+-- step 1 has trained it): the resume must still start from θ0, not from those weights.
+for _, process in ipairs { "the same process", "a new process" } do
+    T.case("resume after a crash in the middle of training, in " .. process .. " (offline)", function()
+        resume_case(false, { crash_at = 2, crash_epoch = 2 }, process == "the same process")
+    end)
+    T.case("resume after a crash in the middle of training, in " .. process .. " (online)", function()
+        resume_case(true, { crash_at = 2 }, process == "the same process")
+    end)
+end
 
 T.case("resume refuses a run whose knobs changed", function()
     local dir = T.tmpdir() .. "/r"
