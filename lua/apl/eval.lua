@@ -2,7 +2,7 @@
 --
 --   local eval = require "apl.eval"
 --   local labels = eval.judge(oracle, { {prompt=, a=, b=} })        -- {preferred = 1|2|nil, rationale=}
---   local w = eval.winrate(oracle, prompts, policy_texts, baseline_texts)  -- {winrate, stderr, n, failed}
+--   local w = eval.winrate(oracle, prompts, policy_texts, baseline_texts)  -- {winrate, stderr, n, failed, reason}
 --   local mean, se = eval.mean_stderr({0.61, 0.64, 0.58})
 local M = {}
 
@@ -33,21 +33,24 @@ function M.mean_stderr(values)
 end
 
 -- The oracle's win-rate of texts over baselines on prompts; pairs the oracle could not judge are
--- left out of n and counted in failed. stderr is the binomial one, sqrt(p(1-p)/n).
+-- left out of n and counted in failed (reason: the first one's). stderr is the binomial one,
+-- sqrt(p(1-p)/n). With n = 0 there is no win-rate: winrate and stderr are nil, not 0 (a judge
+-- that is down is not a policy that always loses).
 function M.winrate(oracle, prompts, texts, baselines)
     local pairs = {}
     for i, p in ipairs(prompts) do pairs[i] = { prompt = p, a = texts[i], b = baselines[i] } end
-    local wins, n, failed = 0, 0, 0
+    local wins, n, failed, reason = 0, 0, 0, nil
     for _, l in ipairs(M.judge(oracle, pairs)) do
         if l.preferred then
             n = n + 1
             if l.preferred == 1 then wins = wins + 1 end
         else
-            failed = failed + 1
+            failed, reason = failed + 1, reason or l.rationale
         end
     end
-    local p = n > 0 and wins / n or 0
-    return { winrate = p, stderr = n > 0 and math.sqrt(p * (1 - p) / n) or 0, n = n, failed = failed }
+    if n == 0 then return { n = 0, failed = failed, reason = reason } end
+    local p = wins / n
+    return { winrate = p, stderr = math.sqrt(p * (1 - p) / n), n = n, failed = failed, reason = reason }
 end
 
 return M

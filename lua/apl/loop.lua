@@ -24,6 +24,7 @@
 local rng = require "apl.rng"
 local eval = require "apl.eval"
 local runfolder = require "apl.runfolder"
+local fs = require "apl.fs"
 local report = require "apl.report"
 local lengths = require "apl.lengths"
 
@@ -286,6 +287,17 @@ local function score_batch(acq, ctx, batch)
     return scores
 end
 
+-- A step whose every label failed (a judge that is down, a key that expired) would train on
+-- nothing and go on step after step: stop with the oracle's reason. The answers paid for are in
+-- the ledger, and --resume redoes the step once the judge is fixed.
+local function check_labelled(s, t, labels)
+    if #labels == 0 then return end
+    for _, l in ipairs(labels) do if l.preferred then return end end
+    error(string.format("apl.loop: step %d: the oracle labelled none of the %d pairs (%s); stopping. Answers "
+        .. "already paid for are kept in %s; fix the judge and continue with --resume %s", t, #labels,
+        tostring(labels[1].rationale), s.run:path("oracle.jsonl"), s.run.dir), 0)
+end
+
 -- Acquires step t's pairs: select, label, record. Returns the new records.
 local function acquire(s, acq, t)
     local c = s.c
@@ -297,6 +309,7 @@ local function acquire(s, acq, t)
     for i, k in ipairs(M.top(scores, c.batch)) do chosen[i] = batch[k]; batch[k].score = scores[k] end
     ctx:implicit_rewards(chosen)
     local labels = eval.judge(s.oracle, chosen)
+    check_labelled(s, t, labels)
     local records = {}
     for i, p in ipairs(chosen) do
         local prob = sigmoid(p.r_a - p.r_b)
@@ -368,7 +381,7 @@ local function policy_dir(s, t) return s.run:path(string.format("policy/step-%d"
 local function save_online_policy(s, t)
     runfolder.mkdir(policy_dir(s, t))
     s.engine.save(s.policy, policy_dir(s, t))
-    if t > 1 then os.execute("rm -rf '" .. policy_dir(s, t - 1) .. "'") end
+    if t > 1 then fs.rmtree(policy_dir(s, t - 1), s.run.dir) end
 end
 
 ------------------------------------------------------------------------------------------------
@@ -412,6 +425,10 @@ local function evaluate(s, t, labels)
     local base = baselines(s, rows, prompts)
     local texts = one_completion(s, s.policy, prompts, "eval")
     local w = eval.winrate(s.oracle, prompts, texts, base)
+    if w.n == 0 then -- no win-rate: a failure, never a win-rate of 0 in eval.jsonl
+        error(string.format("apl.loop: evaluation at step %d: the oracle judged none of the %d test pairs (%s); "
+            .. "fix the judge and continue with --resume %s", t, #prompts, tostring(w.reason), s.run.dir), 0)
+    end
     w.step, w.labels, w.acquisition, w.seed = t, labels, s.c.acquisition, s.c.seed
     s.run:append("eval", w)
     return w
@@ -498,14 +515,15 @@ function M.run(cfg)
     local s = { c = c, engine = engine, run = run, policy = c.policy, acquired = {},
                 own_oracle = type(c.oracle) ~= "table" or not c.oracle.label }
     local _ <close> = setmetatable({}, { __close = function() release(s) end })
-    s.ref = engine.clone(c.policy)
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
+    if s.oracle.preflight then s.oracle:preflight() end -- a judge that is down fails before model work
+    s.ref = engine.clone(c.policy)
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
                                  batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }
     s.test_rows = c.test and M.test_rows(c)
     local steps = M.steps(c)
     local done = cfg.resume and resume_state(s) or 0
-    if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #s.acquired) end
+    if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #M.training_pairs(s.acquired)) end
     for t = done + 1, steps do
         local t0 = os.time()
         local before = #s.acquired
@@ -513,12 +531,13 @@ function M.run(cfg)
         table.move(new, 1, #new, #s.acquired + 1, s.acquired)
         local metrics = c.online and train_online(s, new) or train_offline(s, t)
         if c.online then save_online_policy(s, t) end
-        local w = is_waypoint(c, before, #s.acquired) and evaluate(s, t, #s.acquired) or nil
-        local rec = { step = t, labels = #s.acquired, seconds = os.time() - t0 }
+        local labelled = #M.training_pairs(s.acquired) -- what the judge really labelled
+        local w = is_waypoint(c, before, #s.acquired) and evaluate(s, t, labelled) or nil
+        local rec = { step = t, labels = labelled, pairs = #s.acquired, seconds = os.time() - t0 }
         for k, v in pairs(metrics) do rec[k] = v end
         if s.oracle.stats then rec.oracle = s.oracle:stats() end   -- requests, labels, cached, cost
         run:append("train", rec)   -- written last: a step is finished once its train line exists
-        say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, #s.acquired, summary(metrics, w))
+        say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, rec.labels, summary(metrics, w))
     end
     s.finished = true
     run:close()

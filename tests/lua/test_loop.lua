@@ -32,7 +32,7 @@ end
 -- crash comes at epoch opts.crash_epoch (default 1) of that step: past 1, the policy is part-trained.
 local function fake_engine(opts)
     opts = opts or {}
-    local e = { resets = 0, steps = 0, oracle_calls = 0, judged = {} }
+    local e = { resets = 0, steps = 0, oracle_calls = 0, judged = {}, judged_pairs = {} }
     function e.generate(model, _, prompts, o)
         local out = {}
         for i, prompt in ipairs(prompts) do
@@ -113,6 +113,7 @@ local function fake_engine(opts)
             for i, p in ipairs(pairs) do
                 e.oracle_calls = e.oracle_calls + 1
                 e.judged[#e.judged + 1] = p.prompt
+                e.judged_pairs[#e.judged_pairs + 1] = p
                 local pick, why = fn(p.prompt, p.a, p.b)
                 out[i] = { preferred = pick == "A" and 1 or 2, rationale = why }
             end
@@ -190,6 +191,65 @@ end)
 
 -- crash: the fake engine's crash options; same_process: the resume gets the policy object the
 -- crashed run trained (else a fresh θ0, as a new process loading the model would).
+-- The evaluations' pairs as the fake oracle saw them (a: the policy's text, b: the baseline),
+-- one list per evaluation.
+local function eval_pairs(e, n_test)
+    local sets, cur = {}, nil
+    for _, p in ipairs(e.judged_pairs) do
+        if p.prompt:find("^test") then
+            if not cur or #cur == n_test then cur = {}; sets[#sets + 1] = cur end
+            cur[#cur + 1] = p
+        end
+    end
+    return sets
+end
+
+-- The win-rate from the definition: the judge (sentiment.prefer) takes a unless b scores higher.
+local function expected_winrate(pairs)
+    local wins = 0
+    for _, p in ipairs(pairs) do
+        if sentiment.score(p.a) >= sentiment.score(p.b) then wins = wins + 1 end
+    end
+    local w = wins / #pairs
+    return { winrate = w, stderr = math.sqrt(w * (1 - w) / #pairs), n = #pairs }
+end
+
+T.case("fake engine: each win-rate and its standard error are the judge's verdicts on that evaluation's pairs", function()
+    local e = fake_engine()
+    local res = loop.run(config { out = T.tmpdir() .. "/w", engine = e, waypoints = { 4, 8 } })
+    local sets = eval_pairs(e, 6)
+    T.eq(#sets, 2)
+    for k, w in ipairs(res.evals) do
+        local want = expected_winrate(sets[k])
+        T.eq({ w.winrate, w.stderr, w.n, w.failed }, { want.winrate, want.stderr, want.n, 0 }, 1e-12, "evaluation " .. k)
+    end
+    T.ok(res.evals[1].winrate ~= res.evals[2].winrate or res.evals[1].winrate < 1, "a case that can tell them apart")
+end)
+
+T.case("baseline = \"reference\": the policy is judged against each test row's reference text", function()
+    local test = prompts(6, "test")
+    for i, r in ipairs(test) do r.reference = i % 2 == 0 and " great lovely good" or " awful dull bad" end
+    local by_prompt = {}
+    for _, r in ipairs(test) do by_prompt[r.prompt] = r.reference end
+    local e = fake_engine()
+    local generated = {}
+    local gen = e.generate
+    e.generate = function(m, tok, ps, o) generated[#generated + 1] = o.temperature; return gen(m, tok, ps, o) end
+    local res = loop.run(config { out = T.tmpdir() .. "/ref", engine = e, test = test, baseline = "reference" })
+    local sets = eval_pairs(e, 6)
+    T.eq(#sets, 2)
+    for k, set in ipairs(sets) do
+        for _, p in ipairs(set) do T.eq(p.b, by_prompt[p.prompt], "evaluation " .. k .. ": " .. p.prompt) end
+        T.eq(res.evals[k].winrate, expected_winrate(set).winrate, 1e-12)
+    end
+    local test_gens = 0
+    for _, t in ipairs(generated) do if t == 0.25 then test_gens = test_gens + 1 end end
+    T.eq(test_gens, 2, "only the policy's completions are generated at the test temperature, one per waypoint")
+    T.assert_error_match(function()
+        loop.run(config { out = T.tmpdir() .. "/x", engine = fake_engine(), baseline = "reference" })
+    end, 'baseline "reference" needs test rows with a reference')
+end)
+
 local function resume_case(online, crash, same_process)
     local base = T.tmpdir()
     local full = loop.run(config { budget = 12, online = online, out = base .. "/full", engine = fake_engine() })
@@ -527,4 +587,67 @@ T.case("real tiny model: the loop asks an OpenAI-style judge (local test server)
     end)
     s:stop()
     if not ok then error(err, 0) end
+end)
+
+-- ------------------------------------------------------------------------------------------
+-- A judge that is down: the run stops with the reason instead of learning nothing for hours.
+
+-- An apl.oracle.lua judge that answers "A"/"B" by sentiment, except for prompts where fails(prompt).
+local function flaky_oracle(fails)
+    return apl.oracle.lua(function(prompt, a, b)
+        if fails(prompt) then return "judge is down" end
+        return sentiment.prefer(prompt, a, b)
+    end)
+end
+
+T.case("a step where every label failed stops the run; --resume continues after the fix", function()
+    local dir = T.tmpdir() .. "/run"
+    local e = fake_engine()
+    local err = T.assert_error_match(function()
+        loop.run(config { out = dir, engine = e, oracle = flaky_oracle(function() return true end) })
+    end, "apl%.loop: step 1: the oracle labelled none of the 4 pairs")
+    T.ok(err:find("judge is down", 1, true) and err:find("--resume " .. dir, 1, true), err)
+    T.eq(e.resets, 0, "nothing was trained")
+    local _, _, train = read_run(dir)
+    T.eq(#train, 0, "no step finished")
+    local res = loop.run(config { resume = dir, engine = fake_engine(), oracle = flaky_oracle(function() return false end) })
+    T.eq(#res.acquired, 8)
+end)
+
+T.case("labels written are the labels the judge gave; an evaluation it could not judge is an error", function()
+    local dir = T.tmpdir() .. "/run"
+    local n = 0 -- every other acquisition pair fails
+    local half = flaky_oracle(function(prompt) n = n + 1; return not prompt:find("^test") and n % 2 == 0 end)
+    loop.run(config { out = dir, engine = fake_engine(), oracle = half, waypoints = { 4, 8 } })
+    local acquired, evals, train = read_run(dir)
+    local labelled = 0
+    for _, r in ipairs(acquired) do if r.label then labelled = labelled + 1 end end
+    T.ok(labelled < #acquired, "some pairs failed")
+    T.eq({ train[2].labels, train[2].pairs }, { labelled, 8 })
+    T.eq(evals[2].labels, labelled)
+    local no_test = flaky_oracle(function(prompt) return prompt:find("^test") ~= nil end)
+    T.assert_error_match(function()
+        loop.run(config { out = T.tmpdir() .. "/run", engine = fake_engine(), oracle = no_test, waypoints = { 4 } })
+    end, "apl%.loop: evaluation at step 1: the oracle judged none of the 6 test pairs %(judge function returned")
+end)
+
+T.case("an HTTP judge that refuses connections fails its preflight before any model work", function()
+    local e = fake_engine()
+    local cloned = false
+    e.clone = function(m) cloned = true; return { bias = m.bias } end
+    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", timeout = 2, backoff = 0.01 }
+    local err = T.assert_error_match(function()
+        loop.run(config { out = T.tmpdir() .. "/run", engine = e, oracle = spec })
+    end, "apl%.oracle%.preflight: the judge at http://127%.0%.0%.1:9/v1/chat/completions %(model 'judge'%) cannot be used: the connection was refused")
+    T.ok(not cloned and e.oracle_calls == 0, "no model work before the judge answered: " .. err)
+end)
+
+T.case("a key-shaped value in a judge spec is refused before the run folder is made", function()
+    local dir = T.tmpdir() .. "/run"
+    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", api_key = "sk-proj-0123456789abcdefghijKLMN" }
+    local err = T.assert_error_match(function()
+        loop.run(config { out = dir, engine = fake_engine(), oracle = spec })
+    end, "config field 'oracle%.api_key' looks like an API key")
+    T.ok(not err:find("0123456789", 1, true), "the key is not repeated: " .. err)
+    T.ok(not runfolder.exists(dir .. "/config.json"), "nothing saved")
 end)
