@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* qsort_r */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include "fileio.h"
 #include "tokenizer.h"
 
 #include <cJSON.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #if __has_include(<unicode/unorm2.h>)
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
@@ -28,6 +30,13 @@
 #define CACHE_MAX_WORDS (1 << 17) /* the word cache is emptied when it grows past this */
 #define CACHE_MAX_BYTES 256      /* longer pieces are not cached (they rarely repeat) */
 #define NONE UINT32_MAX
+/* A regex split gets at most this long per encode: REGEX_BASE_S seconds, plus REGEX_S_PER_MB per
+ * MB of text (500 KB/s, 20x slower than GPT-2's pattern runs here). A pattern whose every match
+ * stays under PCRE2's match limit can still backtrack for seconds per KB ("(x+x+)+y|."); without
+ * this bound one encode could run for hours. Checked, with Ctrl-C, every REGEX_CHECK matches. */
+#define REGEX_BASE_S 1.0
+#define REGEX_S_PER_MB 2.0
+#define REGEX_CHECK 64
 
 /* ------------------------------------------------------------------------------------------ */
 /* Growable byte buffers and id arrays */
@@ -379,6 +388,13 @@ typedef struct {
     int32_t prev, next;
 } symbol;
 
+/* A node of the added tokens' trie: its first child and next sibling (lists: most nodes have one
+ * child), the byte leading to it, and the added token that ends here (-1 when none). */
+typedef struct {
+    int32_t child, sibling, token;
+    unsigned char byte;
+} trie_node;
+
 typedef struct {
     uint32_t rank, pos;
 } heap_item;
@@ -399,8 +415,9 @@ struct apl_tokenizer {
     added_token *added;
     int n_added;
     buf added_text;
-    int *added_first;                   /* byte -> first index in by_first, -1 when none */
-    int *by_first;                      /* added tokens grouped by first byte, longest first */
+    int32_t added_root[256];            /* byte -> trie node of that one-byte prefix, -1 */
+    trie_node *trie;                    /* the added tokens' contents, byte by byte */
+    int32_t n_trie;
 
     int norm;                           /* NORM_NONE, NORM_NFC, NORM_NFKC */
     buf normalized;                     /* scratch: a segment after normalization */
@@ -414,6 +431,9 @@ struct apl_tokenizer {
 
     apl_ids prefix, suffix;             /* post-processor: ids around the text when add_special */
     int32_t eos_id, pad_id, bos_id;
+
+    double regex_deadline;              /* this encode's bound on regex work (CLOCK_MONOTONIC s) */
+    unsigned regex_calls;               /* regex matches in this encode, for the periodic check */
 
     smap cache;                         /* piece bytes -> (offset in cache_ids, count) */
     apl_ids cache_ids;
@@ -437,8 +457,7 @@ void apl_tokenizer_free(apl_tokenizer *tok)
     free(tok->merges.vals);
     free(tok->added);
     free(tok->added_text.p);
-    free(tok->added_first);
-    free(tok->by_first);
+    free(tok->trie);
     for (int i = 0; i < tok->n_stages; i++) {
         pcre2_code_free(tok->stages[i].re);
         pcre2_match_data_free(tok->stages[i].md);
@@ -718,38 +737,40 @@ static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal
 /* ------------------------------------------------------------------------------------------ */
 /* Reading files and JSON */
 
+/* The largest tokenizer files are tens of MB (Gemma's tokenizer.json: 34 MB). */
+#define MAX_FILE (1u << 30)
+
 static apl_status read_file(const char *path, char **out, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return apl_fail(APL_EIO, "%s: cannot open: %s", path, strerror(errno));
-    buf b = { 0 };
-    char chunk[1 << 16];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_put(&b, chunk, n)) {
-            fclose(f);
-            free(b.p);
-            return oom();
-        }
+    return apl_read_text(path, MAX_FILE, out, len); /* a FIFO or a folder is refused */
+}
+
+/* Token spellings are kept as C strings, so a "\u0000" escape in a key or a token would cut it
+ * there and silently stand for another token: refused. (A backslash escaping a backslash is
+ * stepped over, so "\\u0000" is not one.) */
+static apl_status check_no_nul(const char *path, const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0)
+            return apl_fail(APL_EFORMAT, "%s: a string holds \\u0000 (byte %zu): a token cannot"
+                            " hold a NUL", path, i);
+        i++;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b.p);
-        return apl_fail(APL_EIO, "%s: read error", path);
-    }
-    if (!b.p && buf_put(&b, "", 0)) return oom();
-    *out = b.p;
-    *len = b.n;
     return APL_OK;
 }
 
-static apl_status read_json(const char *path, cJSON **out)
+/* strict: tokenizer.json and vocab.json, whose strings are tokens (no NUL escapes). */
+static apl_status read_json(const char *path, int strict, cJSON **out)
 {
     char *text;
     size_t len;
     apl_status st = read_file(path, &text, &len);
-    if (st != APL_OK) return st;
+    if (st == APL_OK && strict) st = check_no_nul(path, text, len);
+    if (st != APL_OK) {
+        free(text);
+        return st;
+    }
     const char *end = NULL;
     *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!*out) {
@@ -786,6 +807,21 @@ static int json_id(const cJSON *v, int32_t *id)
 /* ------------------------------------------------------------------------------------------ */
 /* tokenizer.json */
 
+/* One token of the vocabulary, its id already checked. A spelling given twice (JSON allows it)
+ * would leave one of its ids unreachable, and an id given twice would decode as the other
+ * token's text: both are refused. */
+static apl_status vocab_entry(apl_tokenizer *tok, const char *fld, const cJSON *e)
+{
+    int32_t id = (int32_t)e->valuedouble, other = lookup(tok, e->string, strlen(e->string));
+    if (other >= 0)
+        return apl_fail(APL_EFORMAT, "%s: %s[\"%s\"]: the token appears twice (ids %d and %d)",
+                        tok->path, fld, e->string, other, id);
+    if (tok->tok_off[id] != NONE)
+        return apl_fail(APL_EFORMAT, "%s: %s[\"%s\"]: id %d is also \"%s\"'s", tok->path, fld,
+                        e->string, id, tok->vocab.keys.p + tok->tok_off[id]);
+    return tok_set(tok, e->string, strlen(e->string), id, 0);
+}
+
 /* fld names the vocabulary in messages: "model.vocab" in tokenizer.json, "vocab" in vocab.json. */
 static apl_status load_vocab(apl_tokenizer *tok, const cJSON *vocab, const cJSON *added,
                              const char *fld)
@@ -811,7 +847,7 @@ static apl_status load_vocab(apl_tokenizer *tok, const cJSON *vocab, const cJSON
     if (max_id < 0) return apl_fail(APL_EFORMAT, "%s: %s: empty", tok->path, fld);
     apl_status st = tok_alloc_ids(tok, max_id + 1);
     for (const cJSON *e = vocab->child; e && st == APL_OK; e = e->next)
-        st = tok_set(tok, e->string, strlen(e->string), (int32_t)e->valuedouble, 0);
+        st = vocab_entry(tok, fld, e);
     return st;
 }
 
@@ -903,6 +939,8 @@ static apl_status load_model(apl_tokenizer *tok, const cJSON *model, const cJSON
     if (st == APL_OK) st = load_merges(tok, field(model, "merges"));
     if (st != APL_OK) return st;
     const cJSON *unk = field(model, "unk_token");
+    if (unk && !cJSON_IsString(unk)) /* a number here was ignored: unknown bytes went missing */
+        return apl_fail(APL_EFORMAT, "%s: model.unk_token: must be a token (a string)", tok->path);
     if (cJSON_IsString(unk))
         tok->unk_id = lookup(tok, unk->valuestring, strlen(unk->valuestring));
     if (cJSON_IsString(unk) && tok->unk_id < 0)
@@ -1017,12 +1055,16 @@ static apl_status post_token(apl_tokenizer *tok, const cJSON *name, const cJSON 
                              const char *fld, apl_ids *to)
 {
     const cJSON *ids = specials ? field(field(specials, name->valuestring), "ids") : NULL;
+    if (ids && (!cJSON_IsArray(ids) || !ids->child)) /* "ids": 1 once dropped the BOS silently */
+        return apl_fail(APL_EFORMAT, "%s: %s: the ids of \"%s\" must be a non-empty list", tok->path,
+                        fld, name->valuestring);
     if (ids) {
         for (const cJSON *e = ids->child; e; e = e->next) {
             int32_t id;
-            if (!json_id(e, &id) || id >= tok->n_ids)
-                return apl_fail(APL_EFORMAT, "%s: %s: bad id for \"%s\"", tok->path, fld,
-                                name->valuestring);
+            /* an id in a gap of the vocabulary would be one decode rejects */
+            if (!json_id(e, &id) || id >= tok->n_ids || tok->tok_off[id] == NONE)
+                return apl_fail(APL_EFORMAT, "%s: %s: the ids of \"%s\" must be ids of the"
+                                " vocabulary", tok->path, fld, name->valuestring);
             if (ids_push(to, &id, 1)) return oom();
         }
         return APL_OK;
@@ -1114,7 +1156,7 @@ static apl_status load_json_tokenizer(const char *path, apl_tokenizer **out)
     cJSON *root = NULL;
     apl_tokenizer *tok = NULL;
     apl_status st = tok_new(path, &tok);
-    if (st == APL_OK) st = read_json(path, &root);
+    if (st == APL_OK) st = read_json(path, 1, &root);
     if (st != APL_OK) goto fail;
     if (!cJSON_IsObject(root)) {
         st = apl_fail(APL_EFORMAT, "%s: not a JSON object", path);
@@ -1148,7 +1190,7 @@ fail:
 static apl_status load_vocab_json(apl_tokenizer *tok, const char *path)
 {
     cJSON *root;
-    apl_status st = read_json(path, &root);
+    apl_status st = read_json(path, 1, &root);
     if (st != APL_OK) return st;
     st = load_vocab(tok, root, NULL, "vocab");
     cJSON_Delete(root);
@@ -1226,7 +1268,7 @@ static apl_status read_config(apl_tokenizer *tok, const char *dir, const char *f
     struct stat sb;
     if (stat(path, &sb) != 0) return APL_OK;
     cJSON *root;
-    apl_status st = read_json(path, &root);
+    apl_status st = read_json(path, 0, &root);
     if (st != APL_OK) return st;
     static const char *const names[3] = { "eos_token", "bos_token", "pad_token" };
     for (int k = 0; k < 3; k++) {
@@ -1263,34 +1305,44 @@ static apl_status find_specials(apl_tokenizer *tok, const char *dir, int from_fi
     return APL_OK;
 }
 
-static int by_length_desc(const void *a, const void *b, void *ctx)
+static int32_t trie_child(const apl_tokenizer *tok, int32_t node, unsigned char c)
 {
-    const added_token *t = ctx;
-    const added_token *x = &t[*(const int *)a], *y = &t[*(const int *)b];
-    return x->len != y->len ? (x->len < y->len ? 1 : -1) : (*(const int *)a - *(const int *)b);
+    int32_t k = tok->trie[node].child;
+    while (k >= 0 && tok->trie[k].byte != c) k = tok->trie[k].sibling;
+    return k;
 }
 
+static int32_t trie_add_child(apl_tokenizer *tok, int32_t parent, unsigned char c)
+{
+    int32_t k = tok->n_trie++;
+    tok->trie[k] = (trie_node){ -1, -1, -1, c };
+    if (parent >= 0) {
+        tok->trie[k].sibling = tok->trie[parent].child;
+        tok->trie[parent].child = k;
+    }
+    return k;
+}
+
+/* The trie of the added tokens' contents: matching at a position walks it once, however many
+ * added tokens there are (a scan of every token sharing the first byte took 59 s for 20,000
+ * tokens over 3 MB). Of two tokens with the same content, the first listed wins. */
 static apl_status index_added(apl_tokenizer *tok)
 {
-    tok->added_first = malloc(256 * sizeof *tok->added_first);
-    tok->by_first = malloc((size_t)(tok->n_added + 1) * sizeof *tok->by_first);
-    if (!tok->added_first || !tok->by_first) return oom();
-    for (int i = 0; i < tok->n_added; i++) tok->by_first[i] = i;
-    qsort_r(tok->by_first, (size_t)tok->n_added, sizeof *tok->by_first, by_length_desc, tok->added);
-    /* Grouped by first byte, longest first within a group (n is small: 256 passes are cheap). */
-    int *sorted = malloc((size_t)(tok->n_added + 1) * sizeof *sorted), k = 0;
-    if (!sorted) return oom();
-    for (int b = 0; b < 256; b++) {
-        tok->added_first[b] = -1;
-        for (int i = 0; i < tok->n_added; i++) {
-            const added_token *a = &tok->added[tok->by_first[i]];
-            if ((unsigned char)tok->added_text.p[a->off] != b) continue;
-            if (tok->added_first[b] < 0) tok->added_first[b] = k;
-            sorted[k++] = tok->by_first[i];
+    for (int b = 0; b < 256; b++) tok->added_root[b] = -1;
+    size_t cap = tok->added_text.n + 1; /* at most one node per byte of content */
+    tok->trie = malloc(cap * sizeof *tok->trie);
+    if (!tok->trie) return oom();
+    for (int i = 0; i < tok->n_added; i++) {
+        const added_token *t = &tok->added[i];
+        const unsigned char *c = (const unsigned char *)tok->added_text.p + t->off;
+        int32_t node = tok->added_root[c[0]];
+        if (node < 0) node = tok->added_root[c[0]] = trie_add_child(tok, -1, c[0]);
+        for (uint32_t j = 1; j < t->len; j++) {
+            int32_t next = trie_child(tok, node, c[j]);
+            node = next >= 0 ? next : trie_add_child(tok, node, c[j]);
         }
+        if (tok->trie[node].token < 0) tok->trie[node].token = i;
     }
-    free(tok->by_first);
-    tok->by_first = sorted;
     return APL_OK;
 }
 
@@ -1490,6 +1542,25 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
 /* ------------------------------------------------------------------------------------------ */
 /* Encoding */
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Every REGEX_CHECK matches: Ctrl-C, and the encode's time bound on regex work. */
+static apl_status regex_budget(apl_tokenizer *tok)
+{
+    if (++tok->regex_calls % REGEX_CHECK) return APL_OK;
+    apl_status st = apl_check_interrupt();
+    if (st != APL_OK) return st;
+    if (now_s() <= tok->regex_deadline) return APL_OK;
+    return apl_fail(APL_EINVAL, "%s: a pre-tokenizer regex backtracks too much: this text took it"
+                    " past its bound of %.0f s + %.0f s per MB", tok->path, REGEX_BASE_S,
+                    REGEX_S_PER_MB);
+}
+
 /* Splits s by the regex of stage k (matches and the text between them are pieces) and hands the
  * pieces to stage k + 1; past the last stage, to BPE. */
 static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s, size_t n,
@@ -1509,6 +1580,8 @@ static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s,
         int rc = st->jit ? pcre2_jit_match(st->re, s, n, at, 0, st->md, tok->mctx)
                          : pcre2_match(st->re, s, n, at, 0, st->md, tok->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
+        apl_status bst = regex_budget(tok);
+        if (bst != APL_OK) return bst;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
@@ -1537,31 +1610,43 @@ static int is_ws_at(const unsigned char *s, size_t n, size_t *len)
     return cp >= 0 && is_white_space(cp);
 }
 
+/* The longest added token that starts at s[i], or -1; *end is where it ends. */
+static int added_at(const apl_tokenizer *tok, const unsigned char *s, size_t n, size_t i,
+                    size_t *end)
+{
+    int best = -1;
+    int32_t node = tok->added_root[s[i]];
+    for (size_t j = i; node >= 0;) {
+        if (tok->trie[node].token >= 0) {
+            best = tok->trie[node].token;
+            *end = j + 1;
+        }
+        if (++j == n) break;
+        node = trie_child(tok, node, s[j]);
+    }
+    return best;
+}
+
 /* The leftmost, then longest, added token in s[from..n): its index, and [*a, *b) including the
  * white space it strips. -1 when none. */
 static int find_added(const apl_tokenizer *tok, const unsigned char *s, size_t n, size_t from,
                       size_t *a, size_t *b)
 {
     for (size_t i = from; i < n; i++) {
-        int k = tok->added_first[s[i]];
+        if (tok->added_root[s[i]] < 0) continue;
+        int k = added_at(tok, s, n, i, b);
         if (k < 0) continue;
-        for (; k < tok->n_added; k++) {
-            const added_token *t = &tok->added[tok->by_first[k]];
-            const char *c = tok->added_text.p + t->off;
-            if ((unsigned char)c[0] != s[i]) break;
-            if (t->len > n - i || memcmp(s + i, c, t->len) != 0) continue;
-            *a = i;
-            *b = i + t->len;
-            size_t l;
-            while (t->rstrip && *b < n && is_ws_at(s + *b, n - *b, &l)) *b += l;
-            while (t->lstrip && *a > from) {
-                size_t p = *a - 1;
-                while (p > from && (s[p] & 0xC0) == 0x80) p--;
-                if (!is_ws_at(s + p, *a - p, &l) || p + l != *a) break;
-                *a = p;
-            }
-            return tok->by_first[k];
+        const added_token *t = &tok->added[k];
+        *a = i;
+        size_t l;
+        while (t->rstrip && *b < n && is_ws_at(s + *b, n - *b, &l)) *b += l;
+        while (t->lstrip && *a > from) {
+            size_t p = *a - 1;
+            while (p > from && (s[p] & 0xC0) == 0x80) p--;
+            if (!is_ws_at(s + p, *a - p, &l) || p + l != *a) break;
+            *a = p;
         }
+        return k;
     }
     return -1;
 }
@@ -1580,6 +1665,7 @@ apl_status apl_tokenizer_encode(apl_tokenizer *tok, const char *text, size_t len
     const unsigned char *s = (const unsigned char *)text;
     apl_status st = APL_OK;
     if (add_special && ids_push(out, tok->prefix.v, tok->prefix.n)) return oom();
+    tok->regex_deadline = now_s() + REGEX_BASE_S + REGEX_S_PER_MB * (double)len / 1e6;
     size_t at = 0;
     while (at < len && st == APL_OK) {
         size_t a = len, b = len;

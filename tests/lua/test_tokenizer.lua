@@ -484,7 +484,46 @@ local BAD = {
     { "template with unknown token", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[]}',
         '"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}]},'),
         false, 'post_processor.single: "<s>" is not in the vocabulary' },
+    -- issue 19: files that loaded and then encoded or decoded wrong
+    { "key with a NUL", doc('{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"a\\u0000zz":3},"merges":[]}'), false,
+        "tokenizer.json: a string holds \\u0000 %(byte %d+%): a token cannot hold a NUL" },
+    { "duplicate id", doc('{"type":"BPE","vocab":{"a":0,"b":1,"ab":1},"merges":[]}'), false,
+        'model.vocab%["ab"%]: id 1 is also "b"\'s' },
+    { "duplicate token", doc('{"type":"BPE","vocab":{"a":0,"b":1,"a":2},"merges":[]}'), false,
+        'model.vocab%["a"%]: the token appears twice %(ids 0 and 2%)' },
+    { "template ids as a number", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[]}',
+        '"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],'
+        .. '"special_tokens":{"<s>":{"id":"<s>","ids":0,"tokens":["<s>"]}}},'), false,
+        'post_processor.single: the ids of "<s>" must be a non%-empty list' },
+    { "template id in a vocabulary gap", doc('{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"c":5},"merges":[]}',
+        '"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],'
+        .. '"special_tokens":{"<s>":{"id":"<s>","ids":[3],"tokens":["<s>"]}}},'), false,
+        'post_processor.single: the ids of "<s>" must be ids of the vocabulary' },
+    { "unk_token not a string", doc('{"type":"BPE","vocab":' .. V .. ',"merges":[],"unk_token":0}'), false,
+        "model.unk_token: must be a token %(a string%)" },
 }
+
+T.case("hostile tokenizers: many added tokens, a backtracking Split regex (bounded, issue 19)", function()
+    -- 5,000 added tokens sharing their first byte over 200 KB of that byte: every position scanned
+    -- them all (1e9 comparisons, seconds); the trie looks at one child per position
+    local added = {}
+    for i = 1, 5000 do added[i] = { id = 2 + i, content = "<t" .. i .. ">", special = true } end
+    local tok = tiny({ vocab = { "a", "<" }, added = added })
+    local t0 = os.clock()
+    local ids = tok:encode(string.rep("<", 200000) .. "<t4999>a<t5000>")
+    T.ok(os.clock() - t0 < 1, string.format("encode took %.2f s of CPU", os.clock() - t0))
+    T.eq({ ids[200001], ids[200002], ids[200003], #ids }, { 5001, 0, 5002, 200003 })
+    -- every match of "(x+x+)+y|." stays under PCRE2's match limit, yet each x-run of 22 costs
+    -- ~16 ms: 9 KB took 6 s; the encode's regex work is bounded (1 s + 2 s per MB)
+    local re = tiny({ vocab = { "x", "z" }, pre = { type = "Sequence", pretokenizers = {
+        { type = "Split", pattern = { Regex = "(x+x+)+y|." }, behavior = "Isolated", invert = false },
+        { type = "ByteLevel", add_prefix_space = false, use_regex = false } } } })
+    T.eq(re:encode("xxzx"), { 0, 0, 1, 0 })
+    t0 = os.clock()
+    T.assert_error_match(function() re:encode(string.rep(string.rep("x", 22) .. "z", 400)) end,
+        "a pre%-tokenizer regex backtracks too much")
+    T.ok(os.clock() - t0 < 3, string.format("the bounded encode took %.2f s of CPU", os.clock() - t0))
+end)
 
 T.case("malformed tokenizer.json: the error names the file and the field", function()
     local dir = T.tmpdir()
