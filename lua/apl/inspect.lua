@@ -132,11 +132,12 @@ function Run:pairs(opts)
     return shown
 end
 
--- The evaluations of the run: labels acquired, win-rate ± standard error, n.
+-- The evaluations of the run: labels acquired, win-rate ± standard error ("-" where the judge
+-- answered none), n.
 function Run:evals()
     io.write(string.format("%8s %8s %8s %6s\n", "labels", "win-rate", "± se", "n"))
     for _, e in ipairs(self.records.evals) do
-        io.write(string.format("%8d %8.3f %8.3f %6d\n", math.tointeger(e.labels) or 0, e.winrate, e.stderr,
+        io.write(string.format("%8d %8s %8s %6d\n", math.tointeger(e.labels) or 0, num(e.winrate), num(e.stderr),
             math.tointeger(e.n) or 0))
     end
     return self.records.evals

@@ -216,14 +216,15 @@ end
 
 T.case("fake engine: each win-rate and its standard error are the judge's verdicts on that evaluation's pairs", function()
     local e = fake_engine()
-    local res = loop.run(config { out = T.tmpdir() .. "/w", engine = e, waypoints = { 4, 8 } })
-    local sets = eval_pairs(e, 6)
+    local res = loop.run(config { out = T.tmpdir() .. "/w", engine = e, waypoints = { 4, 8 }, epochs = 1,
+                                  test = prompts(30, "test"), n_test = 30 })
+    local sets = eval_pairs(e, 30)
     T.eq(#sets, 2)
     for k, w in ipairs(res.evals) do
         local want = expected_winrate(sets[k])
         T.eq({ w.winrate, w.stderr, w.n, w.failed }, { want.winrate, want.stderr, want.n, 0 }, 1e-12, "evaluation " .. k)
     end
-    T.ok(res.evals[1].winrate ~= res.evals[2].winrate or res.evals[1].winrate < 1, "a case that can tell them apart")
+    for _, w in ipairs(res.evals) do T.ok(w.winrate > 0 and w.winrate < 1, "the policy wins some and loses some") end
 end)
 
 T.case("baseline = \"reference\": the policy is judged against each test row's reference text", function()
@@ -550,24 +551,53 @@ local function captured(fn)
     return res, io.open(path):read("a")
 end
 
-T.case("inspect: per-token rewards add up to the implicit reward; run pairs sorted by score", function()
+-- β·(log πθ − log π0) of completion + EOS after prompt, per token and summed, each log-prob from
+-- a plain forward of the unpadded row (compute_fixture), not from apl's scoring.
+local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
+
+local function ref_rewards(policy, ref, tok, prompt, completion, beta)
+    local p, c = tok:encode(prompt), tok:encode(completion)
+    c[#c + 1] = tok.eos_id
+    local lp, per = F.ref_logprob(policy, p, c)
+    local l0, per0 = F.ref_logprob(ref, p, c)
+    local tokens = {}
+    for i = 1, #c do tokens[i] = beta * (per[i] - per0[i]) end
+    return beta * (lp - l0), tokens
+end
+
+T.case("inspect: rewards and per-token rewards against a plain forward; load; run pairs sorted by score; evals", function()
     local tok, theta0, dir = tiny_setup()
     local policy = theta0()
     loop.run(tiny_config(tok, policy, { out = dir .. "/run" }))
     local ref = theta0()
-    local s = apl.inspect.session { policy = policy, ref = ref, tok = tok, beta = 0.2 }
-    local out, text = captured(function() return s:pair("the movie", " was great .", " was awful .") end)
-    local r = apl.implicit_reward(policy, ref, tok, { "the movie" }, { " was great ." }, 0.2):totable()[1]
-    T.eq(out.r_a, r, 1e-5)
-    local sum = 0
-    for _, t in ipairs(out.tokens_a) do sum = sum + t.reward end
-    T.eq(sum, r, 1e-4, "per-token differences sum to r̂(a)")
-    T.eq(out.p, 1 / (1 + math.exp(out.r_b - out.r_a)), 1e-5)
-    T.ok(text:find("P%(a ≻ b%)"), text)
-    local rows, table_text = captured(function() return apl.inspect.run(dir .. "/run"):pairs { sort = "score", limit = 5 } end)
+    policy:save(dir .. "/policy")
+    ref:save(dir .. "/ref")
+    local sessions = { session = apl.inspect.session { policy = policy, ref = ref, tok = tok, beta = 0.2 },
+                       load = apl.inspect.load(dir .. "/policy", dir .. "/ref", { tok = dir .. "/tok", beta = 0.2 }) }
+    for how, s in pairs(sessions) do
+        local out, text = captured(function() return s:pair("the movie", " was great .", " was awful .") end)
+        for _, side in ipairs { { "a", " was great ." }, { "b", " was awful ." } } do
+            local r, per = ref_rewards(policy, ref, tok, "the movie", side[2], 0.2)
+            T.ok(math.abs(r) > 1e-3, "the trained policy differs from θ0")
+            T.eq(out["r_" .. side[1]], r, 1e-5, how .. ": r̂(" .. side[1] .. ")")
+            local got = {}
+            for i, t in ipairs(out["tokens_" .. side[1]]) do got[i] = t.reward end
+            T.eq(got, per, 1e-5, how .. ": per-token rewards of " .. side[1])
+        end
+        T.eq(out.p, 1 / (1 + math.exp(out.r_b - out.r_a)), 1e-6)
+        T.ok(text:find("P%(a ≻ b%)"), text)
+    end
+    local r = apl.inspect.run(dir .. "/run")
+    local rows, table_text = captured(function() return r:pairs { sort = "score", limit = 5 } end)
     T.eq(#rows, 5)
     for i = 2, #rows do T.ok(rows[i].score <= rows[i - 1].score, "sorted by score") end
     T.ok(table_text:find("5 of 8 pairs"), table_text)
+    local evals, evals_text = captured(function() return r:evals() end)
+    local saved = runfolder.open(dir .. "/run"):read("eval")
+    T.eq(evals, saved, 0, "the run's evaluations")
+    for _, e in ipairs(saved) do
+        T.ok(evals_text:find(string.format("%8d %8.3f %8.3f %6d", e.labels, e.winrate, e.stderr, e.n), 1, true), evals_text)
+    end
 end)
 
 T.case("real tiny model: the loop asks an OpenAI-style judge (local test server) at the oracle temperature", function()
@@ -587,67 +617,4 @@ T.case("real tiny model: the loop asks an OpenAI-style judge (local test server)
     end)
     s:stop()
     if not ok then error(err, 0) end
-end)
-
--- ------------------------------------------------------------------------------------------
--- A judge that is down: the run stops with the reason instead of learning nothing for hours.
-
--- An apl.oracle.lua judge that answers "A"/"B" by sentiment, except for prompts where fails(prompt).
-local function flaky_oracle(fails)
-    return apl.oracle.lua(function(prompt, a, b)
-        if fails(prompt) then return "judge is down" end
-        return sentiment.prefer(prompt, a, b)
-    end)
-end
-
-T.case("a step where every label failed stops the run; --resume continues after the fix", function()
-    local dir = T.tmpdir() .. "/run"
-    local e = fake_engine()
-    local err = T.assert_error_match(function()
-        loop.run(config { out = dir, engine = e, oracle = flaky_oracle(function() return true end) })
-    end, "apl%.loop: step 1: the oracle labelled none of the 4 pairs")
-    T.ok(err:find("judge is down", 1, true) and err:find("--resume " .. dir, 1, true), err)
-    T.eq(e.resets, 0, "nothing was trained")
-    local _, _, train = read_run(dir)
-    T.eq(#train, 0, "no step finished")
-    local res = loop.run(config { resume = dir, engine = fake_engine(), oracle = flaky_oracle(function() return false end) })
-    T.eq(#res.acquired, 8)
-end)
-
-T.case("labels written are the labels the judge gave; an evaluation it could not judge is an error", function()
-    local dir = T.tmpdir() .. "/run"
-    local n = 0 -- every other acquisition pair fails
-    local half = flaky_oracle(function(prompt) n = n + 1; return not prompt:find("^test") and n % 2 == 0 end)
-    loop.run(config { out = dir, engine = fake_engine(), oracle = half, waypoints = { 4, 8 } })
-    local acquired, evals, train = read_run(dir)
-    local labelled = 0
-    for _, r in ipairs(acquired) do if r.label then labelled = labelled + 1 end end
-    T.ok(labelled < #acquired, "some pairs failed")
-    T.eq({ train[2].labels, train[2].pairs }, { labelled, 8 })
-    T.eq(evals[2].labels, labelled)
-    local no_test = flaky_oracle(function(prompt) return prompt:find("^test") ~= nil end)
-    T.assert_error_match(function()
-        loop.run(config { out = T.tmpdir() .. "/run", engine = fake_engine(), oracle = no_test, waypoints = { 4 } })
-    end, "apl%.loop: evaluation at step 1: the oracle judged none of the 6 test pairs %(judge function returned")
-end)
-
-T.case("an HTTP judge that refuses connections fails its preflight before any model work", function()
-    local e = fake_engine()
-    local cloned = false
-    e.clone = function(m) cloned = true; return { bias = m.bias } end
-    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", timeout = 2, backoff = 0.01 }
-    local err = T.assert_error_match(function()
-        loop.run(config { out = T.tmpdir() .. "/run", engine = e, oracle = spec })
-    end, "apl%.oracle%.preflight: the judge at http://127%.0%.0%.1:9/v1/chat/completions %(model 'judge'%) cannot be used: the connection was refused")
-    T.ok(not cloned and e.oracle_calls == 0, "no model work before the judge answered: " .. err)
-end)
-
-T.case("a key-shaped value in a judge spec is refused before the run folder is made", function()
-    local dir = T.tmpdir() .. "/run"
-    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", api_key = "sk-proj-0123456789abcdefghijKLMN" }
-    local err = T.assert_error_match(function()
-        loop.run(config { out = dir, engine = fake_engine(), oracle = spec })
-    end, "config field 'oracle%.api_key' looks like an API key")
-    T.ok(not err:find("0123456789", 1, true), "the key is not repeated: " .. err)
-    T.ok(not runfolder.exists(dir .. "/config.json"), "nothing saved")
 end)
