@@ -618,3 +618,66 @@ T.case("real tiny model: the loop asks an OpenAI-style judge (local test server)
     s:stop()
     if not ok then error(err, 0) end
 end)
+
+-- ------------------------------------------------------------------------------------------
+-- A judge that is down: the run stops with the reason instead of learning nothing for hours.
+
+-- An apl.oracle.lua judge that answers "A"/"B" by sentiment, except for prompts where fails(prompt).
+local function flaky_oracle(fails)
+    return apl.oracle.lua(function(prompt, a, b)
+        if fails(prompt) then return "judge is down" end
+        return sentiment.prefer(prompt, a, b)
+    end)
+end
+
+T.case("a step where every label failed stops the run; --resume continues after the fix", function()
+    local dir = T.tmpdir() .. "/run"
+    local e = fake_engine()
+    local err = T.assert_error_match(function()
+        loop.run(config { out = dir, engine = e, oracle = flaky_oracle(function() return true end) })
+    end, "apl%.loop: step 1: the oracle labelled none of the 4 pairs")
+    T.ok(err:find("judge is down", 1, true) and err:find("--resume " .. dir, 1, true), err)
+    T.eq(e.resets, 0, "nothing was trained")
+    local _, _, train = read_run(dir)
+    T.eq(#train, 0, "no step finished")
+    local res = loop.run(config { resume = dir, engine = fake_engine(), oracle = flaky_oracle(function() return false end) })
+    T.eq(#res.acquired, 8)
+end)
+
+T.case("labels written are the labels the judge gave; an evaluation it could not judge is an error", function()
+    local dir = T.tmpdir() .. "/run"
+    local n = 0 -- every other acquisition pair fails
+    local half = flaky_oracle(function(prompt) n = n + 1; return not prompt:find("^test") and n % 2 == 0 end)
+    loop.run(config { out = dir, engine = fake_engine(), oracle = half, waypoints = { 4, 8 } })
+    local acquired, evals, train = read_run(dir)
+    local labelled = 0
+    for _, r in ipairs(acquired) do if r.label then labelled = labelled + 1 end end
+    T.ok(labelled < #acquired, "some pairs failed")
+    T.eq({ train[2].labels, train[2].pairs }, { labelled, 8 })
+    T.eq(evals[2].labels, labelled)
+    local no_test = flaky_oracle(function(prompt) return prompt:find("^test") ~= nil end)
+    T.assert_error_match(function()
+        loop.run(config { out = T.tmpdir() .. "/run", engine = fake_engine(), oracle = no_test, waypoints = { 4 } })
+    end, "apl%.loop: evaluation at step 1: the oracle judged none of the 6 test pairs %(judge function returned")
+end)
+
+T.case("an HTTP judge that refuses connections fails its preflight before any model work", function()
+    local e = fake_engine()
+    local cloned = false
+    e.clone = function(m) cloned = true; return { bias = m.bias } end
+    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", timeout = 2, backoff = 0.01 }
+    local err = T.assert_error_match(function()
+        loop.run(config { out = T.tmpdir() .. "/run", engine = e, oracle = spec })
+    end, "apl%.oracle%.preflight: the judge at http://127%.0%.0%.1:9/v1/chat/completions %(model 'judge'%) cannot be used: the connection was refused")
+    T.ok(not cloned and e.oracle_calls == 0, "no model work before the judge answered: " .. err)
+end)
+
+T.case("a key-shaped value in a judge spec is refused before the run folder is made", function()
+    local dir = T.tmpdir() .. "/run"
+    local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", api_key = "sk-proj-0123456789abcdefghijKLMN" }
+    local err = T.assert_error_match(function()
+        loop.run(config { out = dir, engine = fake_engine(), oracle = spec })
+    end, "config field 'oracle%.api_key' looks like an API key")
+    T.ok(not err:find("0123456789", 1, true), "the key is not repeated: " .. err)
+    T.ok(not runfolder.exists(dir .. "/config.json"), "nothing saved")
+end)
