@@ -448,9 +448,6 @@ end)
 -- The real engine: a tiny GPT-2 with the demo's tokenizer, 2 steps, a Lua oracle.
 
 local function tiny_setup()
-    if not (apl and apl.generate and apl.dpo and apl.model and apl.oracle and apl.tokenizer) then
-        T.skip("apl.generate / apl.dpo / apl.oracle not built")
-    end
     local demo_data = require "apl.demo_data"
     local texts = {}
     for i, r in ipairs(demo_data.reviews { n = 300, seed = 1 }) do texts[i] = r.text end
