@@ -19,13 +19,22 @@ function F.tok()
     return F._tok
 end
 
--- A tiny GPT-2; noise on every parameter gives logits a spread, so sampling tests see a
--- distribution far from uniform and greedy decoding has no near-ties.
+-- The tiny models' configurations: GPT-2 (learned positions), and GPT-NeoX (partial RoPE,
+-- parallel residual) and Llama (RoPE, grouped-query attention) from apl.model.tiny_config.
+local function config(model_type)
+    if model_type == "gpt2" then
+        return { model_type = "gpt2", n_layer = 2, n_embd = 32, n_head = 4, vocab_size = F.tok():vocab_size(),
+                 n_positions = 64 }
+    end
+    return apl.model.tiny_config(model_type, { vocab_size = F.tok():vocab_size(), eos_token_id = F.tok().eos_id })
+end
+
+-- A tiny GPT-2 (opts.model_type: another family); noise on every parameter gives logits a
+-- spread, so sampling tests see a distribution far from uniform and greedy decoding has no
+-- near-ties.
 function F.model(seed, opts)
     opts = opts or {}
-    local m = apl.model.init({ model_type = "gpt2", n_layer = 2, n_embd = 32, n_head = 4,
-                               vocab_size = F.tok():vocab_size(), n_positions = 64 },
-                             { seed = seed, dtype = opts.dtype, device = opts.device })
+    local m = apl.model.init(config(opts.model_type or "gpt2"), { seed = seed, dtype = opts.dtype, device = opts.device })
     tensor.manual_seed(seed)
     apl.no_grad(function()
         for _, p in ipairs(m:parameters()) do

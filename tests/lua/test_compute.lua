@@ -35,18 +35,25 @@ T.case("generate: greedy equals step-by-step argmax over unpadded rows", functio
     end
 end)
 
-T.case("generate: result fields; logprobs equal scoring the same tokens", function()
+-- The log-probs generation reports are the model's own (temperature 1, nothing filtered) whatever
+-- the sampling options: what scoring gives for the same tokens, and what DPO trains.
+T.case("generate: result fields; logprobs equal a plain forward at any temperature, top-k and top-p", function()
     local tok, m = F.tok(), F.model(2)
-    local out = apl.generate(m, tok, PROMPTS, { n = 2, max_new_tokens = 10, seed = 5, batch_size = 5 })
-    for i, ids in ipairs(encode_all(tok, PROMPTS)) do
-        T.eq(#out[i], 2)
-        for _, c in ipairs(out[i]) do
-            T.ok(#c.ids >= 1 and #c.ids <= 10, "length")
-            T.eq(#c.logprobs, #c.ids)
-            T.eq(c.text, tok:decode(strip_eos(c.ids, tok.eos_id)))
-            local sum, per = F.ref_logprob(m, ids, c.ids)
-            T.ok(F.max_abs_diff(c.logprobs, per) < 1e-4, "per-token log-probs")
-            T.eq(c.logprob, sum, 1e-3)
+    for _, o in ipairs { {}, { temperature = 0.6, top_k = 5 }, { temperature = 1.4, top_p = 0.7 },
+                         { temperature = 0.8, top_k = 8, top_p = 0.9 } } do
+        local what = string.format("T=%s k=%s p=%s", o.temperature, o.top_k, o.top_p)
+        o.n, o.max_new_tokens, o.seed, o.batch_size = 2, 10, 5, 5
+        local out = apl.generate(m, tok, PROMPTS, o)
+        for i, ids in ipairs(encode_all(tok, PROMPTS)) do
+            T.eq(#out[i], 2)
+            for _, c in ipairs(out[i]) do
+                T.ok(#c.ids >= 1 and #c.ids <= 10, "length")
+                T.eq(#c.logprobs, #c.ids)
+                T.eq(c.text, tok:decode(strip_eos(c.ids, tok.eos_id)))
+                local sum, per = F.ref_logprob(m, ids, c.ids)
+                T.ok(F.max_abs_diff(c.logprobs, per) < 1e-4, what .. ": per-token log-probs")
+                T.eq(c.logprob, sum, 1e-3, what)
+            end
         end
     end
 end)
@@ -193,6 +200,47 @@ T.case("generate: bad options raise with the function's name", function()
         "apl.generate: prompt 1: .* exceed")
     T.assert_error_match(function() apl.generate(m, tok, { {} }, {}) end, "apl.generate: prompt 1 of 1 is empty")
 end)
+
+-- ------------------------------------------------------------------------------------------
+-- Other families: GPT-NeoX (partial RoPE, parallel residual) and Llama (RoPE, grouped-query
+-- attention). Positions come from RoPE, so left padding and the KV cache must shift nothing.
+
+for _, family in ipairs { "gpt_neox", "llama" } do
+    T.case(family .. ": greedy generation, sampled log-probs and batch scoring equal plain forwards", function()
+        local tok, m = F.tok(), F.model(21, { model_type = family })
+        T.eq(m:info().model_type, family)
+        local ids = encode_all(tok, PROMPTS)
+        local greedy = apl.generate(m, tok, PROMPTS, { n = 2, temperature = 0, max_new_tokens = 8, batch_size = 3,
+                                                       eos_id = -1 })
+        for i = 1, #PROMPTS do
+            T.eq(greedy[i][1].ids, F.ref_greedy(m, ids[i], 8), family .. " greedy, prompt " .. i)
+        end
+        local sampled = apl.generate(m, tok, PROMPTS, { n = 2, temperature = 0.9, top_k = 20, max_new_tokens = 8,
+                                                        seed = 3, batch_size = 5 })
+        for i = 1, #PROMPTS do
+            for s = 1, 2 do
+                local c = sampled[i][s]
+                local sum, per = F.ref_logprob(m, ids[i], c.ids)
+                T.ok(F.max_abs_diff(c.logprobs, per) < 1e-4, family .. " sampled log-probs, prompt " .. i)
+                T.eq(c.logprob, sum, 1e-3)
+            end
+        end
+        local c = encode_all(tok, { " good", " the film a lot and", " story", " not worth the ticket at all" })
+        local lp, per = apl.logprob(m, tok, ids, c, { batch_size = 3, per_token = true })
+        for i, got in ipairs(lp:totable()) do
+            local sum, ref = F.ref_logprob(m, ids[i], c[i])
+            T.eq(got, sum, 1e-3, family .. " score, pair " .. i)
+            T.ok(F.max_abs_diff(per[i], ref) < 1e-4, family .. " per-token scores, pair " .. i)
+        end
+        -- both completions of a prompt packed into one forward (preference_prob, the DPO trainer)
+        local a, b = apl.score.logprob_pairs_ids(m, tok, ids, c, { c[4], c[3], c[2], c[1] })
+        a, b = a:totable(), b:totable()
+        for i = 1, #ids do
+            T.eq(a[i], (F.ref_logprob(m, ids[i], c[i])), 1e-3, family .. " packed a, pair " .. i)
+            T.eq(b[i], (F.ref_logprob(m, ids[i], c[5 - i])), 1e-3, family .. " packed b, pair " .. i)
+        end
+    end)
+end
 
 -- ------------------------------------------------------------------------------------------
 -- Scoring
