@@ -7,6 +7,8 @@
 
 #include "config.h"
 
+#define APL_CONFIG_MAX_INT 2147483647
+
 typedef struct {
     const cJSON *j;
     const char *where;
@@ -27,9 +29,12 @@ static apl_status get_int(const cfg_src *s, const char *k, int required, int64_t
         *out = def;
         return APL_OK;
     }
+    /* Below 2^31: the product of two sizes (n_head x head_dim, a matrix's elements) then fits an
+     * int64, and no real model has a dimension or a layer count near it. */
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
-        v->valuedouble > 1e15)
-        return apl_fail(APL_EFORMAT, "%s: \"%s\" must be a positive integer", s->where, k);
+        v->valuedouble > APL_CONFIG_MAX_INT)
+        return apl_fail(APL_EFORMAT, "%s: \"%s\" must be a positive integer (at most %d)", s->where,
+                        k, APL_CONFIG_MAX_INT);
     *out = (int64_t)v->valuedouble;
     return APL_OK;
 }

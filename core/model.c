@@ -83,7 +83,7 @@ static void rope_freqs(const apl_config *c, double *inv)
 
 /* The number of specs a config asks for, without building them: an architecture's specs are a
  * fixed set per layer plus globals, so two counts (0 and 1 layers) give it for any n_layer.
- * n_layer <= 1e15 (config.c) and a layer has < APL_MAX_SLOTS specs: no overflow. */
+ * n_layer < 2^31 (config.c) and a layer has < APL_MAX_SLOTS specs: no overflow. */
 static int64_t spec_count(const apl_arch *a, const apl_config *c)
 {
     apl_config k = *c;
