@@ -2,12 +2,18 @@
 """bench/baseline.py — the PyTorch-Python peer of the apl benchmarks.
 
 GPT-2 written from scratch in plain torch (embeddings, pre-LN blocks, GELU tanh, tied lm_head,
-HF's Conv1D weight layout and eager attention), run the way a user of HF/TRL runs it:
-  * generation: HF-style incremental decoding, the KV cache grown with torch.cat each step;
-  * scoring: log_softmax over the vocabulary, then gather of the target ids;
-  * DPO: policy and reference forwards every step (TRL's concatenated chosen+rejected batch),
-    sigmoid loss, backward, torch.optim.Adam lr 1e-6;
-  * SFT: cross-entropy on the response tokens, backward, Adam;
+HF's Conv1D weight layout and eager attention), run the way a competent PyTorch user runs it:
+  * generation: HF-style incremental decoding, the KV cache grown with torch.cat each step, under
+    torch.inference_mode; the prefill runs the head at the last prompt position only;
+  * scoring: the hidden states sliced to the completion's positions before the tied head, then
+    log_softmax over the vocabulary and gather of the target ids, under torch.inference_mode;
+  * DPO: policy and reference forwards every step on TRL's concatenated chosen+rejected batch,
+    the head at completion positions only, sigmoid loss, backward, torch.optim.Adam(foreach=True)
+    lr 1e-6; and, as a second labelled row (dpo_step_trl), TRL's own way: the head and a
+    full-vocabulary log_softmax at every position, the default (for-loop) Adam;
+  * SFT: cross-entropy on the response tokens (the head at their positions only), foreach Adam;
+  * the heap: glibc's MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_ as apl sets them with mallopt
+    (the process restarts itself once with them, unless the user set either or GLIBC_TUNABLES);
   * model load: the safetensors header parsed with json, the file mapped with numpy.memmap
     (copy-on-write) and each tensor wrapped with torch.from_numpy, on a model built on the meta
     device; then one 8-token forward, which reads every weight.
@@ -110,7 +116,9 @@ class GPT2(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=g) * 0.02)
         return self
 
-    def forward(self, idx, past=None):
+    def forward(self, idx, past=None, first=0):
+        """Logits at positions first..T-1 only: the tied head (V x C per position) is the largest
+        matmul of the model, and scoring, training and the prefill need few of its rows."""
         B, T = idx.shape
         start = 0 if past is None else past[0][0].shape[-2]
         pos = torch.arange(start, start + T, device=idx.device)
@@ -119,8 +127,8 @@ class GPT2(nn.Module):
         for i, block in enumerate(self.h):
             x, p = block(x, None if past is None else past[i])
             presents.append(p)
-        x = self.ln_f(x)
-        return F.linear(x, self.wte.weight), presents  # tied lm_head: (B, T, V)
+        x = self.ln_f(x[:, first:])
+        return F.linear(x, self.wte.weight), presents  # tied lm_head: (B, T - first, V)
 
 
 # HF checkpoint names (with or without the "transformer." prefix) -> this module's names.
@@ -272,9 +280,9 @@ def bench_bandwidth(mb, reps):
     emit_rate("mem_bandwidth", "GB/s", 2.0 * src.numel() * 4 / 1e9, secs, f"{mb} MiB copy, best of {reps}", best=True)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, prompt, new_tokens):
-    logits, past = model(prompt)
+    logits, past = model(prompt, first=prompt.shape[1] - 1)  # the prefill's head: last position
     out = [prompt]
     for i in range(new_tokens):
         nxt = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # greedy: (B, 1)
@@ -291,11 +299,13 @@ def bench_generation(model, B, T, new, warmup, reps):
     emit_rate("generation", "tok/s", B * new, secs, f"B={B} prompt={T} new={new} greedy")
 
 
-def sequence_logprobs(model, x, mask):
-    """Sum over response tokens of log p(x[t] | x[<t]): log_softmax, then gather (TRL)."""
-    logits, _ = model(x)
-    logp = logits[:, :-1].log_softmax(-1).gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return (logp * mask[:, 1:]).sum(-1)
+def sequence_logprobs(model, x, mask, sliced=True):
+    """Sum over response tokens of log p(x[t] | x[<t]): log_softmax, then gather. sliced: the head
+    runs only from the position before the first response token (TRL runs it on every position)."""
+    s = int(mask.argmax(-1).min()) if sliced else 1  # first response position of any row
+    logits, _ = model(x, first=s - 1)
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, x[:, s:].unsqueeze(-1)).squeeze(-1)  # (B, T-s)
+    return (logp * mask[:, s:]).sum(-1)
 
 
 def batch(model, B, T, seed):
@@ -310,46 +320,50 @@ def bench_logprob(model, B, T, warmup, reps):
     x, mask = batch(model, B, T, 2)
 
     def run():
-        with torch.no_grad():
+        with torch.inference_mode():
             sequence_logprobs(model, x, mask)
     secs = timed(run, warmup, reps)
     emit_rate("logprob", "tok/s", B * T, secs, f"B={B} T={T}")
 
 
-def bench_dpo(model, B, T, warmup, reps, beta=0.1):
+def bench_dpo(model, B, T, warmup, reps, beta=0.1, trl=False):
+    """trl: TRL's way (the head on every position, for-loop Adam), the row dpo_step_trl."""
     policy = model
     reference = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(policy.parameters(), lr=1e-6)
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-6, foreach=not trl)
     x, mask = batch(model, 2 * B, T, 3)  # rows 0..B-1 chosen, B..2B-1 rejected
 
     def step():
-        pi = sequence_logprobs(policy, x, mask)
-        with torch.no_grad():
-            ref = sequence_logprobs(reference, x, mask)
+        pi = sequence_logprobs(policy, x, mask, sliced=not trl)
+        with torch.no_grad():  # (inference tensors could not meet the policy's graph)
+            ref = sequence_logprobs(reference, x, mask, sliced=not trl)
         logits = beta * ((pi[:B] - ref[:B]) - (pi[B:] - ref[B:]))
         loss = -F.logsigmoid(logits).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     secs = timed(step, warmup, reps)
-    emit_time("dpo_step", secs, f"B={B} pairs T={T}, policy+reference forwards, Adam",
+    how = "TRL-style: head on every position, for-loop Adam" if trl else "head at completion positions, foreach Adam"
+    emit_time("dpo_step_trl" if trl else "dpo_step", secs, f"B={B} pairs T={T}, policy+reference forwards, {how}",
               peak_rss_mb=peak_rss_mb())
+    model.zero_grad(set_to_none=True)
     del reference, opt
 
 
 def bench_sft(model, B, T, warmup, reps):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-6)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-6, foreach=True)
     x, mask = batch(model, B, T, 4)
+    s = int(mask.argmax(-1).min())  # the first response position: the head runs from s - 1 on
 
     def step():
-        logits, _ = model(x)
-        nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        loss = (nll * mask[:, 1:].reshape(-1)).sum() / mask[:, 1:].sum()
+        logits, _ = model(x, first=s - 1)
+        nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, s:].reshape(-1), reduction="none")
+        loss = (nll * mask[:, s:].reshape(-1)).sum() / mask[:, s:].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     secs = timed(step, warmup, reps)
-    emit_time("sft_step", secs, f"B={B} T={T}, Adam")
+    emit_time("sft_step", secs, f"B={B} T={T}, head at response positions, foreach Adam")
     model.zero_grad(set_to_none=True)  # so the DPO step after it starts from the same state
 
 
@@ -368,13 +382,27 @@ def bench_load(path):
 
 # ----------------------------------------------------------------------------------------------
 
+# What apl does with mallopt at start-up (lua/main.c): no mmap for big blocks, so freed logits and
+# gradients stay in the heap instead of coming back as fresh zeroed pages every step, and no trim
+# below INT_MAX bytes. glibc reads these variables when the process starts, hence the restart.
+HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+
+
+def with_apl_heap():
+    if any(k in os.environ for k in (*HEAP_ENV, "GLIBC_TUNABLES")):
+        return
+    os.environ.update(HEAP_ENV)
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
 def main():
+    with_apl_heap()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cmd", nargs="?", default="compute", choices=["compute", "load", "write-ckpt"])
     ap.add_argument("path", nargs="?")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    ap.add_argument("--only", default="", help="comma-separated: matmul,bandwidth,generation,logprob,dpo,sft")
+    ap.add_argument("--only", default="", help="comma-separated: matmul,bandwidth,generation,logprob,dpo,dpo_trl,sft")
     ap.add_argument("--gen", help="batch,prompt,new tokens (default 8,16,64)")
     ap.add_argument("--score", help="batch,tokens for log-prob scoring (default 8,128; quick 4,64)")
     ap.add_argument("--dpo", help="pairs,tokens for a DPO step (default 4,128; quick 1,64)")
@@ -401,13 +429,14 @@ def main():
     only = set(a.only.split(",")) if a.only else None
     want = lambda k: only is None or k in only
     emit(name="baseline_info", threads=torch.get_num_threads(), torch=torch.__version__,
-         python=sys.version.split()[0], reps=reps, warmup=a.warmup)
+         python=sys.version.split()[0], reps=reps, warmup=a.warmup,
+         heap={k: os.environ.get(k) for k in (*HEAP_ENV, "GLIBC_TUNABLES")})
     torch.manual_seed(0)
     if want("matmul"):
         bench_matmul(1024 if a.quick else 2048, reps)
     if want("bandwidth"):
         bench_bandwidth(256, reps)
-    if not any(want(k) for k in ("generation", "logprob", "dpo", "sft")):
+    if not any(want(k) for k in ("generation", "logprob", "dpo", "dpo_trl", "sft")):
         return
     model = GPT2(GPT2_124M).init_random(0)
     emit(name="baseline_model", n_params=n_params(model))
@@ -418,8 +447,10 @@ def main():
         bench_logprob(model, *ints(a.score), a.warmup, reps)
     if want("sft"):
         bench_sft(model, *ints(a.sft), a.warmup, reps)
-    if want("dpo"):  # last: its peak RSS (policy, reference, Adam state) is the process's peak
+    if want("dpo"):  # late: its peak RSS (policy, reference, Adam state) is the process's peak
         bench_dpo(model, *ints(a.dpo), a.warmup, reps)
+    if want("dpo_trl"):  # after it: the full-vocabulary logits make this one's peak the higher
+        bench_dpo(model, *ints(a.dpo), a.warmup, reps, trl=True)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ M.ROWS = {
       target = 1.2, target_text = ">= 1.2x baseline" },
     { name = "dpo_step", label = "DPO step", area = "compute", better = "lower",
       target = 0.9, target_text = "<= 0.9x baseline" },
+    -- the same apl step against TRL's own way: the head and log_softmax at every position
+    { name = "dpo_step_trl", label = "DPO step vs TRL-style peer", area = "compute", better = "lower",
+      apl_of = "dpo_step" },
     { name = "sft_step", label = "SFT step", area = "compute", better = "lower" },
     { name = "oracle_labels_per_s", label = "oracle labels", area = "oracle", better = "higher" },
     -- peak: measured in every compute round; the figure is the best repetition of all rounds
@@ -124,7 +127,7 @@ function M.collect(apl_objs, base_objs, errors)
     for _, spec in ipairs(M.ROWS) do
         local r = { name = spec.name, label = spec.label, better = spec.better,
                     target_text = spec.target_text, area = spec.area }
-        local a, p = A[spec.name], P[spec.name] or P[spec.baseline_of]
+        local a, p = A[spec.apl_of or spec.name], P[spec.name] or P[spec.baseline_of]
         if spec.name == "model_load" then
             a, p = A.model_load, P.model_load
             r.unit = "s"
@@ -556,7 +559,7 @@ function M.run(opts)
             if tmp then os.execute("rm -rf " .. sh_quote(tmp)) end
         elseif area.key == "compute" then
             baseline("baseline compute (PyTorch-Python)",
-                "--only generation,logprob,sft,dpo " .. baseline_args(apl_objs, quick, threads),
+                "--only generation,logprob,sft,dpo,dpo_trl " .. baseline_args(apl_objs, quick, threads),
                 "baseline_compute", 3600)
         end
     end
@@ -637,8 +640,8 @@ function M.markdown(res)
       int(db and 2 * db), " chosen and rejected sequences of T = ", int(dt),
       " (the reference log-probs are recomputed every step, not cached): ", string.format("%.0f GFLOP", d.dpo_gflop or 0),
       ". That is the work TRL's concatenated forward does, and the MFU row divides it by each side's time, ",
-      "so apl's figure counts work it does not do: it packs each pair into one row (the prompt once) and ",
-      "runs the head only at completion positions, ", string.format("%.0f GFLOP", d.dpo_gflop_apl or 0),
+      "so both figures count work not done: the peer runs the head only at completion positions, and apl ",
+      "also packs each pair into one row (the prompt once): ", string.format("%.0f GFLOP", d.dpo_gflop_apl or 0),
       ", which the next row divides by its time (the hardware utilisation).\n")
     w("- MFU = FLOPs / step time / peak, where peak is the better of apl's and torch's fp32 matmul ",
       "(n×n by n×n, 2·n³ FLOPs) measured in the same run: ", fmt(d.peak_gflops), " GFLOP/s.\n")
@@ -686,10 +689,14 @@ RSS is that benchmark's own.
 |---|---|---|
 | model load | GPT-2 124M safetensors (random fp32 weights): time to a usable model; peak RSS of the process after one 8-token forward has read every weight | json header, `numpy.memmap` (copy-on-write) + `torch.from_numpy` per tensor on a model built on the meta device, the same forward |
 | tokenizer encode | GPT-2 byte-level BPE on the same corpus, one thread, MB/s | js-tiktoken (node) |
-| generation | GPT-2 124M, batch 8, 16-token prompts, 64 new tokens, greedy | HF-style: KV cache grown with `torch.cat` each step, `no_grad` |
-| log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | `log_softmax` over the vocabulary, then `gather` |
-| DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL-style concatenated chosen+rejected batch, reference forward under `no_grad` every step |
-| SFT step | cross-entropy on response tokens, Adam | the same in plain torch |
+| generation | GPT-2 124M, batch 8, 16-token prompts, 64 new tokens, greedy | HF-style: KV cache grown with `torch.cat` each step, `inference_mode`, the prefill's head at the last position only |
+| log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | hidden states sliced to the response positions before the tied head, `log_softmax` over the vocabulary, `gather`, `inference_mode` |
+| DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL's concatenated chosen+rejected batch with the head at completion positions only, reference forward under `no_grad` every step, `Adam(foreach=True)` |
+| DPO step vs TRL-style peer | apl's DPO step, as above | TRL's own way: the head and a full-vocabulary `log_softmax` at every position, the default (for-loop) Adam |
+| SFT step | cross-entropy on response tokens, Adam | the same in plain torch, the head at response positions only, `Adam(foreach=True)` |
+
+The peer's process runs with glibc's `MALLOC_MMAP_MAX_=0` and `MALLOC_TRIM_THRESHOLD_=2147483647`,
+the heap settings apl makes with `mallopt` (`bench/baseline.py` restarts itself once with them).
 | oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
 | matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
 
