@@ -505,6 +505,7 @@ write_file(a.out .. "/gpu-check.md", markdown(report))
 for _, g in ipairs(report.goals) do
     print(string.format("goal: %-62s %-10s %s", g.goal, g.measured or "-", verdict(g.met)))
 end
+if report.lora then print("LoRA logits against peft: skipped: " .. report.lora) end
 print(string.format("bench/gpu.lua: %d rows, %d failures, %.0f s; report in %s", #rows, #failures,
                     report.seconds, a.out))
 os.exit(#failures == 0 and 0 or 1)
