@@ -337,9 +337,12 @@ end
 -- it goes to the ledger.
 local function read_reply(body)
     local content, pt, ct = core.chat_parse(body)
-    if not content then return { error = "unparseable reply: " .. pt, raw = secrets.redact(body:sub(1, 2000)) } end
+    if not content then
+        return { error = "unparseable reply: " .. secrets.redact(pt), raw = secrets.redact(body:sub(1, 2000)) }
+    end
+    content = secrets.redact(content) -- before parsing: the reason may quote it
     local answer, why = M.parse(content)
-    local ans = { raw = secrets.redact(content), prompt_tokens = pt, completion_tokens = ct }
+    local ans = { raw = content, prompt_tokens = pt, completion_tokens = ct }
     if answer then ans.answer, ans.rationale = answer, why
     else ans.error = "unparseable answer: " .. why end
     return ans
