@@ -22,6 +22,7 @@ local M = {}
 
 local exists = require("apl.fs").exists
 local lengths = require "apl.lengths"
+local secrets = require "apl.secrets"
 
 local function key(name) return (name:gsub("-", "_")) end
 
@@ -147,7 +148,8 @@ function M.check(argv, spec)
             problems[#problems + 1] = string.format("--%s: no %s/%s.lua", s[1], s.module, v)
         end
     end
-    if #problems > 0 then return nil, table.concat(problems, "\n") end
+    -- A key pasted where a variable's name belongs (--api-key-env sk-...) is not echoed back.
+    if #problems > 0 then return nil, secrets.redact(table.concat(problems, "\n")) end
     return out
 end
 

@@ -442,7 +442,11 @@ function M.openai(opts)
         backoff = opt(opts, "backoff", "number", 1, fname),
         backoff_max = opt(opts, "backoff_max", "number", 60, fname), seed = self.seed,
     }
-    core.http_new(self._http):free() -- bad options and a missing key fail here, not mid-run
+    -- Bad options and a missing key fail here, not mid-run (redacted: api_key_env = "sk-..." is
+    -- a key where the variable's name belongs).
+    local ok, h = pcall(core.http_new, self._http)
+    if not ok then error(secrets.redact(tostring(h)), 2) end
+    h:free()
     warn_plain_http(base_url, self.api_key_env, fname)
     return self
 end

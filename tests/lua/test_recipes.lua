@@ -135,3 +135,12 @@ T.case("recipes: a judge that refuses connections stops the recipe before the mo
         .. "cannot be used: the connection was refused", 1, true), out)
     T.ok(not out:find("traceback", 1, true), out)
 end)
+
+T.case("recipe flags: a key given where a variable's name belongs is not echoed", function()
+    local key = "sk-proj-0123456789abcdefghijKLMN"
+    local _, err = args.check({ "--model", T.tmpdir(), "--data", T.tmpdir(), "--api-key-env", key }, recipe.spec(IMDB))
+    T.ok(err:find("the environment variable sk%-%[redacted%] is not set") and not err:find(key, 1, true), err)
+    err = select(2, pcall(require("apl.oracle").openai, { base_url = "https://x/v1", model = "m", template = "tldr",
+        api_key_env = key }))
+    T.ok(err:find("environment variable sk%-%[redacted%] %(api_key_env%) is not set") and not err:find(key, 1, true), err)
+end)
