@@ -429,7 +429,9 @@ local function evaluate(s, t, labels)
         error(string.format("apl.loop: evaluation at step %d: the oracle judged none of the %d test pairs (%s); "
             .. "fix the judge and continue with --resume %s", t, #prompts, tostring(w.reason), s.run.dir), 0)
     end
-    w.step, w.labels, w.acquisition, w.seed = t, labels, s.c.acquisition, s.c.seed
+    -- labels: what the judge labelled; pairs: what was acquired (the waypoint's count when every
+    -- label came back).
+    w.step, w.labels, w.pairs, w.acquisition, w.seed = t, labels, #s.acquired, s.c.acquisition, s.c.seed
     s.run:append("eval", w)
     return w
 end
