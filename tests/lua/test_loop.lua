@@ -302,12 +302,9 @@ end)
 
 -- The prompts judged at each evaluation, in order (acquired prompts start with "movie").
 local function eval_prompts(e, n_test)
-    local sets, cur = {}, nil
-    for _, p in ipairs(e.judged) do
-        if p:find("^test") then
-            if not cur or #cur == n_test then cur = {}; sets[#sets + 1] = cur end
-            cur[#cur + 1] = p
-        end
+    local sets = eval_pairs(e, n_test)
+    for _, set in ipairs(sets) do
+        for i, p in ipairs(set) do set[i] = p.prompt end
     end
     return sets
 end
