@@ -594,6 +594,22 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- BENCHMARKS.md
 
+-- The sections of the current file that people wrote (the GPU figures, measured elsewhere by
+-- tools/gpu-check.sh): from the heading above the first HAND_WRITTEN marker to the end. They are
+-- kept when the generated part is rewritten.
+M.HAND_WRITTEN = "<!-- Written by hand"
+function M.hand_written(path)
+    local f = io.open(path)
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    local mark = s:find(M.HAND_WRITTEN, 1, true)
+    if not mark then return "" end
+    local start
+    for pos in s:sub(1, mark):gmatch("()\n## ") do start = pos + 1 end
+    return start and "\n" .. s:sub(start) or ""
+end
+
 function M.markdown(res)
     local by = {}
     for _, r in ipairs(res.rows) do by[r.name] = r end
@@ -726,7 +742,7 @@ local function main(argv)
         local res = cjson.decode(f:read("a"))
         f:close()
         if opts.note then res.note = opts.note end
-        local md = M.markdown(res)
+        local md = M.markdown(res) .. M.hand_written(root .. "/BENCHMARKS.md")
         f = assert(io.open(root .. "/BENCHMARKS.md", "w"))
         f:write(md)
         f:close()

@@ -152,3 +152,16 @@ T.case("bench: markdown table and targets", function()
     T.ok(md:find("| generation tokens/s >= 2x baseline | 3.00x | met |", 1, true), md)
     T.ok(md:find("| log-prob scoring tokens/s >= 1.2x baseline | 1.00x | **not met** |", 1, true), md)
 end)
+
+T.case("--write-md keeps the hand-written sections of BENCHMARKS.md (the GPU figures)", function()
+    local dir = T.tmpdir()
+    local path = dir .. "/BENCHMARKS.md"
+    T.eq(R.hand_written(path), "", "no file, nothing kept")
+    local f = assert(io.open(path, "w"))
+    f:write("# Benchmarks\n\n## Latest run\n\nold table\n\n## GPU\n\n" .. R.HAND_WRITTEN ..
+        " -->\n\nH100 figures\n\n## Notes\n\nmore\n")
+    f:close()
+    local kept = R.hand_written(path)
+    T.eq(kept, "\n## GPU\n\n" .. R.HAND_WRITTEN .. " -->\n\nH100 figures\n\n## Notes\n\nmore\n")
+    T.ok(not kept:find("old table", 1, true), "the generated part is not kept")
+end)
