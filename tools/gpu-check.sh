@@ -175,10 +175,12 @@ build_apl() {
     "$ROOT/apl" --version
 }
 
-# The references the tests compare against run under /usr/bin/python3 with NumPy (lua/apl/test.lua).
+# The references the tests compare against and their judge server run under $APL_PYTHON
+# (lua/apl/test.lua): here the Python that has torch, which brings NumPy.
 warn_missing_refs() {
-    /usr/bin/python3 -c 'import numpy' 2>/dev/null ||
-        say "warning: /usr/bin/python3 has no numpy; the tests that compare with NumPy references will fail"
+    export APL_PYTHON=${APL_PYTHON:-$(command -v "$PYTHON")}
+    "$APL_PYTHON" -c 'import numpy' 2>/dev/null ||
+        say "warning: $APL_PYTHON has no numpy; the tests that compare with NumPy references will fail"
 }
 
 # Runs `make test` (C and Lua tests, or the --tests files); its last line is "N passed, N failed...".

@@ -106,9 +106,13 @@ function T.sh(cmd)
     return out
 end
 
--- Runs a NumPy reference under Debian's python3 (the one with python3-numpy).
+-- The Python that runs the NumPy references and the test servers: Debian's, which has
+-- python3-numpy, unless APL_PYTHON names another (a GPU machine's venv: tools/gpu-check.sh).
+T.PYTHON = os.getenv("APL_PYTHON") or "/usr/bin/python3"
+
+-- Runs a NumPy reference under T.PYTHON.
 function T.python(script, args)
-    return T.sh("/usr/bin/python3 " .. script .. " " .. (args or ""))
+    return T.sh(T.PYTHON .. " " .. script .. " " .. (args or ""))
 end
 
 -- A fresh temporary directory, removed by the runner at exit.

@@ -27,9 +27,9 @@ function M.start(opts)
     local root = package.apl_root or "."
     local s = setmetatable({ dir = dir, log = dir .. "/server.jsonl" }, Server)
     local cmd = string.format(
-        "/usr/bin/python3 %s/tests/ref/judge_server.py --port-file %s/port --log %s " ..
+        "%s %s/tests/ref/judge_server.py --port-file %s/port --log %s " ..
         "--delay %g --hang %g --retry-after '%s' --lifetime %g >%s/server.out 2>&1 &",
-        root, dir, s.log, opts.delay or 0, opts.hang or 3, opts.retry_after or "1",
+        require("apl.test").PYTHON, root, dir, s.log, opts.delay or 0, opts.hang or 3, opts.retry_after or "1",
         opts.lifetime or 60, dir)
     assert(os.execute(cmd))
     local t0 = core.now()
