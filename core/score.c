@@ -15,9 +15,20 @@ apl_tensor *apl_score_upload(const void *data, int64_t rows, int64_t width, apl_
     return t;
 }
 
-/* Pairs are numbered from 1 in messages, as the Lua caller numbers them. */
-static apl_status check_pairs(const apl_seq *p, const apl_seq *c, int64_t n)
+/* The first id of s outside [0, vocab), or -1. */
+static int64_t bad_id(const apl_seq *s, int64_t vocab)
 {
+    for (int64_t t = 0; t < s->len; t++)
+        if (s->ids[t] < 0 || s->ids[t] >= vocab) return t;
+    return -1;
+}
+
+/* Pairs are numbered from 1 in messages, as the Lua caller numbers them. Ids are checked here,
+ * where they are still on the host: inside a forward an id outside the vocabulary is only
+ * libtorch's "index out of range". */
+static apl_status check_pairs(const apl_model *m, const apl_seq *p, const apl_seq *c, int64_t n)
+{
+    int64_t V = apl_model_vocab_size(m);
     for (int64_t i = 0; i < n; i++) {
         if (p[i].len < 1)
             return apl_fail(APL_EINVAL, "pair %lld of %lld: empty prompt (a completion needs at "
@@ -25,6 +36,15 @@ static apl_status check_pairs(const apl_seq *p, const apl_seq *c, int64_t n)
         if (c[i].len < 0)
             return apl_fail(APL_EINVAL, "pair %lld of %lld: negative length", (long long)i + 1,
                             (long long)n);
+        for (int k = 0; k < 2; k++) {
+            const apl_seq *s = k ? &c[i] : &p[i];
+            int64_t t = bad_id(s, V);
+            if (t >= 0)
+                return apl_fail(APL_EINVAL, "pair %lld of %lld: %s token %lld is id %lld, outside"
+                                " the model's vocabulary of %lld", (long long)i + 1, (long long)n,
+                                k ? "completion" : "prompt", (long long)t + 1,
+                                (long long)s->ids[t], (long long)V);
+        }
     }
     return APL_OK;
 }
@@ -43,7 +63,7 @@ static apl_status build_padded(const apl_model *m, const apl_seq *p, const apl_s
     memset(b, 0, sizeof *b);
     b->n = n;
     b->C = 1;
-    apl_status st = check_pairs(p, c, n);
+    apl_status st = check_pairs(m, p, c, n);
     if (st != APL_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         if (p[i].len + c[i].len > b->T) b->T = p[i].len + c[i].len;
@@ -171,8 +191,8 @@ static apl_status build_packed(const apl_model *m, const apl_seq *p, const apl_s
     memset(b, 0, sizeof *b);
     b->n = n;
     b->Cw = b->Rw = 1;
-    apl_status st = check_pairs(p, c, n);
-    if (st == APL_OK) st = check_pairs(p, r, n);
+    apl_status st = check_pairs(m, p, c, n);
+    if (st == APL_OK) st = check_pairs(m, p, r, n);
     if (st != APL_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         if (p[i].len + c[i].len + r[i].len > b->T) b->T = p[i].len + c[i].len + r[i].len;
@@ -359,7 +379,7 @@ static void job_free(score_job *j, int64_t *len)
 apl_status apl_score_logprobs(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
                               int64_t n, const apl_score_opts *o, float *sums, float *per_token)
 {
-    apl_status st = check_pairs(prompts, completions, n); // here, to name pairs in caller order
+    apl_status st = check_pairs(m, prompts, completions, n); // here, to name pairs in caller order
     if (st != APL_OK) return st;
     int64_t *offset = malloc(sizeof(int64_t) * (n + 1)), *len = NULL;
     score_job j = {.m = m, .p = prompts, .c = completions, .pad_id = o->pad_id, .sums = sums,
@@ -377,8 +397,8 @@ apl_status apl_score_pair_logprobs(apl_model *m, const apl_seq *prompts, const a
                                    const apl_seq *b, int64_t n, const apl_score_opts *o,
                                    float *sums_a, float *sums_b)
 {
-    apl_status st = check_pairs(prompts, a, n);
-    if (st == APL_OK) st = check_pairs(prompts, b, n);
+    apl_status st = check_pairs(m, prompts, a, n);
+    if (st == APL_OK) st = check_pairs(m, prompts, b, n);
     if (st != APL_OK) return st;
     int64_t *len = NULL;
     score_job j = {.m = m, .p = prompts, .c = a, .c2 = b, .pad_id = o->pad_id, .sums = sums_a,

@@ -191,9 +191,34 @@ static void check_tail(const char *cfg, apl_dtype dt)
     apl_model_free(m);
 }
 
+/* A packed forward whose embedding fails (an id outside the vocabulary) returns the error: the
+ * head used to read the failed hidden states' size (apl_model_tail) and crash. */
+static void check_packed_error(const char *cfg)
+{
+    apl_model *m;
+    CHECK(apl_model_init(cfg, 5, APL_F32, APL_CPU, &m) == APL_OK, "%s", apl_last_error());
+    int mark = apl_scope_push();
+    int64_t ids_v[] = {1, 999, 2}, pos[] = {0, 1, 2}, rows_v[] = {2}, shape[2] = {1, 3}, one = 1;
+    apl_tensor *ids = apl_t_from_data(ids_v, shape, 2, APL_I64);
+    apl_tensor *rows = apl_t_from_data(rows_v, &one, 1, APL_I64);
+    apl_tensor *bias = apl_t_attention_bias(NULL, 3, 3, APL_F32, APL_CPU);
+    apl_tensor *logits = NULL;
+    apl_status st = apl_model_forward_packed(m, ids, pos, bias, rows, &logits);
+    CHECK(st == APL_ETORCH && !logits, "%s: an id outside the vocabulary gave status %d",
+          apl_model_type(m), (int)st);
+    ids_v[1] = 3;
+    apl_tensor *good = apl_t_from_data(ids_v, shape, 2, APL_I64);
+    CHECK(apl_model_forward_packed(m, good, pos, bias, rows, &logits) == APL_OK, "%s", apl_last_error());
+    CHECK(apl_t_size(logits, 1) == 1, "packed logits: %lld rows", (long long)apl_t_size(logits, 1));
+    apl_t_free(logits);
+    apl_scope_pop(mark);
+    apl_model_free(m);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof CONFIGS / sizeof *CONFIGS; i++) {
+        check_packed_error(CONFIGS[i]);
         check_arch(CONFIGS[i]);
         check_packed(CONFIGS[i]);
         check_tail(CONFIGS[i], APL_F64);

@@ -331,10 +331,14 @@ T.case("an id outside the vocabulary raises in packed forwards (logprob_pairs, d
     local C = require "apl.core.compute"
     local tok, m = F.tok(), F.model(11)
     local bad = tok:vocab_size() + 5000
+    local msg = "pair 1 of 1: completion token 1 is id " .. bad .. ", outside the model's vocabulary of "
+        .. tok:vocab_size()
     T.assert_error_match(function() C.logprob_pairs(m, { { 1 } }, { { 2 } }, { { bad } }) end,
-        "apl.logprob_pairs: .*index out of range")
+        "apl.logprob_pairs: " .. msg)
     T.assert_error_match(function() C.dpo_accumulate(m, { { 1 } }, { { 2 } }, { { bad } }, { 0 }, { 0 },
-        { beta = 0.1, scale = 1 }) end, "apl.dpo: .*index out of range")
+        { beta = 0.1, scale = 1 }) end, "apl.dpo: " .. msg)
+    T.assert_error_match(function() C.logprob(m, { { -1 } }, { { 2 } }) end,
+        "apl.logprob: pair 1 of 1: prompt token 1 is id %-1, outside")
     -- the model still works afterwards
     T.eq(#C.logprob_pairs(m, { { 1 } }, { { 2 } }, { { 3 } }):totable(), 1)
 end)
