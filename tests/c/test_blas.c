@@ -87,6 +87,12 @@ static void test_warning(void)
 /* The choice follows the CPU flags the kernel reports. */
 static void test_openblas_coretype(void)
 {
+#if !defined(__x86_64__)
+    /* apl picks a core type on x86-64 only; elsewhere OpenBLAS's own detection stands (and under
+     * qemu-user /proc/cpuinfo describes the x86 host, not this CPU) */
+    CHECK(apl_blas_openblas_coretype() == NULL, "no coretype chosen off x86-64");
+    return;
+#endif
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (!f) {
         printf("skipped coretype check: no /proc/cpuinfo\n");
