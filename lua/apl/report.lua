@@ -172,6 +172,11 @@ local function ordered_columns(runs)
     return cols
 end
 
+-- The x of Table 2 and the figures: pairs acquired (the waypoint), which eval.jsonl records as
+-- `pairs`; `labels` counts those the judge answered, fewer when some failed. Older runs have only
+-- `labels`.
+local function acquired(e) return e.pairs or e.labels end
+
 -- groups[dataset][column] = { runs = {...}, at = { [labels] = {eval, ...} } }. A seed may appear
 -- once per group: two folders of the same (dataset, acquisition, seed) would count one run twice.
 local function group(runs)
@@ -189,7 +194,7 @@ local function group(runs)
         if seed ~= nil then g.seeds[seed] = r.dir end
         g.runs[#g.runs + 1] = r
         for _, e in ipairs(r.evals) do
-            local l = math.tointeger(e.labels) or e.labels
+            local l = math.tointeger(acquired(e)) or acquired(e)
             g.at[l] = g.at[l] or {}
             table.insert(g.at[l], e)
         end
@@ -425,7 +430,7 @@ function M.run_plots(dir)
     local r = M.load(dir)
     local name = M.label(r.config)
     local s = { name = name, x = {}, y = {}, err = {} }
-    for i, e in ipairs(r.evals) do s.x[i], s.y[i], s.err[i] = e.labels, e.winrate, e.stderr end
+    for i, e in ipairs(r.evals) do s.x[i], s.y[i], s.err[i] = acquired(e), e.winrate, e.stderr end
     return {
         winrate = plot.lines { file = dir .. "/winrate.svg", title = "Win-rate vs labels acquired (" .. name .. ")",
                                xlabel = "labels acquired", ylabel = "win-rate", ylim = { 0.4, 0.6 }, hline = 0.5, series = { s } },

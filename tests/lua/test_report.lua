@@ -264,3 +264,16 @@ T.case("report.html in headless Chromium: figures, sorting and filtering by the 
     T.ok(not dom:find("<body[^>]*data%-pwned"), "no completion ran as script")
     T.ok(not dom:find("<img", 1, true), "no completion became an element")
 end)
+
+T.case("Table 2's rows are the pairs acquired: a run where a few labels failed stays in its row", function()
+    local dir = broken("eval.jsonl",
+        '{"step": 1, "labels": 126, "pairs": 128, "winrate": 0.6, "stderr": 0.015, "n": 1024, "failed": 0}\n' ..
+        '{"step": 2, "labels": 250, "pairs": 256, "winrate": 0.7, "stderr": 0.014, "n": 1024, "failed": 0}\n')
+    local d = dirs()
+    for i, r in ipairs(RUNS) do if r == "imdb/random-s1" then d[i] = dir end end
+    local t = report.compare(d, { plot = T.tmpdir() .. "/f2.svg", quiet = true })
+    T.ok(row_of(t, "imdb", 128) and row_of(t, "imdb", 256), "rows 128 and 256")
+    T.ok(not row_of(t, "imdb", 126) and not row_of(t, "imdb", 250), "no rows of their own for 126 or 250")
+    local m = mean_se(WIN.imdb.random[1])
+    T.ok(report.markdown(t):find(string.format("%.2f", m), 1, true), "random's 128 cell still averages 3 seeds")
+end)
