@@ -7,6 +7,7 @@
  *   apl                    REPL
  *
  * Exit status: 0, 1 on an error, 2 on a bad command line, 130 when Ctrl-C stopped the script.
+ * The REPL itself is repl.c; this file runs chunks for both (apl_docall, apl_report).
  * Ctrl-C follows lua.c: the first one makes the running chunk raise "interrupted" (Lua code
  * through a hook, C loops by polling apl_interrupted); a second one kills the process, for a C
  * call that never polls.
@@ -24,15 +25,10 @@
 #include <unistd.h>
 
 #include <lualib.h>
-#include <readline/history.h>
-#include <readline/readline.h>
 
 #include "apl_lua.h"
 #include "blas.h"
-
-#define PROMPT "> "
-#define PROMPT2 ">> "
-#define HISTORY_LINES 1000
+#include "repl.h"
 
 /* Binding modules are linked in when their files exist; weak references let the program build
  * while a module is still being written. */
@@ -257,7 +253,6 @@ static void open_engine(lua_State *L)
 static lua_State *globalL;
 static volatile sig_atomic_t chunk_running; /* 1 inside docall, 0 at the prompt */
 static volatile sig_atomic_t sigint_seen;   /* a Ctrl-C arrived during the current docall */
-static volatile sig_atomic_t prompt_sigint; /* a Ctrl-C arrived while waiting for input */
 
 static void set_sigint(void (*handler)(int))
 {
@@ -287,7 +282,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 static void on_sigint(int sig)
 {
     if (!chunk_running) {
-        prompt_sigint = 1;
+        apl_prompt_sigint = 1;
         return;
     }
     sigint_seen = 1;
@@ -309,7 +304,7 @@ static int msghandler(lua_State *L)
 }
 
 /* Calls the function below the nargs arguments with a traceback handler and Ctrl-C armed. */
-static int docall(lua_State *L, int nargs, int nres)
+int apl_docall(lua_State *L, int nargs, int nres)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msghandler);
@@ -328,7 +323,7 @@ static int docall(lua_State *L, int nargs, int nres)
     return st;
 }
 
-static int report(lua_State *L, int st)
+int apl_report(lua_State *L, int st)
 {
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -344,8 +339,8 @@ static int load_apl(lua_State *L)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "apl");
-    int st = docall(L, 1, 1);
-    if (st != LUA_OK) return report(L, st);
+    int st = apl_docall(L, 1, 1);
+    if (st != LUA_OK) return apl_report(L, st);
     lua_setglobal(L, "apl");
     return LUA_OK;
 }
@@ -363,18 +358,18 @@ static void create_arg_table(lua_State *L, int argc, char **argv, int script)
 
 static int run_chunk(lua_State *L, int st)
 {
-    return report(L, st == LUA_OK ? docall(L, 0, 0) : st);
+    return apl_report(L, st == LUA_OK ? apl_docall(L, 0, 0) : st);
 }
 
 static int run_script(lua_State *L, int argc, char **argv, int script)
 {
     const char *name = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
     int st = luaL_loadfile(L, name);
-    if (st != LUA_OK) return report(L, st);
+    if (st != LUA_OK) return apl_report(L, st);
     int n = argc - script - 1;
     luaL_checkstack(L, n + 3, "too many arguments to script");
     for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-    return report(L, docall(L, n, 0));
+    return apl_report(L, apl_docall(L, n, 0));
 }
 
 /* Runs every -e in order; stops at the first error. */
@@ -422,336 +417,6 @@ static void print_version(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* REPL */
-
-enum { LINE_EOF, LINE_OK, LINE_CANCELLED };
-
-static int use_readline;
-static char history_path[PATH_MAX];
-
-/* readline's own reader retries on EINTR; this one turns a Ctrl-C at the prompt into "accept
- * the line", which the REPL then throws away: the line (and any pending continuation) clears. */
-static int repl_getc(FILE *f)
-{
-    for (;;) {
-        unsigned char c;
-        ssize_t n = read(fileno(f), &c, 1);
-        if (n == 1) return c;
-        if (n == 0 || errno != EINTR) return EOF;
-        if (prompt_sigint) {
-            rl_echo_signal_char(SIGINT);
-            return '\n';
-        }
-        rl_check_signals(); /* a window resize */
-    }
-}
-
-static void history_open(void)
-{
-    const char *home = getenv("HOME");
-    if (!home || !*home) return;
-    snprintf(history_path, sizeof history_path, "%s/.apl_history", home);
-    using_history();
-    read_history(history_path);
-}
-
-static void history_add(const char *entry)
-{
-    if (!use_readline || !*entry) return;
-    add_history(entry);
-    if (!history_path[0]) return;
-    /* Appending each entry keeps the history of a session that is killed. */
-    if (access(history_path, F_OK) != 0) write_history(history_path);
-    else append_history(1, history_path);
-}
-
-static void history_close(void)
-{
-    if (use_readline && history_path[0]) history_truncate_file(history_path, HISTORY_LINES);
-}
-
-/* Pushes the next input line (without its newline). */
-static int pushline(lua_State *L, int first)
-{
-    prompt_sigint = 0;
-    if (use_readline) {
-        char *b = readline(first ? PROMPT : PROMPT2);
-        int cancelled = prompt_sigint;
-        prompt_sigint = 0;
-        if (!b) return LINE_EOF;
-        if (cancelled) {
-            free(b);
-            return LINE_CANCELLED;
-        }
-        lua_pushstring(L, b);
-        free(b);
-        return LINE_OK;
-    }
-    char *b = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    for (;;) {
-        errno = 0;
-        n = getline(&b, &cap, stdin);
-        if (n >= 0 || errno != EINTR) break;
-        clearerr(stdin);
-        if (prompt_sigint) {
-            free(b);
-            prompt_sigint = 0;
-            return LINE_CANCELLED;
-        }
-    }
-    if (n < 0) {
-        free(b);
-        return LINE_EOF;
-    }
-    if (n > 0 && b[n - 1] == '\n') b[--n] = 0;
-    lua_pushlstring(L, b, (size_t)n);
-    free(b);
-    return LINE_OK;
-}
-
-/* "return <line>" first, so that an expression prints its value. */
-static int addreturn(lua_State *L)
-{
-    const char *line = lua_tostring(L, -1);
-    const char *ret = lua_pushfstring(L, "return %s;", line);
-    int st = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
-    if (st == LUA_OK) {
-        lua_remove(L, -2); /* the modified line */
-        history_add(line);
-    } else {
-        lua_pop(L, 2);
-    }
-    return st;
-}
-
-/* A syntax error that ends at <eof> means the statement goes on in the next line. */
-static int incomplete(lua_State *L, int st)
-{
-    if (st != LUA_ERRSYNTAX) return 0;
-    size_t len;
-    const char *msg = lua_tolstring(L, -1, &len);
-    if (len < 5 || strcmp(msg + len - 5, "<eof>") != 0) return 0;
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* Reads continuation lines until the chunk compiles or fails for good; -1: cancelled/EOF. */
-static int multiline(lua_State *L)
-{
-    for (;;) {
-        size_t len;
-        const char *line = lua_tolstring(L, 1, &len);
-        int st = luaL_loadbuffer(L, line, len, "=stdin");
-        if (!incomplete(L, st)) {
-            history_add(line);
-            return st;
-        }
-        int got = pushline(L, 0);
-        if (got != LINE_OK) return -1;
-        lua_pushliteral(L, "\n");
-        lua_insert(L, -2);
-        lua_concat(L, 3);
-    }
-}
-
-/* Leaves a compiled chunk (or an error message) on the stack; -1 when there is nothing to run. */
-static int loadline(lua_State *L, int *eof)
-{
-    lua_settop(L, 0);
-    int got = pushline(L, 1);
-    if (got != LINE_OK) {
-        *eof = got == LINE_EOF;
-        return -1;
-    }
-    int st = addreturn(L);
-    if (st != LUA_OK) st = multiline(L);
-    if (st == -1) {
-        *eof = 0;
-        lua_settop(L, 0);
-        return -1;
-    }
-    lua_remove(L, 1);
-    return st;
-}
-
-/* Prints every result with tostring (so tensors use __tostring), separated by tabs. */
-static int print_results(lua_State *L)
-{
-    int n = lua_gettop(L);
-    for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
-        if (i > 1) fputc('\t', stdout);
-        fwrite(s, 1, len, stdout);
-        lua_pop(L, 1);
-    }
-    fputc('\n', stdout);
-    fflush(stdout);
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Tab completion: globals and keywords, then fields after '.' and methods after ':' (the keys of
- * a value and of its metatable's __index table). Lookups are raw, so completing never runs Lua
- * code and never loads a lazy apl submodule. */
-
-static const char *const keywords[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
-    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL,
-};
-
-/* Appends head .. k to the table at `out` for each identifier key k of the table at `src` that
- * starts with `part`. */
-static void add_matches(lua_State *L, int out, int src, const char *head, size_t headlen,
-                        const char *part)
-{
-    size_t plen = strlen(part);
-    lua_pushnil(L);
-    while (lua_next(L, src)) {
-        size_t klen;
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
-        if (k && klen >= plen && strncmp(k, part, plen) == 0 && strspn(k, "abcdefghijklmnopqrstuvwxyz"
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == klen) {
-            lua_pushlstring(L, head, headlen);
-            lua_pushvalue(L, -3);
-            lua_concat(L, 2);
-            lua_rawseti(L, out, (lua_Integer)lua_rawlen(L, out) + 1);
-        }
-        lua_pop(L, 1);
-    }
-}
-
-/* The value a prefix such as "apl.tensor" names, looked up raw; nil when there is none. */
-static void walk(lua_State *L, const char *path, size_t len)
-{
-    lua_pushglobaltable(L);
-    const char *p = path, *end = path + len;
-    while (p < end && !lua_isnil(L, -1)) {
-        const char *dot = memchr(p, '.', (size_t)(end - p));
-        size_t n = dot ? (size_t)(dot - p) : (size_t)(end - p);
-        lua_pushlstring(L, p, n);
-        if (lua_istable(L, -2)) {
-            lua_rawget(L, -2);
-        } else {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-        }
-        lua_remove(L, -2);
-        p += n + 1;
-    }
-}
-
-/* Runs protected: light userdata `word` -> table of completions. */
-static int collect_completions(lua_State *L)
-{
-    const char *word = lua_touserdata(L, 1);
-    const char *sep = strrchr(word, '.'), *colon = strrchr(word, ':');
-    if (colon > sep) sep = colon;
-    lua_newtable(L);
-    int out = lua_gettop(L);
-    size_t headlen = sep ? (size_t)(sep - word) + 1 : 0;
-    if (sep) walk(L, word, (size_t)(sep - word));
-    else lua_pushglobaltable(L);
-    int v = lua_gettop(L);
-    const char *part = word + headlen;
-    if (lua_istable(L, v)) add_matches(L, out, v, word, headlen, part);
-    if (luaL_getmetafield(L, v, "__index") == LUA_TTABLE)
-        add_matches(L, out, lua_gettop(L), word, headlen, part);
-    if (!sep)
-        for (const char *const *k = keywords; *k; k++)
-            if (strncmp(*k, part, strlen(part)) == 0) {
-                lua_pushstring(L, *k);
-                lua_rawseti(L, out, (lua_Integer)lua_rawlen(L, out) + 1);
-            }
-    lua_settop(L, out);
-    return 1;
-}
-
-static char **completions;
-static size_t completions_next;
-
-/* readline takes ownership of each returned string. */
-static char *completion_generator(const char *text, int state)
-{
-    (void)text;
-    if (state == 0) completions_next = 0;
-    return completions && completions[completions_next] ? completions[completions_next++] : NULL;
-}
-
-static char **repl_complete(const char *text, int start, int end)
-{
-    (void)start, (void)end;
-    rl_attempted_completion_over = 1; /* no file-name completion */
-    rl_completion_append_character = '\0'; /* readline resets it to ' ' before each attempt */
-    lua_State *L = globalL;
-    int top = lua_gettop(L);
-    free(completions); /* the strings went to readline */
-    completions = NULL;
-    lua_pushcfunction(L, collect_completions);
-    lua_pushlightuserdata(L, (void *)text);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
-        size_t n = lua_rawlen(L, -1);
-        completions = calloc(n + 1, sizeof *completions);
-        for (size_t i = 0; completions && i < n; i++) {
-            lua_rawgeti(L, -1, (lua_Integer)i + 1);
-            completions[i] = strdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-            if (!completions[i]) break; /* out of memory: offer what there is */
-        }
-    }
-    lua_settop(L, top);
-    return completions ? rl_completion_matches(text, completion_generator) : NULL;
-}
-
-static void print_banner(void)
-{
-    apl_blas_info b;
-    const char *blas = apl_blas_detect(&b) == APL_OK ? apl_blas_kind_name(b.kind) : "unknown";
-    printf("apl — %s, libtorch %s, BLAS %s, %d threads, CUDA %s\n", LUA_RELEASE,
-           apl_torch_version(), blas, apl_get_num_threads(),
-           apl_cuda_available() ? "available" : "not available");
-    printf("Expressions print their value. Ctrl-C interrupts, Ctrl-D quits.\n");
-}
-
-static void repl(lua_State *L)
-{
-    int tty = isatty(STDIN_FILENO);
-    use_readline = tty;
-    if (tty) {
-        rl_readline_name = "apl";
-        rl_catch_signals = 0; /* Ctrl-C is ours (repl_getc); readline keeps SIGWINCH */
-        rl_getc_function = repl_getc;
-        rl_attempted_completion_function = repl_complete;
-        rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
-        history_open();
-        print_banner();
-    }
-    globalL = L;
-    set_sigint(on_sigint);
-    for (;;) {
-        int eof = 0;
-        int st = loadline(L, &eof);
-        if (st == -1) {
-            if (eof) break;
-            continue;
-        }
-        if (st == LUA_OK) st = docall(L, 0, LUA_MULTRET);
-        if (st == LUA_OK && lua_gettop(L) > 0) {
-            lua_pushcfunction(L, print_results);
-            lua_insert(L, 1);
-            st = docall(L, lua_gettop(L) - 1, 0);
-        }
-        report(L, st);
-    }
-    lua_settop(L, 0);
-    free(completions);
-    completions = NULL;
-    history_close();
-}
-
-/* ------------------------------------------------------------------------------------------ */
 
 static int run(lua_State *L, int argc, char **argv, const options *o)
 {
@@ -764,7 +429,10 @@ static int run(lua_State *L, int argc, char **argv, const options *o)
     int st = run_e_options(L, argv, o);
     if (st == LUA_OK && o->script) st = run_script(L, argc, argv, o->script);
     if (st != LUA_OK) return sigint_seen ? 130 : 1;
-    if (o->interactive || (!o->script && !has_e(argc, argv, o))) repl(L);
+    if (o->interactive || (!o->script && !has_e(argc, argv, o))) {
+        set_sigint(on_sigint); /* at the prompt a Ctrl-C clears the line (apl_prompt_sigint) */
+        apl_repl(L);
+    }
     return 0;
 }
 
