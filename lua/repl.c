@@ -2,6 +2,7 @@
  *
  * Each line is first compiled as `return <line>`, so that an expression prints its value;
  * otherwise as a statement, and a syntax error at <eof> reads continuation lines (">> ").
+ * Results print through apl.show.line (lua/apl/show.lua): tables by their contents.
  * On a terminal, readline gives history and Tab completion; Ctrl-C at the prompt clears the
  * line (main.c's SIGINT handler sets apl_prompt_sigint while no chunk runs).
  */
@@ -182,8 +183,26 @@ static int loadline(lua_State *L, int *eof)
     return st;
 }
 
+/* apl.show.line in the registry, which prints tables by their contents; LUA_NOREF when it did
+ * not load, and the REPL prints with tostring. */
+static int show_ref = LUA_NOREF;
+
+static void load_show(lua_State *L)
+{
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "apl.show");
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st == LUA_OK && lua_getfield(L, -1, "line") == LUA_TFUNCTION)
+        show_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        fprintf(stderr, "apl: values print with tostring: apl.show did not load (%s)\n",
+                st != LUA_OK && lua_isstring(L, -1) ? lua_tostring(L, -1) : "no apl.show.line");
+    lua_settop(L, top);
+}
+
 /* Prints every result with tostring (so tensors use __tostring), separated by tabs. */
-static int print_results(lua_State *L)
+static int print_tostring(lua_State *L)
 {
     int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
@@ -193,6 +212,23 @@ static int print_results(lua_State *L)
         fwrite(s, 1, len, stdout);
         lua_pop(L, 1);
     }
+    fputc('\n', stdout);
+    fflush(stdout);
+    return 0;
+}
+
+/* Prints the results as apl.show.line writes them: nothing when it returns nil (a helper that
+ * printed its result itself). Runs under apl_docall: a __tostring may raise. */
+static int print_results(lua_State *L)
+{
+    if (show_ref == LUA_NOREF) return print_tostring(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, show_ref);
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (!s) return 0;
+    fwrite(s, 1, len, stdout);
     fputc('\n', stdout);
     fflush(stdout);
     return 0;
@@ -335,6 +371,7 @@ void apl_repl(lua_State *L)
         print_banner();
     }
     replL = L;
+    load_show(L);
     for (;;) {
         int eof = 0;
         int st = loadline(L, &eof);
@@ -351,6 +388,8 @@ void apl_repl(lua_State *L)
         apl_report(L, st);
     }
     lua_settop(L, 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, show_ref);
+    show_ref = LUA_NOREF;
     free(completions);
     completions = NULL;
     history_close();

@@ -5,12 +5,14 @@
 --     prints r̂(a), r̂(b), P(a ≻ b) = σ(r̂a − r̂b) and, per completion token, β·(log πθ − log π0)
 --   > s:sample("The movie was")             -- two completions from the policy, then :pair
 --   > r = apl.inspect.run("runs/imdb-certainty-s1")
---   > r:pairs{sort = "score", limit = 10}   -- the acquired pairs as a table (sort by any field)
+--   > r:pairs{sort = "score", n = 10}       -- the acquired pairs as a table (sort by any field)
 --   > r:pairs{step = 3, sort = "bt_prob", asc = true}
 --   > r:evals()
 --
--- Every method prints and also returns what it printed, as values, for further poking.
+-- Every method prints and also returns what it printed, as values, for further poking
+-- (`rows = r:pairs{}`), followed by apl.show.printed so that the REPL does not print them again.
 local report = require "apl.report"
+local printed = require("apl.show").printed
 
 local M = {}
 local Session = {}
@@ -68,7 +70,7 @@ function Session:pair(prompt, a, b)
         out.r_a, out.r_b, out.p, math.abs(out.r_a - out.r_b)))
     print_tokens("a", out.tokens_a)
     print_tokens("b", out.tokens_b)
-    return out
+    return out, printed
 end
 
 -- Two completions of prompt from the policy (opts: temperature 0.7, max_new_tokens 48, seed 0),
@@ -100,10 +102,18 @@ end
 
 local function num(v) return v and string.format("%.3f", v) or "-" end
 
+local PAIRS_OPTS = { sort = true, asc = true, step = true, n = true, limit = true, width = true }
+
 -- opts: sort (a record field, e.g. "score", "bt_prob", "reward_a"; descending unless asc = true),
--- step, limit (20), width (column width for texts, 28). Returns the rows shown.
+-- step, n (rows, 20; `limit` is its older name), width (column width for texts, 28). Returns the
+-- rows shown. An unknown option is an error: a misspelt one silently showing 20 rows misleads.
 function Run:pairs(opts)
     opts = opts or {}
+    for k in pairs(opts) do
+        if not PAIRS_OPTS[k] then
+            error(string.format("r:pairs: unknown option '%s' (sort, asc, step, n, width)", tostring(k)), 2)
+        end
+    end
     local rows = {}
     for _, r in ipairs(self.records.acquired) do
         if not opts.step or r.step == opts.step then rows[#rows + 1] = r end
@@ -116,7 +126,7 @@ function Run:pairs(opts)
             return a > b
         end)
     end
-    local limit, w = opts.limit or 20, opts.width or 28
+    local limit, w = opts.n or opts.limit or 20, opts.width or 28
     local fmt = "%4s %8s %8s %8s %6s %5s  %-" .. w .. "s %-" .. w .. "s %-" .. w .. "s\n"
     io.write(string.format(fmt, "step", "score", "r_a", "r_b", "P(a>b)", "label", "prompt", "a", "b"))
     local shown = {}
@@ -129,7 +139,7 @@ function Run:pairs(opts)
             num(r.bt_prob), label, clip(r.prompt, w), clip(r.a, w), clip(r.b, w)))
     end
     io.write(string.format("%d of %d pairs (label: oracle's choice; ! = the model predicted the other)\n", #shown, #rows))
-    return shown
+    return shown, printed
 end
 
 -- The evaluations of the run: labels acquired, win-rate ± standard error ("-" where the judge
@@ -140,7 +150,7 @@ function Run:evals()
         io.write(string.format("%8d %8s %8s %6d\n", math.tointeger(e.labels) or 0, num(e.winrate), num(e.stderr),
             math.tointeger(e.n) or 0))
     end
-    return self.records.evals
+    return self.records.evals, printed
 end
 
 return M

@@ -183,6 +183,62 @@ T.case("REPL prints tensors through __tostring", function()
     T.eq(out, tostring(apl.tensor.ones({2})) .. "\tx\n")
 end)
 
+T.case("REPL shows tables by their fields (apl.show): an oracle's stats, not an address", function()
+    local out, err, rc = repl(table.concat({
+        "o = apl.oracle.lua(function() return 'A' end, {seed = 1})",
+        "n = #o:label{{prompt = 'p', a = 'x', b = 'y'}}",
+        "o:stats()",
+        "{b = 2, a = 'x', 1.5}",
+        "'bare', {}",
+        "apl.show({z = {1}})",
+        "'after apl.show'",
+    }, "\n") .. "\n")
+    T.eq(rc, 0, err)
+    T.ok(not out:find("table: 0x", 1, true), out)
+    local stats = out:match("^(%b{})\n")
+    T.ok(stats and stats:find("\n  labels = 1,\n", 1, true) and stats:find("\n  cost = 0.0,\n", 1, true), out)
+    T.eq(out:sub(#stats + 1), '\n{1.5, a = "x", b = 2}\nbare\t{}\n{z = {1}}\nafter apl.show\n')
+end)
+
+T.case("REPL: with apl.show unloadable, values print with tostring and the session goes on", function()
+    local d = T.tmpdir()
+    write_file(d .. "/s.lua", "package.loaded['apl.show'] = nil; package.path = ''; package.cpath = ''\n")
+    local out, err, rc = repl("{}\n1 + 1\n", "-i " .. d .. "/s.lua")
+    T.eq(rc, 0, err)
+    T.ok(out:find("^table: 0x%x+\n2\n$"), out)
+    T.ok(err:find("values print with tostring: apl.show did not load", 1, true), err)
+end)
+
+T.case("REPL: r:pairs{n = 3} prints 3 rows and nothing after them; rows come back when assigned", function()
+    local d = T.tmpdir() .. "/run"
+    local run = require("apl.runfolder").create(d, { acquisition = "random", seed = 1 })
+    for i = 1, 25 do
+        run:append("acquired", { step = 1 + i // 10, prompt = "prompt " .. i, a = "a", b = "b", score = i, label = 1 })
+    end
+    run:append("eval", { labels = 25, winrate = 0.5, stderr = 0.1, n = 4 })
+    run:close()
+    local out, err, rc = repl(table.concat({
+        "r = apl.inspect.run(" .. string.format("%q", d) .. ")",
+        "r:pairs{n = 3, sort = 'score'}",
+        "rows = r:pairs{n = 2}",
+        "#rows, rows[1].prompt",
+        "r:evals()",
+        "r:pairs{limt = 3}",
+    }, "\n") .. "\n")
+    T.eq(rc, 0, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]*\n") do lines[#lines + 1] = l end
+    T.eq(#lines, 1 + 3 + 1 + 1 + 2 + 1 + 1 + 2, out) -- header, rows, footer; again; the values; evals
+    T.ok(lines[2]:find("^   3 ") and lines[2]:find("prompt 25", 1, true), lines[2])
+    T.ok(lines[5]:find("^3 of 25 pairs"), lines[5])
+    T.eq(lines[6]:match("^step "), "step ", "the next table starts: nothing printed after the first")
+    T.ok(lines[9]:find("^2 of 25 pairs"), lines[9])
+    T.eq(lines[10], "2\tprompt 1\n")
+    T.eq(lines[12], "      25    0.500    0.100      4\n", out)
+    T.ok(not out:find("table: 0x", 1, true), out)
+    T.ok(err:find("r:pairs: unknown option 'limt'", 1, true), err)
+end)
+
 T.case("-i runs the script, then the REPL sees its globals", function()
     local d = T.tmpdir()
     write_file(d .. "/s.lua", "answer = 40 + 2\n")
