@@ -5,6 +5,7 @@
 --   apl.manual_seed(1)
 --   local logp = apl.no_grad(function() return m:logprob(x, y) end)
 --   local t0 = apl.clock(); ...; print(apl.clock() - t0, apl.rss_mb(), apl.peak_rss_mb())
+--   apl.show(o:stats())   -- a table by its contents, as the REPL prints every value
 local tensor = require "apl.tensor"
 local sys = require "apl.core.sys"
 
