@@ -1526,7 +1526,8 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
         return ids_push(out, &tok->byte_id[s[0]], 1) ? oom() : APL_OK;
     if (n > CACHE_MAX_BYTES) return bpe_merge(tok, s, n, out);
     smap_slot *hit = smap_find(&tok->cache, s, n);
-    if (hit) return ids_push(out, tok->cache_ids.v + hit->v0, hit->v1) ? oom() : APL_OK;
+    /* a piece may have no ids (bytes the vocabulary lacks, no unk): then cache_ids may be NULL */
+    if (hit) return hit->v1 && ids_push(out, tok->cache_ids.v + hit->v0, hit->v1) ? oom() : APL_OK;
     size_t start = out->n;
     apl_status st = bpe_merge(tok, s, n, out);
     if (st != APL_OK) return st;
