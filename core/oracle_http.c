@@ -1,6 +1,5 @@
 #include "oracle_http.h"
 
-#include <cJSON.h>
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
@@ -100,32 +99,38 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 }
 
 /* Retry-After is seconds or an HTTP date; OpenAI also sends retry-after-ms. */
-static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+double apl_http_retry_after(const char *data, size_t n)
 {
-    req *r = ud;
-    size_t n = size * nmemb;
     char line[256];
-    if (n >= sizeof line) return n;
+    if (n >= sizeof line) return -1; /* no Retry-After is that long */
     memcpy(line, data, n);
     line[n] = 0;
     char *colon = strchr(line, ':');
-    if (!colon) return n;
+    if (!colon) return -1;
     *colon = 0;
     char *v = colon + 1, *end;
     while (*v == ' ' || *v == '\t') v++;
     v[strcspn(v, "\r\n")] = 0;
-    double secs;
+    double secs = -1;
     if (strcasecmp(line, "retry-after-ms") == 0) {
         secs = strtod(v, &end) / 1000;
-        if (end != v && secs >= 0) r->retry_after = secs;
+        if (end == v) secs = -1;
     } else if (strcasecmp(line, "retry-after") == 0) {
         secs = strtod(v, &end);
         if (end == v) {
             time_t t = curl_getdate(v, NULL);
             secs = t > 0 ? difftime(t, time(NULL)) : -1;
         }
-        if (secs >= 0) r->retry_after = secs;
     }
+    return secs >= 0 ? secs : -1; /* NaN and negative numbers ask for nothing */
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    req *r = ud;
+    size_t n = size * nmemb;
+    double secs = apl_http_retry_after(data, n);
+    if (secs >= 0) r->retry_after = secs;
     return n;
 }
 
@@ -360,6 +365,33 @@ static apl_status collect(apl_http *h)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* A line break in a header would let a value start headers of its own (or a second request). */
+static apl_status check_header(const char *what, const char *line)
+{
+    const char *colon = line ? strchr(line, ':') : NULL;
+    if (!colon || colon == line) return apl_fail(APL_EINVAL, "%s must be a \"Name: value\" line", what);
+    if (strpbrk(line, "\r\n")) return apl_fail(APL_EINVAL, "%s contains a line break", what);
+    return APL_OK;
+}
+
+static apl_status check_headers(const apl_http_opts *o)
+{
+    if (o->n_headers > 0 && !o->headers) return apl_fail(APL_EINVAL, "headers is NULL");
+    for (size_t i = 0; i < o->n_headers; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "header %zu", i + 1);
+        apl_status st = check_header(what, o->headers[i]);
+        if (st != APL_OK) return st;
+    }
+    if (!o->api_key || !*o->api_key) return APL_OK;
+    if (!o->key_header) return apl_fail(APL_EINVAL, "an API key needs key_header (the line it follows)");
+    apl_status st = check_header("key_header", o->key_header);
+    if (st != APL_OK) return st;
+    /* Not the key itself in the message: it would be printed. */
+    if (strpbrk(o->api_key, "\r\n")) return apl_fail(APL_EINVAL, "the API key contains a line break");
+    return APL_OK;
+}
+
 apl_status apl_http_new(const apl_http_opts *o, apl_http **out)
 {
     static int curl_ready;
@@ -372,8 +404,8 @@ apl_status apl_http_new(const apl_http_opts *o, apl_http **out)
     if (o->backoff_s < 0 || o->backoff_max_s < 0) return apl_fail(APL_EINVAL, "backoff must be >= 0");
     if (o->ca_file && access(o->ca_file, R_OK) != 0)
         return apl_fail(APL_EINVAL, "ca_file %s is not readable", o->ca_file);
-    if (o->api_key && strpbrk(o->api_key, "\r\n"))
-        return apl_fail(APL_EINVAL, "the API key contains a line break");
+    apl_status st = check_headers(o);
+    if (st != APL_OK) return st;
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             return apl_fail(APL_ENET, "curl_global_init failed");
@@ -382,6 +414,10 @@ apl_status apl_http_new(const apl_http_opts *o, apl_http **out)
     apl_http *h = calloc(1, sizeof *h);
     if (!h) return apl_fail(APL_ENOMEM, "oracle http: out of memory");
     h->o = *o;
+    /* The caller's strings are copied below (the key only into the header list): drop pointers. */
+    h->o.url = h->o.ca_file = h->o.api_key = h->o.key_header = NULL;
+    h->o.headers = NULL;
+    h->o.n_headers = 0;
     h->rng = o->seed;
     h->last_refill = apl_http_now();
     h->req_tokens = fmax(1, o->rpm / 60);
@@ -398,11 +434,13 @@ apl_status apl_http_new(const apl_http_opts *o, apl_http **out)
     h->headers = s;
     /* Without this curl waits a second for "100 Continue" before sending big bodies. */
     if (!(s = curl_slist_append(h->headers, "Expect:"))) goto nomem;
+    for (size_t i = 0; i < o->n_headers; i++)
+        if (!(s = curl_slist_append(h->headers, o->headers[i]))) goto nomem;
     if (o->api_key && *o->api_key) {
-        size_t n = strlen(o->api_key) + 32;
+        size_t n = strlen(o->key_header) + strlen(o->api_key) + 1;
         char *line = malloc(n);
         if (!line) goto nomem;
-        snprintf(line, n, "Authorization: Bearer %s", o->api_key);
+        snprintf(line, n, "%s%s", o->key_header, o->api_key);
         s = curl_slist_append(h->headers, line);
         explicit_bzero(line, n); /* the only copy left is the header list */
         free(line);
@@ -497,65 +535,4 @@ void apl_http_free(apl_http *h)
     free(h->ca_file);
     free(h->url);
     free(h);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* The chat-completions protocol */
-
-apl_status apl_chat_request(const char *model, const char *system, const char *user,
-                            double temperature, long max_tokens, char **out)
-{
-    *out = NULL;
-    cJSON *root = cJSON_CreateObject(), *msgs, *m;
-    /* Everything hangs off root as soon as it is made, so one delete frees any partial tree. */
-    if (!root || !cJSON_AddStringToObject(root, "model", model) ||
-        !(msgs = cJSON_AddArrayToObject(root, "messages")))
-        goto nomem;
-    if (system && *system) {
-        if (!(m = cJSON_CreateObject())) goto nomem;
-        cJSON_AddItemToArray(msgs, m);
-        cJSON_AddStringToObject(m, "role", "system");
-        cJSON_AddStringToObject(m, "content", system);
-    }
-    if (!(m = cJSON_CreateObject())) goto nomem;
-    cJSON_AddItemToArray(msgs, m);
-    cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", user);
-    cJSON_AddNumberToObject(root, "temperature", temperature);
-    if (max_tokens > 0) cJSON_AddNumberToObject(root, "max_tokens", (double)max_tokens);
-    if (!(*out = cJSON_PrintUnformatted(root))) goto nomem;
-    cJSON_Delete(root);
-    return APL_OK;
-nomem:
-    cJSON_Delete(root);
-    return apl_fail(APL_ENOMEM, "chat request: out of memory");
-}
-
-static long count_field(const cJSON *usage, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItem(usage, k);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (long)v->valuedouble : 0;
-}
-
-apl_status apl_chat_parse(const char *body, char **content, long *prompt_tokens,
-                          long *completion_tokens)
-{
-    *content = NULL;
-    *prompt_tokens = *completion_tokens = 0;
-    cJSON *root = cJSON_Parse(body);
-    if (!root) return apl_fail(APL_EFORMAT, "reply is not valid JSON");
-    const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "choices"), 0);
-    const cJSON *text = cJSON_GetObjectItem(cJSON_GetObjectItem(choice, "message"), "content");
-    const cJSON *usage = cJSON_GetObjectItem(root, "usage");
-    apl_status st = APL_OK;
-    if (!cJSON_IsString(text)) {
-        st = apl_fail(APL_EFORMAT, "reply has no choices[0].message.content string");
-    } else if (!(*content = strdup(text->valuestring))) {
-        st = apl_fail(APL_ENOMEM, "chat reply: out of memory");
-    } else {
-        *prompt_tokens = count_field(usage, "prompt_tokens");
-        *completion_tokens = count_field(usage, "completion_tokens");
-    }
-    cJSON_Delete(root);
-    return st;
 }

@@ -1,17 +1,19 @@
-/* oracle_http.h — the LLM judge's transport: many OpenAI-compatible chat-completion requests in
+/* oracle_http.h — the LLM judge's transport, protocol-agnostic: many JSON POST requests in
  * flight at once on libcurl's multi interface, with retries (exponential backoff with jitter,
- * Retry-After honoured) on 429, 5xx, timeouts and dropped connections, a cap on requests in
- * flight, and request-per-minute / token-per-minute limits.
+ * Retry-After honoured up to a cap) on 429, 408, 5xx (529 "overloaded" too), timeouts and dropped
+ * connections, a cap on requests in flight, and request-per-minute / token-per-minute limits.
+ * What the bodies mean (OpenAI chat completions, Anthropic messages, ...) is the business of the
+ * judge backends, lua/apl/judges/<name>.lua; this file never reads a body.
  *
+ *   static const char *extra[] = {"anthropic-version: 2023-06-01"};
  *   apl_http_opts o = apl_http_defaults();
- *   o.url = "http://127.0.0.1:8000/v1/chat/completions";
- *   o.api_key = getenv("OPENAI_API_KEY");                    // may be NULL: no Authorization
+ *   o.url = "http://127.0.0.1:8000/v1/messages";
+ *   o.headers = extra; o.n_headers = 1;                      // any "Name: value" lines
+ *   o.api_key = getenv("ANTHROPIC_API_KEY");                 // may be NULL: no key header
+ *   o.key_header = "x-api-key: ";                            // or "Authorization: Bearer "
  *   apl_http *h;
  *   if (apl_http_new(&o, &h) != APL_OK) die(apl_last_error());
- *   char *body;
- *   apl_chat_request("gpt-4o", "You are a judge.", "Which is better? ...", 0.05, 256, &body);
- *   apl_http_submit(h, 7, body, 600);                        // h copies body
- *   free(body);
+ *   apl_http_submit(h, 7, "{\"model\": ...}", 600);          // h copies the body
  *   while (apl_http_outstanding(h) > 0) {
  *       const apl_http_result *r; size_t n;
  *       if (apl_http_wait(h, 0.25, &r, &n) != APL_OK) break;   // APL_EINTR on Ctrl-C
@@ -20,13 +22,12 @@
  *   apl_http_free(h);                                        // cancels what is still in flight
  *
  * Ownership: apl_http_new copies every string of the options (the API key lives only inside the
- * Authorization header list and is never written anywhere else). Results returned by
+ * header list, in the line key_header starts, and is never written anywhere else). Results returned by
  * apl_http_wait belong to h and stay valid until the next apl_http_wait or apl_http_free.
  * A request ends exactly once, in one result: error == NULL means a 2xx answer (body holds it);
  * otherwise error says why it was given up (HTTP status, timeout, connection reset, tries).
  * Statuses: APL_OK, APL_EINVAL (bad options), APL_ENOMEM, APL_ENET (libcurl could not start),
- * APL_EINTR (Ctrl-C while waiting; outstanding requests stay queued), APL_EFORMAT (chat reply
- * that is not the expected JSON).
+ * APL_EINTR (Ctrl-C while waiting; outstanding requests stay queued).
  */
 #ifndef APL_ORACLE_HTTP_H
 #define APL_ORACLE_HTTP_H
@@ -39,8 +40,11 @@
 typedef struct apl_http apl_http;
 
 typedef struct {
-    const char *url;      /* full POST target: {base_url}/chat/completions */
-    const char *api_key;  /* sent as "Authorization: Bearer ..."; NULL or "" sends none */
+    const char *url;      /* full POST target, e.g. {base_url}/chat/completions */
+    const char *const *headers; /* n_headers "Name: value" lines sent with every request */
+    size_t n_headers;
+    const char *api_key;  /* sent as key_header followed by the key; NULL or "" sends none */
+    const char *key_header; /* "Authorization: Bearer " or "x-api-key: "; needed with a key */
     const char *ca_file;  /* PEM bundle to verify servers against; NULL: the system store */
     double timeout_s;     /* whole transfer, per try */
     int max_in_flight;
@@ -80,17 +84,9 @@ void apl_http_free(apl_http *h);
 /* Monotonic seconds, for rate limits, backoff and ETAs. */
 double apl_http_now(void);
 
-/* ------------------------------------------------------------------------------------------ */
-/* The chat-completions protocol */
-
-/* A request body {"model","messages":[system?, user],"temperature","max_tokens"}; system may be
- * NULL or "". *out is malloc'd, the caller frees it. */
-apl_status apl_chat_request(const char *model, const char *system, const char *user,
-                            double temperature, long max_tokens, char **out);
-/* Reads choices[0].message.content and usage.{prompt,completion}_tokens (0 when absent) from a
- * reply body. *content is malloc'd (the caller frees it); APL_EFORMAT when the body is not JSON
- * or has no content string. */
-apl_status apl_chat_parse(const char *body, char **content, long *prompt_tokens,
-                          long *completion_tokens);
+/* Seconds a response header line ("Retry-After: 5", "retry-after-ms: 250", "Retry-After: <HTTP
+ * date>", with or without CRLF) asks to wait; -1 when the line is not one of those or holds no
+ * number or date. n is the line's length; it need not be NUL-terminated. */
+double apl_http_retry_after(const char *line, size_t n);
 
 #endif

@@ -1,18 +1,20 @@
 /* loracle.c — apl.core.oracle: the C half of apl.oracle (lua/apl/oracle.lua drives it).
  *
  *   local core = require "apl.core.oracle"
- *   local h <close> = core.http_new{url=, api_key_env=, ca_file=, timeout=, max_in_flight=,
- *                                   rpm=, tpm=, max_tries=, backoff=, backoff_max=, seed=}
- *   h:submit(id, body, est_tokens)
+ *   local h <close> = core.http_new{url=, headers = {"Name: value", ...}, api_key_env=,
+ *                                   key_header = "x-api-key: ", ca_file=, timeout=,
+ *                                   max_in_flight=, rpm=, tpm=, max_tries=, backoff=,
+ *                                   backoff_max=, seed=}
+ *   h:submit(id, json_body, est_tokens)
  *   for _, r in ipairs(h:wait(0.25)) do ... r.id, r.status, r.body, r.error, r.tries end
  *   h:outstanding(); h:stats() -> {requests, retries, in_flight, queued}
- *   core.chat_request{model=, system=, user=, temperature=, max_tokens=} -> json
- *   core.chat_parse(body) -> content, prompt_tokens, completion_tokens | nil, msg
  *   local l, lines, warning = core.ledger_open(path); l:append(json); l:close()
  *   core.key(s1, s2, ...) -> 16 hex digits;  core.now() -> seconds;  core.sleep(s)
  *
- * The API key is read here with getenv and handed straight to the C transport; it never
- * becomes a Lua value, and h:wait() replaces it with "[redacted]" wherever a server sent it back
+ * The transport knows no protocol: the judge backends (lua/apl/judges/<name>.lua) build the bodies,
+ * name the headers and read the replies. The API key is read here with getenv and handed
+ * straight to the C transport, after key_header (the backend's header line); it never becomes a
+ * Lua value, and h:wait() replaces it with "[redacted]" wherever a server sent it back
  * (a 401 body that echoes the Authorization header would otherwise reach the ledger).
  */
 #include <stdlib.h>
@@ -42,12 +44,35 @@ static apl_http *check_http(lua_State *L)
     return b->h;
 }
 
+#define MAX_HEADERS 32
+
+/* The strings of opts.headers (a list) into lines; the options table keeps them alive until
+ * apl_http_new has copied them. */
+static size_t header_lines(lua_State *L, const char *fname, const char **lines)
+{
+    if (lua_getfield(L, 1, "headers") == LUA_TNIL) return 0;
+    if (!lua_istable(L, -1)) apl_lua_error(L, fname, "option 'headers' must be a list of strings");
+    size_t n = (size_t)luaL_len(L, -1);
+    if (n > MAX_HEADERS) apl_lua_error(L, fname, "option 'headers' has %zu lines, at most %d", n, MAX_HEADERS);
+    for (size_t i = 0; i < n; i++) {
+        lua_geti(L, -1, (lua_Integer)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) apl_lua_error(L, fname, "headers[%zu] must be a string", i + 1);
+        lines[i] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the table keeps the string alive */
+    }
+    return n;
+}
+
 static int l_oracle_http_new(lua_State *L)
 {
-    const char *fname = "apl.oracle.openai";
+    const char *fname = "apl.core.oracle.http_new";
     luaL_checktype(L, 1, LUA_TTABLE);
     apl_http_opts o = apl_http_defaults();
+    const char *lines[MAX_HEADERS];
+    o.headers = lines;
+    o.n_headers = header_lines(L, fname, lines);
     o.url = apl_lua_optstr_field(L, 1, "url", NULL);
+    o.key_header = apl_lua_optstr_field(L, 1, "key_header", NULL);
     o.ca_file = apl_lua_optstr_field(L, 1, "ca_file", NULL);
     o.timeout_s = apl_lua_optnum_field(L, 1, "timeout", o.timeout_s);
     o.max_in_flight = (int)apl_lua_optint_field(L, 1, "max_in_flight", o.max_in_flight);
@@ -170,45 +195,6 @@ static int l_oracle_http_tostring(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Chat protocol */
-
-static int l_oracle_chat_request(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *model = apl_lua_optstr_field(L, 1, "model", NULL);
-    const char *system = apl_lua_optstr_field(L, 1, "system", NULL);
-    const char *user = apl_lua_optstr_field(L, 1, "user", NULL);
-    double temperature = apl_lua_optnum_field(L, 1, "temperature", 0.05);
-    lua_Integer max_tokens = apl_lua_optint_field(L, 1, "max_tokens", 0);
-    if (!model || !user) return apl_lua_error(L, "apl.oracle.label", "chat request needs model and user");
-    char *body;
-    apl_lua_check(L, apl_chat_request(model, system, user, temperature, (long)max_tokens, &body),
-                  "apl.oracle.label");
-    lua_pushstring(L, body);
-    free(body);
-    return 1;
-}
-
-static int l_oracle_chat_parse(lua_State *L)
-{
-    const char *body = luaL_checkstring(L, 1);
-    char *content;
-    long pt, ct;
-    apl_status st = apl_chat_parse(body, &content, &pt, &ct);
-    if (st == APL_EFORMAT) {
-        lua_pushnil(L);
-        lua_pushstring(L, apl_last_error());
-        return 2;
-    }
-    apl_lua_check(L, st, "apl.oracle.label");
-    lua_pushstring(L, content);
-    free(content);
-    lua_pushinteger(L, pt);
-    lua_pushinteger(L, ct);
-    return 3;
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Ledger */
 
 static int l_oracle_ledger_open(lua_State *L)
@@ -288,8 +274,7 @@ int luaopen_apl_core_oracle(lua_State *L)
     static const luaL_Reg ledger_methods[] = {
         {"append", l_oracle_ledger_append}, {"close", l_oracle_ledger_close}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
-        {"http_new", l_oracle_http_new}, {"chat_request", l_oracle_chat_request},
-        {"chat_parse", l_oracle_chat_parse}, {"ledger_open", l_oracle_ledger_open},
+        {"http_new", l_oracle_http_new}, {"ledger_open", l_oracle_ledger_open},
         {"key", l_oracle_key}, {"now", l_oracle_now}, {"sleep", l_oracle_sleep}, {NULL, NULL}};
 
     luaL_newmetatable(L, HTTP_MT);

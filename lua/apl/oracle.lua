@@ -3,9 +3,13 @@
 -- fsynced) before it is returned, a pair already in the ledger is never paid for again, and a
 -- flaky API is retried with backoff until a bounded number of tries.
 --
---   local o = apl.oracle.openai{base_url = "https://api.openai.com/v1", model = "gpt-4-1106-preview",
---       api_key_env = "OPENAI_API_KEY", template = "tldr", ledger = run .. "/labels.jsonl",
---       seed = 1, max_in_flight = 16, price_in = 0.01, price_out = 0.03, budget = 5000}
+--   local o = apl.oracle.judge{backend = "openai", base_url = "https://api.openai.com/v1",
+--       model = "gpt-4-1106-preview", api_key_env = "OPENAI_API_KEY", template = "tldr",
+--       ledger = run .. "/labels.jsonl", seed = 1, max_in_flight = 16, price_in = 0.01,
+--       price_out = 0.03, budget = 5000}
+--   -- backend = "anthropic": base_url = "https://api.anthropic.com/v1", api_key_env =
+--   -- "ANTHROPIC_API_KEY"; each backend is one file, lua/apl/judges/<backend>.lua.
+--   -- apl.oracle.openai{...} is the same function (backend "openai" unless one is given).
 --   local labels = o:label{{prompt = post, a = s1, b = s2}, ...}
 --   -- labels[i] = {preferred = 1|2 (a or b) or nil, reason = why unlabelled, rationale = "...",
 --   --              raw = judge's text, cached = true when it came from the ledger}
@@ -94,7 +98,7 @@ end
 -- Options every oracle takes (see new), and those of each kind on top.
 local COMMON = { "model", "seed", "both_orders", "budget", "price_in", "price_out", "progress", "ledger" }
 local KNOWN = {
-    openai = { "base_url", "template", "temperature", "max_tokens", "api_key_env", "ca_file", "timeout",
+    http = { "backend", "base_url", "template", "temperature", "max_tokens", "api_key_env", "ca_file", "timeout",
                "max_in_flight", "rpm", "tpm", "max_tries", "backoff", "backoff_max" },
     lua = { "name" },
     model = { "name", "score" },
@@ -108,7 +112,7 @@ local function check_known(opts, kind, fname)
     for _, k in ipairs(KNOWN[kind]) do ok[k] = true end
     for k in pairs(opts) do
         if not ok[k] then
-            local hint = type(k) == "string" and k:find("key") and kind == "openai"
+            local hint = type(k) == "string" and k:find("key") and kind == "http"
                 and " (the key stays in the environment: api_key_env = \"VARIABLE\")" or ""
             error(string.format("%s: unknown option '%s'%s", fname, tostring(k), hint), 3)
         end
@@ -333,10 +337,28 @@ end
 -- ------------------------------------------------------------------------------------------
 -- The HTTP judge
 
+-- A token count from a reply: a whole number, 0 when absent or absurd (a hostile 1e300).
+local function count(v)
+    if type(v) ~= "number" or not (v > 0 and v < 2 ^ 53) then return 0 end
+    return math.tointeger(math.floor(v))
+end
+
+-- The judge's text in an HTTP answer body, read by the backend: content, prompt tokens,
+-- completion tokens | nil, why.
+local function content_of(backend, body)
+    local ok, t = pcall(cjson.decode, body)
+    if not ok then return nil, "reply is not valid JSON" end
+    if type(t) ~= "table" then return nil, "reply is not a JSON object" end
+    local ok2, content, pt, ct = pcall(backend.reply, t)
+    if not ok2 then return nil, "the backend could not read the reply: " .. tostring(content) end
+    if type(content) ~= "string" then return nil, tostring(pt) end
+    return content, count(pt), count(ct)
+end
+
 -- What an HTTP answer body means: ans for _record. Whatever the server sent is redacted first:
 -- it goes to the ledger.
-local function read_reply(body)
-    local content, pt, ct = core.chat_parse(body)
+local function read_reply(backend, body)
+    local content, pt, ct = content_of(backend, body)
     if not content then
         return { error = "unparseable reply: " .. secrets.redact(pt), raw = secrets.redact(body:sub(1, 2000)) }
     end
@@ -346,6 +368,12 @@ local function read_reply(body)
     if answer then ans.answer, ans.rationale = answer, why
     else ans.error = "unparseable answer: " .. why end
     return ans
+end
+
+-- The JSON body of one question to the judge.
+local function request_body(self, system, user, max_tokens)
+    return cjson.encode(self._backend.request { model = self.model, system = system or "", user = user,
+        temperature = self.temperature, max_tokens = max_tokens or self.max_tokens })
 end
 
 -- A request the server refused for its credentials: no other request of the run can succeed.
@@ -361,9 +389,7 @@ end
 local function http_judge(self, queries)
     local h <close> = core.http_new(self._http)
     for id, q in ipairs(queries) do
-        local system, user = prompts.render(self.template, q.pair.prompt, shown(q))
-        q.body = core.chat_request { model = self.model, system = system, user = user,
-            temperature = self.temperature, max_tokens = self.max_tokens }
+        q.body = request_body(self, prompts.render(self.template, q.pair.prompt, shown(q)))
         q.est = #q.body // 4 + self.max_tokens -- ~4 bytes a token: enough for a rate limit
         h:submit(id, q.body, q.est)
     end
@@ -380,7 +406,7 @@ local function http_judge(self, queries)
                 if denied(r) then refused = refused or { status = r.status, error = q.error } end
                 left = left - 1
             else
-                local ans = read_reply(r.body)
+                local ans = read_reply(self._backend, r.body)
                 self:_record(q, ans)
                 if ans.answer or q.reasked then
                     left = left - 1
@@ -417,24 +443,32 @@ local function warn_plain_http(url, key_env, fname)
     end
 end
 
-function M.openai(opts)
-    local fname = "apl.oracle.openai"
-    if type(opts) ~= "table" then error(fname .. ": expects an options table", 2) end
-    check_known(opts, "openai", fname)
-    for _, k in ipairs { "base_url", "model", "template" } do
-        if opts[k] == nil then error(fname .. ": option '" .. k .. "' is required", 2) end
+-- The backend module named by opts.backend: lua/apl/judges/<name>.lua (see openai.lua there).
+local function load_backend(name, fname)
+    if type(name) ~= "string" or not name:match("^[%w_]+$") then
+        error(string.format("%s: option 'backend' must be a backend's name (\"openai\", \"anthropic\"), got %s",
+            fname, type(name) == "string" and string.format("%q", name) or type(name)), 3)
     end
-    local base_url = opt(opts, "base_url", "string", nil, fname)
-    local template = prompts.get(opts.template)
-    local self = new("openai", opts, fname, http_judge)
-    self.template, self._template_name = template, template.name or "custom"
-    self._template_id = (template.system or "") .. "\0" .. template.user
-    self.temperature = opt(opts, "temperature", "number", 0.05, fname)
-    self.max_tokens = math.tointeger(opt(opts, "max_tokens", "number", 256, fname))
-    self.base_url, self.api_key_env = base_url, opt(opts, "api_key_env", "string", nil, fname)
-    self._http = {
-        url = base_url:gsub("/+$", "") .. "/chat/completions", api_key_env = self.api_key_env,
-        ca_file = opt(opts, "ca_file", "string", nil, fname),
+    local ok, b = pcall(require, "apl.judges." .. name)
+    if not ok then
+        error(string.format("%s: unknown backend '%s': %s", fname, name, tostring(b):match("^[^\n]*")), 3)
+    end
+    local bad = type(b) ~= "table" and "is not a table"
+        or type(b.request) ~= "function" and "has no request function"
+        or type(b.reply) ~= "function" and "has no reply function"
+        or type(b.path) ~= "string" and "has no path string"
+        or type(b.key_header) ~= "string" and "has no key_header string"
+        or type(b.headers) ~= "table" and "has no headers list"
+    if bad then error(string.format("%s: backend '%s' (apl/judges/%s.lua) %s", fname, name, name, bad), 3) end
+    return b
+end
+
+-- The transport's options, checked now (bad options and a missing key fail here, not mid-run).
+local function http_options(self, opts, fname)
+    local b = self._backend
+    local o = {
+        url = self.base_url:gsub("/+$", "") .. b.path, headers = b.headers, key_header = b.key_header,
+        api_key_env = self.api_key_env, ca_file = opt(opts, "ca_file", "string", nil, fname),
         timeout = opt(opts, "timeout", "number", 60, fname),
         max_in_flight = opt(opts, "max_in_flight", "number", 16, fname),
         rpm = opt(opts, "rpm", "number", 0, fname), tpm = opt(opts, "tpm", "number", 0, fname),
@@ -442,21 +476,52 @@ function M.openai(opts)
         backoff = opt(opts, "backoff", "number", 1, fname),
         backoff_max = opt(opts, "backoff_max", "number", 60, fname), seed = self.seed,
     }
-    -- Bad options and a missing key fail here, not mid-run (redacted: api_key_env = "sk-..." is
-    -- a key where the variable's name belongs).
-    local ok, h = pcall(core.http_new, self._http)
-    if not ok then error(secrets.redact(tostring(h)), 2) end
+    -- Redacted: api_key_env = "sk-..." is a key where the variable's name belongs.
+    local ok, h = pcall(core.http_new, o)
+    if not ok then error(fname .. ": " .. secrets.redact(tostring(h):gsub("^apl%.core%.oracle%.http_new: ", "")), 3) end
     h:free()
+    return o
+end
+
+-- An HTTP judge speaking opts.backend's protocol ("openai" by default); see the top of this file.
+-- Called in tail position, so level 2 of its own errors is the caller's line.
+local function http_oracle(opts, fname)
+    if type(opts) ~= "table" then error(fname .. ": expects an options table", 2) end
+    check_known(opts, "http", fname)
+    for _, k in ipairs { "base_url", "model", "template" } do
+        if opts[k] == nil then error(fname .. ": option '" .. k .. "' is required", 2) end
+    end
+    local backend_name = opts.backend == nil and "openai" or opts.backend
+    local backend = load_backend(backend_name, fname)
+    local base_url = opt(opts, "base_url", "string", nil, fname)
+    local template = prompts.get(opts.template)
+    local self = new(backend_name, opts, fname, http_judge)
+    self._backend, self.backend = backend, backend_name
+    self.template, self._template_name = template, template.name or "custom"
+    self._template_id = (template.system or "") .. "\0" .. template.user
+    self.temperature = opt(opts, "temperature", "number", 0.05, fname)
+    self.max_tokens = math.tointeger(opt(opts, "max_tokens", "number", 256, fname))
+    if not self.max_tokens or self.max_tokens < 1 then
+        error(fname .. ": option 'max_tokens' must be an integer >= 1", 2)
+    end
+    self.base_url, self.api_key_env = base_url, opt(opts, "api_key_env", "string", nil, fname)
+    self._http = http_options(self, opts, fname)
     warn_plain_http(base_url, self.api_key_env, fname)
     return self
 end
 
+function M.judge(opts) return http_oracle(opts, "apl.oracle.judge") end
+function M.openai(opts) return http_oracle(opts, "apl.oracle.openai") end
+
 -- What a failed preflight request means, for a person: DNS, refused, TLS, the key, the model.
-local function diagnose(r)
+local function diagnose(self, r)
     local e, body = r.error or "", r.body or ""
     if denied(r) then return "the API key was refused" end
     if r.status == 404 and body:lower():find("model") then return "the judge does not know this model" end
-    if r.status == 404 then return "no chat-completions endpoint there (a base URL usually ends in /v1)" end
+    if r.status == 404 then
+        return string.format("no %s endpoint there for the %s backend (a base URL usually ends in /v1)",
+            self._backend.path, self.backend)
+    end
     if r.status > 0 then return "the judge answered with an error" end
     local l = e:lower()
     if l:find("resolve") then return "the host name does not resolve (DNS)" end
@@ -473,7 +538,7 @@ local preflighted = {} -- url/model/key variable -> true: one check per process
 -- what failed, instead of a run that retries for hours and learns nothing. Not recorded in the
 -- ledger. Raises on failure; returns the oracle.
 function Oracle:preflight()
-    if self.kind ~= "openai" then return self end
+    if not self._http then return self end
     local id = self._http.url .. "\0" .. self.model .. "\0" .. (self.api_key_env or "")
     if preflighted[id] then return self end
     local o = {}
@@ -481,18 +546,21 @@ function Oracle:preflight()
     o.max_tries, o.max_in_flight = math.min(o.max_tries, 2), 1
     local h <close> = core.http_new(o)
     local system, user = prompts.render(self.template, "A connectivity check.", "First text.", "Second text.")
-    h:submit(1, core.chat_request { model = self.model, system = system, user = user,
-        temperature = self.temperature, max_tokens = math.min(self.max_tokens, 16) }, 64)
+    h:submit(1, request_body(self, system, user, math.min(self.max_tokens, 16)), 64)
     local r
     repeat r = h:wait(0.25)[1] until r
     local detail
     if r.error then detail = secrets.redact(r.error)
-    elseif not core.chat_parse(r.body) then
-        detail = "the reply is not a chat completion: " .. secrets.redact(r.body:sub(1, 200))
+    else
+        local content, why = content_of(self._backend, r.body)
+        if not content then
+            detail = string.format("the reply is not a %s answer (%s): %s", self.backend, secrets.redact(why),
+                secrets.redact(r.body:sub(1, 200)))
+        end
     end
     if detail then
         error(string.format("apl.oracle.preflight: the judge at %s (model '%s') cannot be used: %s: %s",
-            self._http.url, self.model, r.error and diagnose(r) or "unexpected reply", detail), 0)
+            self._http.url, self.model, r.error and diagnose(self, r) or "unexpected reply", detail), 0)
     end
     preflighted[id] = true
     return self

@@ -2,6 +2,7 @@
 --
 --   local secrets = require "apl.secrets"
 --   secrets.redact("HTTP 401: Authorization: Bearer sk-abc...")  -- "HTTP 401: Authorization: Bearer [redacted]"
+--   secrets.redact("x-api-key: abc123")                         -- "x-api-key: [redacted]"
 --   secrets.looks_like_key("sk-proj-0123456789abcdef")           -- true
 --   secrets.find_key(config)           -- "oracle.api_key" when a value there looks like a key, else nil
 --
@@ -14,16 +15,21 @@ local M = {}
 local SK = "%f[%w]sk%-[%w_%-]+"
 local MIN_SK = 20
 
--- s with bearer tokens and sk-... keys replaced by [redacted]; other values as they are.
+-- What comes before a key in the headers the judge backends send, as a server may echo them:
+-- "Bearer <key>" (OpenAI) and "x-api-key: <key>" (Anthropic; also as JSON, "x-api-key": "<key>").
+local LEADS = { "[Bb][Ee][Aa][Rr][Ee][Rr]%s+", "[Xx]%-[Aa][Pp][Ii]%-[Kk][Ee][Yy]\"?%s*:%s*\"?" }
+local VALUE = "[%w%-%._~%+/]+=*"
+
+-- s with keys after those leads and sk-... keys replaced by [redacted]; other values as they are.
 function M.redact(s)
     if type(s) ~= "string" then return s end
-    s = s:gsub("([Bb][Ee][Aa][Rr][Ee][Rr]%s+)[%w%-%._~%+/]+=*", "%1[redacted]")
+    for _, lead in ipairs(LEADS) do s = s:gsub("(" .. lead .. ")" .. VALUE, "%1[redacted]") end
     return (s:gsub(SK, function(k) if #k >= MIN_SK then return "sk-[redacted]" end end))
 end
 
 function M.looks_like_key(s)
     if type(s) ~= "string" then return false end
-    if s:find("[Bb][Ee][Aa][Rr][Ee][Rr]%s+[%w%-%._~%+/]+") then return true end
+    for _, lead in ipairs(LEADS) do if s:find(lead .. VALUE) then return true end end
     for k in s:gmatch(SK) do if #k >= MIN_SK then return true end end
     return false
 end

@@ -1,5 +1,5 @@
-/* test_oracle.c — the oracle's C core without a server: ledger files, keys, the chat protocol,
- * option checks, and retries against a port nobody listens on. tests/lua/test_oracle.lua covers
+/* test_oracle.c — the oracle's C core without a server: ledger files, keys, Retry-After header
+ * lines, header and option checks, and retries against a port nobody listens on. tests/lua/test_oracle.lua covers
  * the rest against a real HTTP server. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,37 +51,62 @@ static void test_key(void)
     CHECK(strcmp(k1, k2) != 0, "part boundaries count");
 }
 
-static void test_chat(void)
+static void test_retry_after(void)
 {
-    char *body;
-    CHECK(apl_chat_request("m", "sys", "say \"hi\"\n", 0.05, 64, &body) == APL_OK, "%s", apl_last_error());
-    CHECK(strcmp(body, "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"sys\"},"
-                       "{\"role\":\"user\",\"content\":\"say \\\"hi\\\"\\n\"}],"
-                       "\"temperature\":0.05,\"max_tokens\":64}") == 0, "%s", body);
-    free(body);
-
-    static const struct { const char *name, *body, *content; long pt, ct; apl_status st; } rows[] = {
-        {"ok", "{\"choices\":[{\"message\":{\"content\":\"Preferred: A\"}}],"
-               "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}", "Preferred: A", 12, 3, APL_OK},
-        {"no usage", "{\"choices\":[{\"message\":{\"content\":\"\"}}]}", "", 0, 0, APL_OK},
-        {"not json", "{\"choices\":[", NULL, 0, 0, APL_EFORMAT},
-        {"no choices", "{\"error\":{\"message\":\"x\"}}", NULL, 0, 0, APL_EFORMAT},
-        {"null content", "{\"choices\":[{\"message\":{\"content\":null}}]}", NULL, 0, 0, APL_EFORMAT},
-        {"empty", "", NULL, 0, 0, APL_EFORMAT},
+    static const struct { const char *line; double want; } rows[] = {
+        {"Retry-After: 5\r\n", 5}, {"retry-after:0.5", 0.5}, {"retry-after-ms: 250\r\n", 0.25},
+        {"RETRY-AFTER-MS:\t1500", 1.5}, {"Retry-After: -3\r\n", -1}, {"Retry-After: nan\r\n", -1},
+        {"Retry-After: soon\r\n", -1}, {"Retry-After-Ms: x", -1}, {"Content-Type: application/json\r\n", -1},
+        {"HTTP/1.1 429 Too Many Requests\r\n", -1}, {"", -1}, {":", -1},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char *content;
-        long pt, ct;
-        apl_status st = apl_chat_parse(rows[i].body, &content, &pt, &ct);
-        CHECK(st == rows[i].st, "%s: status %d", rows[i].name, st);
-        if (rows[i].content) {
-            CHECK(content && strcmp(content, rows[i].content) == 0, "%s: %s", rows[i].name, content);
-            CHECK(pt == rows[i].pt && ct == rows[i].ct, "%s: usage %ld %ld", rows[i].name, pt, ct);
-        } else {
-            CHECK(content == NULL, "%s", rows[i].name);
-        }
-        free(content);
+        double got = apl_http_retry_after(rows[i].line, strlen(rows[i].line));
+        CHECK(got == rows[i].want, "%s: %g, want %g", rows[i].line, got, rows[i].want);
     }
+    double inf = apl_http_retry_after("Retry-After: inf", 16);
+    CHECK(inf > 1e300, "inf is kept for the cap to cut: %g", inf);
+    const char *date = "Retry-After: Fri, 31 Dec 2100 23:59:59 GMT\r\n";
+    CHECK(apl_http_retry_after(date, strlen(date)) > 2e9, "a date decades ahead");
+    /* Only n bytes are read: a line need not end in NUL. */
+    CHECK(apl_http_retry_after("Retry-After: 7999", 14) == 7, "n bounds the read");
+    char big[300];
+    memset(big, '9', sizeof big);
+    memcpy(big, "Retry-After: ", 13);
+    CHECK(apl_http_retry_after(big, sizeof big) == -1, "an overlong line is not one");
+}
+
+/* Header lines are checked before anything is sent: a line break would let a value add headers
+ * of its own, and the message must not echo the key. */
+static void test_headers(void)
+{
+    apl_http_opts o = apl_http_defaults();
+    apl_http *h;
+    o.url = "http://127.0.0.1:1/v1/messages";
+    const char *ok[] = {"anthropic-version: 2023-06-01"}, *broken[] = {"a: b", "x-evil: 1\r\nHost: other"},
+               *nameless[] = {": value"}, *nocolon[] = {"just text"};
+    o.headers = ok;
+    o.n_headers = 1;
+    CHECK(apl_http_new(&o, &h) == APL_OK, "%s", apl_last_error());
+    apl_http_free(h);
+    o.headers = broken;
+    o.n_headers = 2;
+    CHECK(apl_http_new(&o, &h) == APL_EINVAL && strstr(apl_last_error(), "header 2 contains a line break"),
+          "%s", apl_last_error());
+    o.headers = nameless;
+    o.n_headers = 1;
+    CHECK(apl_http_new(&o, &h) == APL_EINVAL && strstr(apl_last_error(), "header 1 must be a \"Name: value\""),
+          "%s", apl_last_error());
+    o.headers = nocolon;
+    CHECK(apl_http_new(&o, &h) == APL_EINVAL, "no colon");
+    o.headers = ok;
+    o.api_key = "sk-secret-value";
+    CHECK(apl_http_new(&o, &h) == APL_EINVAL && strstr(apl_last_error(), "needs key_header"),
+          "a key without its header line: %s", apl_last_error());
+    o.key_header = "x-api-key\n: ";
+    CHECK(apl_http_new(&o, &h) == APL_EINVAL && !strstr(apl_last_error(), "sk-secret"), "%s", apl_last_error());
+    o.key_header = "x-api-key: ";
+    CHECK(apl_http_new(&o, &h) == APL_OK, "%s", apl_last_error());
+    apl_http_free(h);
 }
 
 static void test_http(void)
@@ -94,6 +119,7 @@ static void test_http(void)
     CHECK(apl_http_new(&o, &h) == APL_EINVAL, "max_in_flight 0");
     o.max_in_flight = 4;
     o.api_key = "sk-x\r\nX-Injected: 1";
+    o.key_header = "Authorization: Bearer ";
     CHECK(apl_http_new(&o, &h) == APL_EINVAL && !strstr(apl_last_error(), "sk-x"),
           "header injection refused without echoing the key: %s", apl_last_error());
     o.api_key = "sk-test";
@@ -124,7 +150,8 @@ int main(void)
     if (!mkdtemp(dir)) return 1;
     test_ledger(dir);
     test_key();
-    test_chat();
+    test_retry_after();
+    test_headers();
     test_http();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

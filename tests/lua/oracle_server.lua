@@ -3,7 +3,7 @@
 --
 --   local server = dofile(T.root() .. "/tests/lua/oracle_server.lua")
 --   local s = server.start{delay = 0.2}     -- s.url, s.log, s.pid
---   ... apl.oracle.openai{base_url = s.url, ...} ...
+--   ... apl.oracle.judge{base_url = s.url, backend = "openai" | "anthropic", ...} ...
 --   local reqs = s:requests()               -- every request the server saw, decoded
 --   s:stop()
 local cjson = require "cjson"
@@ -47,8 +47,9 @@ function M.start(opts)
     return s
 end
 
--- Every logged request, in arrival order: {seq, attempt, in_flight, action, auth, headers, body,
--- user}.
+-- Every logged request, in arrival order: {seq, path, attempt, in_flight, action, auth (the
+-- Authorization header), api_key (x-api-key), headers, body, model, user (the user message's text,
+-- whichever protocol sent it)}.
 function Server:requests()
     local out = {}
     local f = io.open(self.log)

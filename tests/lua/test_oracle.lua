@@ -547,6 +547,190 @@ T.case("oracle openai: option errors, TLS failures reported", function()
 end)
 
 -- ------------------------------------------------------------------------------------------
+-- Judge backends: one file each under lua/apl/judges/, chosen by the backend option
+
+T.case("oracle backends: request bodies and reply parsing, table-driven", function()
+    local openai, anthropic = require "apl.judges.openai", require "apl.judges.anthropic"
+    local q = { model = "m", system = "sys", user = 'say "hi"\n', temperature = 0.05, max_tokens = 64 }
+    T.eq(openai.request(q), { model = "m", temperature = 0.05, max_tokens = 64,
+        messages = { { role = "system", content = "sys" }, { role = "user", content = 'say "hi"\n' } } })
+    T.eq(anthropic.request(q), { model = "m", system = "sys", temperature = 0.05, max_tokens = 64,
+        messages = { { role = "user", content = 'say "hi"\n' } } })
+    q.system = ""
+    T.eq(#openai.request(q).messages, 1, "no empty system message")
+    T.eq(anthropic.request(q).system, nil, "no empty system field")
+    -- backend, reply body, content (nil: refused), input tokens or the reason
+    local rows = {
+        { openai, '{"choices":[{"message":{"content":"Preferred: A"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}',
+          "Preferred: A", 12, 3 },
+        { openai, '{"choices":[{"message":{"content":""}}]}', "", nil, nil },
+        { openai, '{"error":{"message":"x"}}', nil, "reply has no choices[0].message.content string" },
+        { openai, '{"choices":[{"message":{"content":null}}]}', nil, "reply has no choices[0].message.content string" },
+        { openai, '{"choices":5}', nil, "reply has no choices[0].message.content string" },
+        { openai, '{"choices":[5]}', nil, "reply has no choices[0].message.content string" },
+        { anthropic, '{"type":"message","content":[{"type":"text","text":"Preferred: B"}],"usage":{"input_tokens":7,"output_tokens":2}}',
+          "Preferred: B", 7, 2 },
+        { anthropic, '{"content":[{"type":"thinking","thinking":"Preferred: A"},{"type":"text","text":"x\n"},' ..
+          '{"type":"tool_use","text":"no"},{"type":"text","text":"Preferred: B"}]}', "x\nPreferred: B", nil, nil },
+        { anthropic, '{"content":[]}', "", nil, nil },
+        { anthropic, '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', nil,
+          "the judge sent an error: overloaded_error: Overloaded" },
+        { anthropic, '{"choices":[{"message":{"content":"Preferred: A"}}]}', nil, "reply has no content list" },
+        { anthropic, '{"content":"Preferred: A"}', nil, "reply has no content list" },
+    }
+    for i, r in ipairs(rows) do
+        local content, a, b = r[1].reply(cjson.decode(r[2]))
+        T.eq(content, r[3], "row " .. i)
+        if r[3] then T.eq({ a, b }, { r[4], r[5] }, "row " .. i .. " usage") else T.eq(a, r[4], "row " .. i) end
+    end
+end)
+
+-- Options of a test judge speaking Anthropic's Messages API.
+local function claude(s, extra)
+    local o = { backend = "anthropic", model = "claude-test" }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return judge(s, o)
+end
+
+T.case("oracle anthropic: the Messages API request, labels from the text blocks, ledger replays", function()
+    with_server({}, function(s)
+        -- $PATH as the key: always set, its value known to the test (see "oracle keys" below).
+        local key, path = os.getenv("PATH"), T.tmpdir() .. "/labels.jsonl"
+        local list = pairs_n(12)
+        list[13] = pair(13, 2, 0, "[fault:blocksx99]")
+        local o = claude(s, { ledger = path, api_key_env = "PATH" })
+        T.eq(tostring(o):match("^apl%.Oracle%(anthropic claude%-test"), "apl.Oracle(anthropic claude-test")
+        local labels = o:label(list)
+        for i, l in ipairs(labels) do
+            T.eq({ l.preferred, l.cached }, { expected(list[i]), false }, "pair " .. i)
+            T.ok(l.rationale:find("says good more often"), l.rationale)
+        end
+        -- The answer in two text blocks, after a thinking block that is not the answer.
+        T.ok(not labels[13].raw:find("surely", 1, true) and labels[13].raw:find("^Comparison: [^\n]*\nPreferred: [AB]$"),
+            labels[13].raw)
+        local reqs = s:requests()
+        T.eq(#reqs, 13)
+        for _, r in ipairs(reqs) do
+            T.ok(r.path:find("/v1/messages$"), r.path)
+            T.eq({ r.api_key, r.auth, r.headers["anthropic-version"] }, { key, cjson.null, "2023-06-01" })
+            local body = cjson.decode(r.body)
+            T.eq({ body.system, body.max_tokens, body.temperature, body.model },
+                { prompts.tldr.system, 256, 0.05, "claude-test" })
+            T.eq(#body.messages, 1)
+            T.eq(body.messages[1].role, "user")
+        end
+        local st = o:stats()
+        T.eq({ st.requests, st.labels, st.failed }, { 13, 13, 0 })
+        T.ok(st.prompt_tokens > 13 * 50 and st.completion_tokens > 0, "usage from input/output_tokens")
+        for _, e in ipairs(ledger_entries(path)) do T.eq(e.kind, "anthropic") end
+        o:close()
+        o = claude(s, { ledger = path, api_key_env = "PATH" })
+        T.eq(o:label(list)[1].cached, true)
+        T.eq(#s:requests(), 13, "no request for ledgered pairs")
+        o:close()
+    end)
+end)
+
+T.case("oracle anthropic: 429 and 529 overloaded retried, error bodies reported, not charged", function()
+    with_server({}, function(s)
+        local rows = { -- marker, reason pattern (nil: labelled), requests the server sees
+            { "[fault:overloadedx2]", nil, 3 }, { "[fault:429x1]", nil, 2 }, { "[fault:500x1]", nil, 2 },
+            { "[fault:overloadedx9]", "HTTP 529: .*overloaded_error.*Overloaded.*%(3 tries%)", 3 },
+            { "[fault:429x9]", "HTTP 429: .*rate_limit_error.*%(3 tries; the server's Retry%-After of 1 s was capped", 3 },
+            { "[fault:wrongx2]", "'Preferred: C' is not A or B", 2 },
+            { "[fault:badjsonx2]", "reply is not valid JSON", 2 },
+        }
+        local list = {}
+        for i, r in ipairs(rows) do list[i] = pair(i, i % 2, (i + 1) % 2, r[1]) end
+        local o = claude(s, { budget = #rows, backoff_max = 0.05 })
+        local labels = o:label(list)
+        local seen, n_ok = requests_per_pair(s), 0
+        for i, r in ipairs(rows) do
+            if r[2] then
+                T.eq(labels[i].preferred, nil, r[1])
+                T.ok(labels[i].reason and labels[i].reason:find(r[2]), r[1] .. ": " .. tostring(labels[i].reason))
+            else
+                T.eq(labels[i].preferred, expected(list[i]), r[1])
+                n_ok = n_ok + 1
+            end
+            T.eq(seen[i], r[3], r[1] .. ": requests")
+        end
+        -- Failures used none of the budget.
+        local more = {}
+        for i = 1, #rows - n_ok do more[i] = pair(100 + i, 1, 0) end
+        for _, l in ipairs(o:label(more)) do T.eq(l.preferred, 1) end
+    end)
+end)
+
+T.case("oracle anthropic: preflight diagnoses (the key redaction is in \"oracle keys\" below)", function()
+    with_server({}, function(s)
+        local function fails(extra, pattern)
+            T.assert_error_match(function() claude(s, extra):preflight() end, pattern)
+        end
+        local before = #s:requests()
+        T.ok(claude(s):preflight(), "a working judge")
+        T.eq(#s:requests(), before + 1, "one request")
+        local body = cjson.decode(s:requests()[before + 1].body)
+        T.ok(body.max_tokens == 16 and body.system, "a small Messages request")
+        fails({ model = "fault:nomodel" }, "cannot be used: the judge does not know this model: HTTP 404")
+        fails({ model = "fault:denied" }, "the API key was refused: HTTP 401.*authentication_error")
+        fails({ base_url = s.url .. "/x" }, "/v1/x/messages.*no /messages endpoint there for the anthropic backend")
+        -- An OpenAI reply where a Messages answer belongs: the backend says what it missed.
+        package.loaded["apl.judges.test_mixed"] = {
+            path = "/chat/completions", key_header = "x-api-key: ", headers = { "anthropic-version: 2023-06-01" },
+            request = require("apl.judges.openai").request, reply = require("apl.judges.anthropic").reply }
+        fails({ backend = "test_mixed" }, "unexpected reply: the reply is not a test_mixed answer %(reply has no content list%)")
+        package.loaded["apl.judges.test_mixed"] = nil
+    end)
+end)
+
+T.case("oracle backends: chosen by name; unknown or broken backends and bad max_tokens are errors", function()
+    with_server({}, function(s)
+        T.eq(judge(s).backend, "openai", "the default")
+        T.eq(oracle.judge { base_url = s.url, model = "m", template = "tldr", backend = "anthropic" }.kind, "anthropic")
+        T.assert_error_match(function() judge(s, { backend = "nope" }) end,
+            "apl%.oracle%.openai: unknown backend 'nope': module 'apl%.judges%.nope' not found")
+        T.assert_error_match(function() oracle.judge { base_url = s.url, model = "m", template = "tldr", backend = "../x" } end,
+            "apl%.oracle%.judge: option 'backend' must be a backend's name %(\"openai\", \"anthropic\"%), got \"%.%./x\"")
+        T.assert_error_match(function() judge(s, { backend = 5 }) end, "option 'backend' must be .*got number")
+        package.loaded["apl.judges.test_broken"] = { path = "/x", key_header = "k: ", headers = {}, reply = print }
+        T.assert_error_match(function() judge(s, { backend = "test_broken" }) end,
+            "backend 'test_broken' %(apl/judges/test_broken%.lua%) has no request function")
+        package.loaded["apl.judges.test_broken"] = { path = "/x", key_header = "k: ", headers = { "no colon" },
+            request = print, reply = print }
+        T.assert_error_match(function() judge(s, { backend = "test_broken" }) end,
+            "apl%.oracle%.openai: header 1 must be a \"Name: value\" line")
+        package.loaded["apl.judges.test_broken"] = nil
+        for _, v in ipairs { 0, 2.5 } do
+            T.assert_error_match(function() judge(s, { max_tokens = v }) end, "option 'max_tokens' must be an integer >= 1")
+        end
+    end)
+end)
+
+T.case("oracle backends: a third backend is one table; absurd token counts are not trusted", function()
+    -- A backend written in the test, as a user would write lua/apl/judges/<name>.lua: OpenAI's
+    -- protocol with an extra header, whose usage reports 1e300 and -5 tokens.
+    local openai = require "apl.judges.openai"
+    package.loaded["apl.judges.test_custom"] = {
+        path = "/chat/completions", key_header = "Authorization: Bearer ", headers = { "X-Judge-Test: yes" },
+        request = openai.request,
+        reply = function(t)
+            local content = openai.reply(t)
+            return content, 1e300, -5
+        end,
+    }
+    with_server({}, function(s)
+        local list = pairs_n(4)
+        local o = judge(s, { backend = "test_custom", price_in = 1, price_out = 1 })
+        for i, l in ipairs(o:label(list)) do T.eq(l.preferred, expected(list[i]), "pair " .. i) end
+        T.eq(s:requests()[1].headers["X-Judge-Test"], "yes")
+        local st = o:stats()
+        T.eq({ st.prompt_tokens, st.completion_tokens, st.cost }, { 0, 0, 0 })
+    end)
+    package.loaded["apl.judges.test_custom"] = nil
+end)
+
+-- ------------------------------------------------------------------------------------------
 -- Local oracles
 
 T.case("oracle lua: same interface, un-swapped, ledgered, bad answers reported", function()
@@ -753,18 +937,23 @@ T.case("oracle keys: redacted from reasons and the ledger; a 401/403 stops label
         -- pattern), so only lua/loracle.c, which knows the key, can take it out of what the server
         -- echoes back.
         local key = os.getenv("PATH")
-        for _, model in ipairs { "fault:echo", "fault:denied", "fault:forbidden" } do
-            local path = T.tmpdir() .. "/labels.jsonl"
-            local o = judge(s, { model = model, ledger = path, api_key_env = "PATH" })
-            local err = T.assert_error_match(function() o:label { pair(1, 1, 0), pair(2, 0, 1) } end,
-                "apl%.oracle%.label: the judge at .* refused the request %(HTTP 40[13]")
-            T.ok(err:find("$PATH", 1, true) and err:find("'" .. model .. "'", 1, true), err)
-            T.ok(not err:find(key, 1, true), "key in the error: " .. err)
-            T.ok(not (read(path) or ""):find(key, 1, true), "key in the ledger")
-            o:close()
+        -- Each backend's key header: Authorization (OpenAI), x-api-key (Anthropic).
+        for _, backend in ipairs { "openai", "anthropic" } do
+            local n = #s:requests()
+            for _, model in ipairs { "fault:echo", "fault:denied", "fault:forbidden" } do
+                local path = T.tmpdir() .. "/labels.jsonl"
+                local o = judge(s, { backend = backend, model = model, ledger = path, api_key_env = "PATH" })
+                local err = T.assert_error_match(function() o:label { pair(1, 1, 0), pair(2, 0, 1) } end,
+                    "apl%.oracle%.label: the judge at .* refused the request %(HTTP 40[13]")
+                T.ok(err:find("$PATH", 1, true) and err:find("'" .. model .. "'", 1, true), err)
+                T.ok(not err:find(key, 1, true), backend .. ": key in the error: " .. err)
+                T.ok(not (read(path) or ""):find(key, 1, true), backend .. ": key in the ledger")
+                o:close()
+            end
+            local echoed = s:requests()[n + 1]
+            T.eq({ echoed.auth, echoed.api_key }, backend == "openai" and { "Bearer " .. key, cjson.null }
+                or { cjson.null, key }, backend .. ": the server did receive the key, in its header only")
         end
-        local echoed = s:requests()[1]
-        T.eq(echoed.auth, "Bearer " .. key, "the server did receive the key")
     end)
 end)
 
@@ -791,6 +980,10 @@ T.case("oracle keys: redact and looks_like_key", function()
     T.eq(secrets.redact("Authorization: Bearer abc.DEF-123_x== and sk-ant-api03-ABCDEFGHIJKLMNOPQRST end"),
         "Authorization: Bearer [redacted] and sk-[redacted] end")
     T.eq(secrets.redact("task-0123456789abcdefghijklmn sk-short"), "task-0123456789abcdefghijklmn sk-short")
+    T.eq(secrets.redact('x-api-key: abc.123_Z and {"X-Api-Key": "q/w+e="}'),
+        'x-api-key: [redacted] and {"X-Api-Key": "[redacted]"}')
+    T.ok(secrets.looks_like_key("x-api-key: 0123abcd"))
+    T.ok(not secrets.looks_like_key("api_key_env = ANTHROPIC_API_KEY"))
     T.ok(secrets.looks_like_key("sk-proj-0123456789abcdefghij"))
     T.ok(not secrets.looks_like_key("OPENAI_API_KEY"))
     T.eq(secrets.find_key { a = 1, oracle = { api_key_env = "OPENAI_API_KEY", headers = { "Bearer xyz" } } }, "oracle.headers.1")
