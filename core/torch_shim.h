@@ -10,7 +10,7 @@
  * Error model. Every op that makes a tensor returns a new handle, or NULL when libtorch threw (the
  * message, prefixed with the op's name, is in apl_last_error()). An op given a NULL input returns
  * NULL without touching the message, so a chain of ops is checked once at its end, the way ggml
- * builds graphs; this keeps model code readable. Functions that return apl_status follow STYLE.md.
+ * builds graphs; this keeps model code readable. Functions that return apl_status follow CONTRIBUTING.md.
  * No C++ exception ever leaves this interface.
  *
  * Ownership. The caller owns every returned handle and frees it with apl_t_free (NULL-safe).

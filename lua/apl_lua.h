@@ -1,4 +1,4 @@
-/* apl_lua.h — what every binding file (lua/l*.c) shares: raising errors the STYLE.md way and
+/* apl_lua.h — what every binding file (lua/l*.c) shares: raising errors as CONTRIBUTING.md says and
  * moving tensors between C and Lua.
  *
  *   static int l_model_forward(lua_State *L) {
