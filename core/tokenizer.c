@@ -1537,9 +1537,10 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
     }
     smap_slot *slot = smap_put(&tok->cache, s, n);
     if (!slot) return oom();
+    size_t k = out->n - start; /* 0 ids: out->v may still be NULL */
     slot->v0 = (uint32_t)tok->cache_ids.n;
-    slot->v1 = (uint32_t)(out->n - start);
-    return ids_push(&tok->cache_ids, out->v + start, out->n - start) ? oom() : APL_OK;
+    slot->v1 = (uint32_t)k;
+    return k && ids_push(&tok->cache_ids, out->v + start, k) ? oom() : APL_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
