@@ -133,12 +133,12 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -Icore -Itests/fuzz -I/usr/include/cjson
-FUZZ_NAMES   := safetensors config tokenizer chat_parse ledger
+FUZZ_NAMES   := safetensors config tokenizer http_header ledger
 FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 FUZZ_SRC_safetensors := core/safetensors.c core/fileio.c core/status.c tests/fuzz/shim_stub.c
 FUZZ_SRC_config      := core/config.c core/status.c
 FUZZ_SRC_tokenizer   := core/tokenizer.c core/fileio.c core/status.c
-FUZZ_SRC_chat_parse  := core/oracle_http.c core/status.c
+FUZZ_SRC_http_header := core/oracle_http.c core/status.c
 FUZZ_SRC_ledger      := core/ledger.c core/status.c
 FUZZ_LIBS := -lcjson -lpcre2-8 -lcurl -ldl -lm -lpthread
 

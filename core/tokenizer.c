@@ -30,8 +30,9 @@
 #define CACHE_MAX_WORDS (1 << 17) /* the word cache is emptied when it grows past this */
 #define CACHE_MAX_BYTES 256      /* longer pieces are not cached (they rarely repeat) */
 #define NONE UINT32_MAX
-/* A regex split gets at most this long per encode: REGEX_BASE_S seconds, plus REGEX_S_PER_MB per
- * MB of text (500 KB/s, 20x slower than GPT-2's pattern runs here). A pattern whose every match
+/* A regex split gets at most this much CPU time per encode: REGEX_BASE_S seconds, plus
+ * REGEX_S_PER_MB per MB of text (500 KB/s, 20x slower than GPT-2's pattern runs here; CPU time,
+ * so a busy machine does not trip it). A pattern whose every match
  * stays under PCRE2's match limit can still backtrack for seconds per KB ("(x+x+)+y|."); without
  * this bound one encode could run for hours. Checked, with Ctrl-C, every REGEX_CHECK matches. */
 #define REGEX_BASE_S 1.0
@@ -432,7 +433,7 @@ struct apl_tokenizer {
     apl_ids prefix, suffix;             /* post-processor: ids around the text when add_special */
     int32_t eos_id, pad_id, bos_id;
 
-    double regex_deadline;              /* this encode's bound on regex work (CLOCK_MONOTONIC s) */
+    double regex_deadline;              /* this encode's bound on regex work (thread CPU s) */
     unsigned regex_calls;               /* regex matches in this encode, for the periodic check */
 
     smap cache;                         /* piece bytes -> (offset in cache_ids, count) */
@@ -1546,10 +1547,11 @@ static apl_status bpe_piece(apl_tokenizer *tok, const unsigned char *s, size_t n
 /* ------------------------------------------------------------------------------------------ */
 /* Encoding */
 
+/* This thread's CPU time: the bound holds however busy the machine is. */
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the fuzzers' seed corpora (tests/fuzz/corpus/NAME/*): small valid inputs of each
 format, and a few malformed ones near the checks. Run again after changing it; the files are
-committed so that `make fuzz` needs no Python.
+committed so that `make fuzz` needs no Python. (corpus/http_header is written by hand.)
 """
 import json
 import os
@@ -99,15 +99,6 @@ def seeds_tokenizer():
         unk="<s>").encode() + text)
 
 
-def seeds_chat_parse():
-    put("chat_parse", "ok", json.dumps({"id": "x", "choices": [{"index": 0, "message": {
-        "role": "assistant", "content": "Comparison: A is better.\nPreferred: A"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132}}))
-    put("chat_parse", "nul", '{"choices":[{"message":{"content":"Preferred: A\\u0000Preferred: B"}}]}')
-    put("chat_parse", "error", '{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}')
-    put("chat_parse", "big_usage", '{"choices":[{"message":{"content":"B"}}],"usage":{"prompt_tokens":1e300}}')
-
-
 def seeds_ledger():
     line = json.dumps({"key": "0123456789abcdef", "answer": "A", "reason": "Preferred: A",
                        "prompt_tokens": 10, "completion_tokens": 3})
@@ -121,5 +112,4 @@ if __name__ == "__main__":
     seeds_safetensors()
     seeds_config()
     seeds_tokenizer()
-    seeds_chat_parse()
     seeds_ledger()
