@@ -17,6 +17,7 @@
 local fs = require "apl.fs"
 local plot = require "apl.plot"
 local runfolder = require "apl.runfolder"
+local show = require "apl.show"
 
 local M = {}
 
@@ -458,8 +459,9 @@ function M.compare(dirs, opts)
     local t = M.table2(runs)
     t.plot = fs.write(opts.plot or (dirname(dirs[1]) .. "/compare.svg"), M.figure2(t, runs))
     t.text = M.text(t)
-    if not opts.quiet then io.write(t.text, "\n", "plot: ", t.plot, "\n") end
-    return t, runs
+    if opts.quiet then return t, runs end
+    io.write(t.text, "\n", "plot: ", t.plot, "\n")
+    return t, runs, show.printed -- printed already: the REPL shows nothing more
 end
 
 -- Every acquired pair of every run, as the web page's table shows it.
@@ -503,6 +505,7 @@ function M.write(dirs, out, opts)
     if not opts.quiet then
         io.write(t.text, "\n")
         for _, k in ipairs { "md", "csv", "figure2", "figure3", "html" } do io.write(k, ": ", files[k], "\n") end
+        return { table2 = t, files = files }, show.printed
     end
     return { table2 = t, files = files }
 end

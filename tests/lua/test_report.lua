@@ -277,3 +277,18 @@ T.case("Table 2's rows are the pairs acquired: a run where a few labels failed s
     local m = mean_se(WIN.imdb.random[1])
     T.ok(report.markdown(t):find(string.format("%.2f", m), 1, true), "random's 128 cell still averages 3 seeds")
 end)
+
+T.case("report: after printing Table 2 it returns apl.show.printed last, so the REPL does not print it twice", function()
+    local show = require "apl.show"
+    local out = T.tmpdir()
+    local saved = io.write
+    io.write = function() end -- the table itself is checked above; here only what is returned
+    local ok, a, b, c = pcall(report.compare, dirs(), { plot = out .. "/f2.svg" })
+    local ok2, w, p = pcall(report.write, dirs(), out .. "/w")
+    io.write = saved
+    T.ok(ok and ok2, tostring(a) .. tostring(w))
+    T.ok(a.text and b and c == show.printed, "compare returns Table 2, the runs, then the marker")
+    T.ok(w.files and p == show.printed, "write returns its files, then the marker")
+    local _, _, q = report.compare(dirs(), { plot = out .. "/f2.svg", quiet = true })
+    T.eq(q, nil, "quiet: nothing was printed, no marker")
+end)
