@@ -710,11 +710,11 @@ RSS is that benchmark's own.
 | DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL's concatenated chosen+rejected batch with the head at completion positions only, reference forward under `no_grad` every step, `Adam(foreach=True)` |
 | DPO step vs TRL-style peer | apl's DPO step, as above | TRL's own way: the head and a full-vocabulary `log_softmax` at every position, the default (for-loop) Adam |
 | SFT step | cross-entropy on response tokens, Adam | the same in plain torch, the head at response positions only, `Adam(foreach=True)` |
+| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
+| matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
 
 The peer's process runs with glibc's `MALLOC_MMAP_MAX_=0` and `MALLOC_TRIM_THRESHOLD_=2147483647`,
 the heap settings apl makes with `mallopt` (`bench/baseline.py` restarts itself once with them).
-| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
-| matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
 
 `make bench QUICK=1` (`./apl bench/run.lua --quick`) changes: 2 timed repetitions instead of 3
 (after the same one warm-up), a 1024³ matmul instead of 2048³, log-prob scoring on B = 4, T = 64,
