@@ -73,7 +73,9 @@ T.case("entropy: the same prompt gets the same estimate in any batch, at any pos
                              { "i liked", "the movie", "the movie" } } do
         local h = apl.entropy(model, tok, batch, opts):totable()
         for i, p in ipairs(batch) do
-            if p == "the movie" then T.eq(h[i], alone, 0, table.concat(batch, " | ") .. ": position " .. i) end
+            -- the same samples give the same estimate up to the rounding of a batched forward with
+            -- other padding (1.9e-6 measured on libtorch 2.6); another sample moves it by ~1
+            if p == "the movie" then T.eq(h[i], alone, 1e-4, table.concat(batch, " | ") .. ": position " .. i) end
         end
     end
     T.ok(apl.entropy(model, tok, { "the movie" }, { n = 3, max_new_tokens = { 2, 6 }, seed = 5 }):totable()[1] ~= alone,
