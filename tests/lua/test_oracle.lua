@@ -564,6 +564,8 @@ T.case("oracle backends: request bodies and reply parsing, table-driven", functi
         { openai, '{"choices":[{"message":{"content":"Preferred: A"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}',
           "Preferred: A", 12, 3 },
         { openai, '{"choices":[{"message":{"content":""}}]}', "", nil, nil },
+        -- A NUL reaches apl.oracle.parse, where it ends a line (a C string stopped at it).
+        { openai, '{"choices":[{"message":{"content":"Preferred: A\\u0000Preferred: B"}}]}', "Preferred: A\0Preferred: B" },
         { openai, '{"error":{"message":"x"}}', nil, "reply has no choices[0].message.content string" },
         { openai, '{"choices":[{"message":{"content":null}}]}', nil, "reply has no choices[0].message.content string" },
         { openai, '{"choices":5}', nil, "reply has no choices[0].message.content string" },
