@@ -525,8 +525,9 @@ local function diagnose(self, r)
     if r.status > 0 then return "the judge answered with an error" end
     local l = e:lower()
     if l:find("resolve") then return "the host name does not resolve (DNS)" end
-    if l:find("refused") or l:find("connect") then return "the connection was refused (is the server running?)" end
+    -- TLS first: newer libcurl (Debian 13's 8.14) reports a failed handshake as "TLS connect error"
     if l:find("ssl") or l:find("tls") or l:find("certificate") then return "the TLS handshake or certificate check failed" end
+    if l:find("refused") or l:find("connect") then return "the connection was refused (is the server running?)" end
     if l:find("timed out") then return "the request timed out" end
     return "the request failed"
 end
