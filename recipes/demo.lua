@@ -33,6 +33,7 @@ local knobs = recipe.protocol(a, nil, {
     temperature = { train = 0.7, test = 0.25 },
     baseline = "initial",
     gen_batch_size = 64,
+    dataset = "demo",           -- what the report's table calls these runs (its judge is a Lua function)
 })
 knobs.budget = knobs.budget or 128   -- B: 8 steps of M
 recipe.print_config(a, knobs)

@@ -58,7 +58,9 @@ M.defaults = {
 -- command line, saved so that --resume needs nothing else.)
 local OBJECTS = { policy = true, ref = true, tok = true, oracle = true, pool = true, test = true,
                   engine = true, resume = true, out = true, quiet = true }
-local EXTRA = { args = true, waypoints = true, gen_batch_size = true }   -- knobs without a default
+-- Knobs without a default. dataset: the name apl.report groups runs by (default: the judge
+-- template's, imdb or tldr).
+local EXTRA = { args = true, waypoints = true, gen_batch_size = true, dataset = true }
 
 ------------------------------------------------------------------------------------------------
 -- The engine adapter: every call into models, the trainer and the oracle goes through here.
@@ -180,6 +182,7 @@ local function check(c)
         need(M.defaults[k] ~= nil or OBJECTS[k] or EXTRA[k],
             string.format("unknown knob '%s'", tostring(k)))
     end
+    need(c.dataset == nil or (type(c.dataset) == "string" and c.dataset ~= ""), "dataset must be a name")
     need(c.policy, "cfg.policy (the initial model θ0) is required")
     need(c.tok, "cfg.tok (the tokenizer) is required")
     need(c.oracle, "cfg.oracle (a function(prompt, a, b), a judge spec or an oracle) is required")
