@@ -98,9 +98,11 @@ static int is_blank(const char *s, size_t len)
 }
 
 /* One JSON object and nothing after it but blanks: cJSON alone stops at the object's end, and
- * the text after it (or after a NUL) would pass here and fail later in Lua without file:line. */
+ * the text after it (or after a NUL) would pass here and fail later in Lua without file:line.
+ * No raw NUL anywhere: JSON text has none, and a line is handed out as a C string, cut there. */
 static int is_object(const char *s, size_t len)
 {
+    if (memchr(s, '\0', len)) return 0;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     int ok = j && cJSON_IsObject(j) && end && is_blank(end, len - (size_t)(end - s));

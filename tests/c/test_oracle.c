@@ -39,6 +39,14 @@ static void test_ledger(const char *dir)
     write_file(path, "{\"key\":\"a\"}\n{\"key\"\n{\"key\":\"b\"}\n");
     CHECK(apl_ledger_open(path, &l) == APL_EFORMAT && !l, "corrupt middle line");
     CHECK(strstr(apl_last_error(), "labels.jsonl:2: corrupt"), "%s", apl_last_error());
+
+    /* a raw NUL inside a string (found by fuzz_ledger): the entry would be handed out cut there */
+    static const char nul[] = "{\"key\":\"a\"}\n{\"key\":\"a\0b\"}\n";
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(nul, 1, sizeof nul - 1, f) == sizeof nul - 1, "write %s", path);
+    if (f) fclose(f);
+    CHECK(apl_ledger_open(path, &l) == APL_EFORMAT && !l, "a NUL inside an entry");
+    CHECK(strstr(apl_last_error(), "labels.jsonl:2: corrupt"), "%s", apl_last_error());
 }
 
 static void test_key(void)
