@@ -352,7 +352,7 @@ T.case("KV cache: select_rows, reset, overflow", function()
     cache:free()
 end)
 
-T.case("half precision on the CPU: bf16 runs, an op libtorch lacks is an error, not a crash", function()
+T.case("half precision on the CPU: bf16 near f32; f16 near f32 on libtorch 2.x, a clear error on 1.13", function()
     local dir = T.tmpdir()
     T.python(MAKE, "pythia_hub " .. dir)
     local ids = { { 1, 2, 3, 4, 5 } }
@@ -362,8 +362,15 @@ T.case("half precision on the CPU: bf16 runs, an op libtorch lacks is an error, 
     T.eq(bf:info().dtype, "bf16")
     local got = bf:forward(ids)
     T.eq(got:dtype(), "bf16")
-    T.ok(maxdiff(got, want) < 0.1, "bf16 logits near f32's")
+    -- measured on logits up to 1.6: 0.014 (libtorch 1.13), 0.017 (2.6); 0.04 leaves a margin
+    local d = maxdiff(got, want)
+    T.ok(d < 0.04, "bf16 logits near f32's: " .. d)
     local h <close> = model.load(dir, { dtype = "f16" })
-    local ok, err = pcall(h.forward, h, ids)
-    if not ok then T.ok(tostring(err):find("apl%.model%.forward: "), err) end
+    if apl.version_info().torch:match("^1%.") then
+        -- 1.13 has no CPU LayerNorm for Half: an error naming the op, not a crash
+        T.assert_error_match(function() h:forward(ids) end, "apl%.model%.forward: .*not implemented for 'Half'")
+    else
+        d = maxdiff(h:forward(ids), want)
+        T.ok(d < 0.005, "f16 logits near f32's (0.0014 measured on 2.6): " .. d)
+    end
 end)
