@@ -221,7 +221,6 @@ T.case("imdb: review openings of 8–16 tokens, seeded by file, <br /> removed",
 end)
 
 T.case("imdb: truncation with the real byte-level BPE tokenizer", function()
-    if not (apl and apl.tokenizer) then T.skip("apl.tokenizer not built") end
     local texts = {}
     for i, r in ipairs(require("apl.demo_data").reviews { n = 200, seed = 1 }) do texts[i] = r.text end
     local dir = bpe_train.write(T.tmpdir() .. "/tok", texts, { merges = 50 })

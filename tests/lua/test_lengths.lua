@@ -35,7 +35,6 @@ T.case("lengths: the draw covers lo..hi uniformly and is a function of (seed, pr
 end)
 
 T.case("generate: max_new_tokens = {lo, hi} cuts each row at its own seeded limit", function()
-    if not (apl and apl.generate and apl.model) then T.skip("apl.generate not built") end
     local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
     local tok, m = F.tok(), F.model(3)
     local prompts = { "the movie", "a dull", "great acting", "not worth" }

@@ -83,7 +83,6 @@ local function print_config(script, extra)
 end
 
 T.case("recipes: apl_imdb, tldr_hybrid and demo take the protocol flags (--print-config)", function()
-    if not io.open(T.root() .. "/apl") then T.skip("./apl not built") end
     local imdb = assert(print_config("apl_imdb.lua"))
     T.eq({ imdb.budget, imdb.waypoints, imdb.max_new_tokens, imdb.n_test, imdb.online, imdb.seed },
          { 768, { 128, 256, 512, 768 }, { 16, 24 }, 1024, false, 1 })
@@ -113,7 +112,6 @@ local function start(script, dir, extra)
 end
 
 T.case("recipes: a prompt plus --max-new-tokens beyond the model's positions is refused with the arguments", function()
-    if not io.open(T.root() .. "/apl") then T.skip("./apl not built") end
     local dir = T.tmpdir()
     require("apl.fs").write(dir .. "/config.json", cjson.encode { model_type = "gpt2", n_positions = 32 })
     local out, code = start("apl_imdb.lua", dir, "--max-new-tokens 8-24")
@@ -126,7 +124,6 @@ T.case("recipes: a prompt plus --max-new-tokens beyond the model's positions is 
 end)
 
 T.case("recipes: a judge that refuses connections stops the recipe before the model loads", function()
-    if not io.open(T.root() .. "/apl") then T.skip("./apl not built") end
     local dir = T.tmpdir() -- no weights: loading the model would fail with another message
     require("apl.fs").write(dir .. "/config.json", cjson.encode { model_type = "gpt2", n_positions = 1024 })
     local out, code = start("apl_imdb.lua", dir, "--judge-url http://127.0.0.1:9/v1")
