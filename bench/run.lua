@@ -369,16 +369,8 @@ function M.render_text(t)
     return table.concat(lines, "\n") .. "\n"
 end
 
-function M.render_md(t)
-    local lines = {}
-    for k, row in ipairs(t) do
-        local cells = {}
-        for i, c in ipairs(row) do cells[i] = (c:gsub("|", "\\|")) end
-        lines[#lines + 1] = "| " .. table.concat(cells, " | ") .. " |"
-        if k == 1 then lines[#lines + 1] = "|" .. string.rep("---|", #row) end
-    end
-    return table.concat(lines, "\n") .. "\n"
-end
+-- Rows of strings (the first the header) as a Markdown table: apl.report's, one writer for both.
+M.render_md = require("apl.report").markdown_rows
 
 -- ---------------------------------------------------------------------------------------------
 -- Running
