@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "generate.h"
+#include "hash.h"
 
 apl_generate_opts apl_generate_defaults(void)
 {
@@ -20,23 +21,15 @@ void apl_generate_result_free(apl_generate_result *r)
     memset(r, 0, sizeof *r);
 }
 
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 /* The seed of row (prompt, sample s): a hash of the seed, the prompt's ids and s. Not of the
  * prompt's index: a prompt gets the same samples wherever it is in a call, so a predictive-entropy
  * estimate is a function of the prompt and not of the batch it came in. Hashing keeps the streams
  * of nearby seeds unrelated. */
 static uint64_t row_seed(uint64_t seed, apl_seq prompt, int64_t s)
 {
-    uint64_t h = splitmix64(seed);
-    for (int64_t t = 0; t < prompt.len; t++) h = splitmix64(h ^ (uint64_t)prompt.ids[t]);
-    return splitmix64(splitmix64(h ^ (uint64_t)prompt.len) ^ (uint64_t)s);
+    uint64_t h = apl_splitmix64(seed);
+    for (int64_t t = 0; t < prompt.len; t++) h = apl_splitmix64(h ^ (uint64_t)prompt.ids[t]);
+    return apl_splitmix64(apl_splitmix64(h ^ (uint64_t)prompt.len) ^ (uint64_t)s);
 }
 
 /* One batch of rows in flight. Slot i of the batch holds result row row[i]. */

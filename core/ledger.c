@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 struct apl_ledger {
     char *path;
     int fd;
@@ -228,11 +230,12 @@ void apl_ledger_free(apl_ledger *l)
 void apl_ledger_key(const char *const *parts, const size_t *lens, size_t n,
                     char key[APL_LEDGER_KEY_LEN + 1])
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = APL_FNV_OFFSET;
     for (size_t i = 0; i < n; i++) {
         uint64_t len = lens ? lens[i] : strlen(parts[i]);
-        for (int b = 0; b < 8; b++) h = (h ^ ((len >> (8 * b)) & 0xff)) * 0x100000001b3ULL;
-        for (uint64_t j = 0; j < len; j++) h = (h ^ (unsigned char)parts[i][j]) * 0x100000001b3ULL;
+        unsigned char le[8]; /* the length as 8 little-endian bytes, on any host */
+        for (int b = 0; b < 8; b++) le[b] = (unsigned char)(len >> (8 * b));
+        h = apl_fnv1a(apl_fnv1a(h, le, 8), parts[i], (size_t)len);
     }
     snprintf(key, APL_LEDGER_KEY_LEN + 1, "%016llx", (unsigned long long)h);
 }

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 #define MAX_BODY (16L << 20) /* a judge's answer is small; anything this big is not one */
 
 typedef struct req {
@@ -70,10 +72,7 @@ static void req_free(req *r)
 /* splitmix64: jitter only needs to decorrelate clients, not to be strong. */
 static double uniform(apl_http *h)
 {
-    uint64_t z = (h->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+    return (double)(apl_splitmix64_next(&h->rng) >> 11) / 9007199254740992.0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

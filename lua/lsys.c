@@ -16,6 +16,11 @@
  *   sys.write(path, s)                -- atomic: path.tmp.<pid>, fsync, rename, fsync the folder
  *   sys.run(argv [, {stdout = path, stderr = path}]) -> exit code (128 + n for signal n);
  *                                     execvp, no shell
+ *
+ * Hashes (core/hash.h; Lua integers are the 64-bit words, wrapping):
+ *   sys.mix64(z) -> splitmix64's finaliser of z   (apl.rng's streams)
+ *   sys.fnv1a(s [, h]) -> FNV-1a 64 of the bytes of s, from h (default: the offset basis)
+ *   sys.fnv1a_ids(ids [, h]) -> FNV-1a 64 over a list of integers, one whole word each
  */
 #define _GNU_SOURCE /* nftw */
 #include <dirent.h>
@@ -34,6 +39,7 @@
 
 #include "apl_lua.h"
 #include "blas.h"
+#include "hash.h"
 
 static int l_sys_version_info(lua_State *L)
 {
@@ -395,6 +401,47 @@ static int l_sys_run(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Hashes */
+
+static uint64_t opt_hash(lua_State *L, int idx)
+{
+    return (uint64_t)luaL_optinteger(L, idx, (lua_Integer)APL_FNV_OFFSET);
+}
+
+static int l_sys_mix64(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)apl_mix64((uint64_t)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int l_sys_fnv1a(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushinteger(L, (lua_Integer)apl_fnv1a(opt_hash(L, 2), s, n));
+    return 1;
+}
+
+static int l_sys_fnv1a_ids(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    uint64_t h = opt_hash(L, 2);
+    lua_Integer n = luaL_len(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int isint;
+        lua_geti(L, 1, i);
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (!isint)
+            return apl_lua_error(L, "apl.sys.fnv1a_ids", "ids[%lld] is not an integer",
+                                 (long long)i);
+        lua_pop(L, 1);
+        h = apl_fnv1a_word(h, (uint64_t)v);
+    }
+    lua_pushinteger(L, (lua_Integer)h);
+    return 1;
+}
+
 int luaopen_apl_core_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -417,6 +464,9 @@ int luaopen_apl_core_sys(lua_State *L)
         { "read", l_sys_read },
         { "write", l_sys_write },
         { "run", l_sys_run },
+        { "mix64", l_sys_mix64 },
+        { "fnv1a", l_sys_fnv1a },
+        { "fnv1a_ids", l_sys_fnv1a_ids },
         { NULL, NULL },
     };
     luaL_newlib(L, fns);

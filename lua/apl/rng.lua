@@ -11,21 +11,12 @@ local M = {}
 local Rng = {}
 Rng.__index = Rng
 
--- splitmix64's finaliser; Lua integers wrap modulo 2^64, which is what it wants.
-local function mix(z)
-    z = (z ~ (z >> 30)) * 0xbf58476d1ce4e5b9
-    z = (z ~ (z >> 27)) * 0x94d049bb133111eb
-    return z ~ (z >> 31)
-end
+-- splitmix64's finaliser and FNV-1a over a string's bytes: core/hash.h, the C engine's own.
+local sys = require "apl.core.sys"
+local mix = sys.mix64
+local hash_string = sys.fnv1a
 
 local GOLDEN = 0x9e3779b97f4a7c15
-
--- FNV-1a over the bytes of a string key.
-local function hash_string(s)
-    local h = 0xcbf29ce484222325
-    for i = 1, #s do h = (h ~ s:byte(i)) * 0x100000001b3 end
-    return h
-end
 
 local function key_hash(...)
     local h = mix(GOLDEN)

@@ -117,3 +117,18 @@ T.case("no shell in the library or the recipes", function()
         end
     end
 end)
+
+-- Values from Python's arbitrary-precision integers reduced mod 2^64, written from the
+-- definitions (splitmix64: Steele, Lea and Flood 2014; FNV-1a: the IETF draft's 64-bit constants).
+T.case("hashes: mix64, fnv1a and fnv1a_ids against a Python reference", function()
+    T.eq(sys.mix64(0), 0)
+    T.eq(sys.mix64(1), 6238072747940578789)
+    T.eq(sys.mix64(-1), -5417735806833148549)
+    T.eq(sys.fnv1a(""), -3750763034362895579)
+    T.eq(sys.fnv1a("a"), -5808556873153909620)
+    T.eq(sys.fnv1a("foobar"), -8821353812377114648)
+    T.eq(sys.fnv1a("bar", sys.fnv1a("foo")), -8821353812377114648) -- chained = whole
+    T.eq(sys.fnv1a_ids({ 5, -1, 70000 }), 5976310685927193351)
+    T.eq(sys.fnv1a_ids({}), sys.fnv1a(""))
+    T.assert_error_match(function() sys.fnv1a_ids({ 1, "x" }) end, "apl%.sys%.fnv1a_ids: ids%[2%] is not an integer")
+end)
