@@ -10,6 +10,9 @@
 -- what lets the demo's word-list oracle judge the tiny model's completions.
 local bpe_train = require "apl.bpe_train"
 local fs = require "apl.fs"
+local apl_model = require "apl.model"
+local tokenizer = require "apl.tokenizer"
+local sft = require "apl.sft"
 local rng = require "apl.rng"
 local runfolder = require "apl.runfolder"
 local sentiment = require "apl.sentiment"
@@ -133,12 +136,12 @@ local function sft_examples(reviews, seed)
 end
 
 local function train_model(tmp, tok_dir, reviews)
-    local tok = apl.tokenizer.load(tok_dir)
+    local tok = tokenizer.load(tok_dir)
     local cfg = {}
     for k, v in pairs(M.MODEL) do cfg[k] = v end
     cfg.vocab_size = tok:vocab_size()
-    local model = apl.model.init(cfg, { seed = 1 })
-    local tr = apl.sft.new { model = model, tok = tok, lr = M.SFT.lr, batch_size = M.SFT.batch_size }
+    local model = apl_model.init(cfg, { seed = 1 })
+    local tr = sft.new { model = model, tok = tok, lr = M.SFT.lr, batch_size = M.SFT.batch_size }
     local examples = sft_examples(reviews, 1)
     for e = 1, M.SFT.epochs do
         local m = tr:epoch(examples, { shuffle_seed = e })

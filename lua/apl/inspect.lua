@@ -12,6 +12,10 @@
 -- Every method prints and also returns what it printed, as values, for further poking
 -- (`rows = r:pairs{}`), followed by apl.show.printed so that the REPL does not print them again.
 local report = require "apl.report"
+local apl_model = require "apl.model"
+local tokenizer = require "apl.tokenizer"
+local score = require "apl.score"
+local generate = require "apl.generate"
 local printed = require("apl.show").printed
 
 local M = {}
@@ -31,8 +35,8 @@ end
 function M.load(policy_dir, ref_dir, opts)
     opts = opts or {}
     local mopts = { dtype = opts.dtype, device = opts.device }
-    return M.session { policy = apl.model.load(policy_dir, mopts), ref = apl.model.load(ref_dir, mopts),
-                       tok = apl.tokenizer.load(opts.tok or ref_dir), beta = opts.beta }
+    return M.session { policy = apl_model.load(policy_dir, mopts), ref = apl_model.load(ref_dir, mopts),
+                       tok = tokenizer.load(opts.tok or ref_dir), beta = opts.beta }
 end
 
 -- β·(log πθ − log π0) of each token of completion, with the token's text; like the implicit
@@ -42,8 +46,8 @@ function Session:token_rewards(prompt, completion)
     local eos = self.tok.eos_id ~= nil
     if eos then ids[#ids + 1] = self.tok.eos_id end
     local opts = { per_token = true, add_eos = eos }
-    local _, lp = apl.logprob(self.policy, self.tok, { prompt }, { completion }, opts)
-    local _, l0 = apl.logprob(self.ref, self.tok, { prompt }, { completion }, opts)
+    local _, lp = score.logprob(self.policy, self.tok, { prompt }, { completion }, opts)
+    local _, l0 = score.logprob(self.ref, self.tok, { prompt }, { completion }, opts)
     local out = {}
     for i, id in ipairs(ids) do
         out[i] = { token = self.tok:decode { id }, policy = lp[1][i], ref = l0[1][i],
@@ -62,7 +66,7 @@ end
 -- Implicit rewards of both completions, the Bradley–Terry probability that a is preferred, and
 -- the per-token differences. Returns {r_a, r_b, p, tokens_a, tokens_b}.
 function Session:pair(prompt, a, b)
-    local r1, r2, p = apl.preference_prob(self.policy, self.ref, self.tok, { prompt }, { a }, { b }, self.beta)
+    local r1, r2, p = score.preference_prob(self.policy, self.ref, self.tok, { prompt }, { a }, { b }, self.beta)
     local out = { r_a = r1:totable()[1], r_b = r2:totable()[1], p = p:totable()[1],
                   tokens_a = self:token_rewards(prompt, a), tokens_b = self:token_rewards(prompt, b) }
     io.write(string.format("prompt: %q\n  a: %q\n  b: %q\n", prompt, a, b))
@@ -77,7 +81,7 @@ end
 -- then :pair on them.
 function Session:sample(prompt, opts)
     opts = opts or {}
-    local g = apl.generate(self.policy, self.tok, { prompt }, { n = 2, temperature = opts.temperature or 0.7,
+    local g = generate(self.policy, self.tok, { prompt }, { n = 2, temperature = opts.temperature or 0.7,
         max_new_tokens = opts.max_new_tokens or 48, seed = opts.seed or 0 })[1]
     return self:pair(prompt, g[1].text, g[2].text)
 end

@@ -27,6 +27,12 @@ local runfolder = require "apl.runfolder"
 local fs = require "apl.fs"
 local report = require "apl.report"
 local lengths = require "apl.lengths"
+local generate = require "apl.generate"
+local entropy = require "apl.entropy"
+local preference_prob = require "apl.preference_prob"
+local dpo = require "apl.dpo"
+local apl_model = require "apl.model"
+local oracle = require "apl.oracle"
 
 local M = {}
 
@@ -66,21 +72,21 @@ local EXTRA = { args = true, waypoints = true, gen_batch_size = true, dataset = 
 -- The engine adapter: every call into models, the trainer and the oracle goes through here.
 
 M.engine = {
-    generate = function(model, tok, prompts, opts) return apl.generate(model, tok, prompts, opts) end,
-    entropy = function(model, tok, prompts, opts) return apl.entropy(model, tok, prompts, opts):totable() end,
+    generate = function(model, tok, prompts, opts) return generate(model, tok, prompts, opts) end,
+    entropy = function(model, tok, prompts, opts) return entropy(model, tok, prompts, opts):totable() end,
     -- implicit rewards of completions a and b of each prompt: two lists
     rewards = function(policy, ref, tok, prompts, a, b, beta)
-        local ra, rb = apl.preference_prob(policy, ref, tok, prompts, a, b, beta)
+        local ra, rb = preference_prob(policy, ref, tok, prompts, a, b, beta)
         return ra:totable(), rb:totable()
     end,
-    trainer = function(opts) return apl.dpo.new(opts) end,
+    trainer = function(opts) return dpo.new(opts) end,
     clone = function(m) return m:clone() end,
     copy = function(dst, src) dst:copy_from(src) end,
     save = function(m, dir) m:save(dir) end,
-    load = function(dir) return apl.model.load(dir) end,
+    load = function(dir) return apl_model.load(dir) end,
     free = function(m) m:free() end,
-    oracle_lua = function(fn, opts) return apl.oracle.lua(fn, opts) end,
-    oracle_openai = function(spec) return apl.oracle.openai(spec) end,
+    oracle_lua = function(fn, opts) return oracle.lua(fn, opts) end,
+    oracle_openai = function(spec) return oracle.openai(spec) end,
 }
 
 ------------------------------------------------------------------------------------------------
