@@ -37,8 +37,16 @@ function apl.no_grad(fn, ...)
     return fn(...)
 end
 
+-- Functions of a submodule that stand at the top level: apl.logprob is apl.score.logprob.
+local ALIASES = { logprob = "score", entropy = "score", implicit_reward = "score", preference_prob = "score" }
+
 setmetatable(apl, {
     __index = function(t, k)
+        if ALIASES[k] then
+            local f = require("apl." .. ALIASES[k])[k]
+            rawset(t, k, f)
+            return f
+        end
         local ok, mod = pcall(require, "apl." .. k)
         if not ok then
             if tostring(mod):find("module 'apl%." .. k .. "' not found") then return nil end

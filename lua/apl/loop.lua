@@ -28,8 +28,7 @@ local fs = require "apl.fs"
 local report = require "apl.report"
 local lengths = require "apl.lengths"
 local generate = require "apl.generate"
-local entropy = require "apl.entropy"
-local preference_prob = require "apl.preference_prob"
+local score = require "apl.score"
 local dpo = require "apl.dpo"
 local apl_model = require "apl.model"
 local oracle = require "apl.oracle"
@@ -73,10 +72,10 @@ local EXTRA = { args = true, waypoints = true, gen_batch_size = true, dataset = 
 
 M.engine = {
     generate = function(model, tok, prompts, opts) return generate(model, tok, prompts, opts) end,
-    entropy = function(model, tok, prompts, opts) return entropy(model, tok, prompts, opts):totable() end,
+    entropy = function(model, tok, prompts, opts) return score.entropy(model, tok, prompts, opts):totable() end,
     -- implicit rewards of completions a and b of each prompt: two lists
     rewards = function(policy, ref, tok, prompts, a, b, beta)
-        local ra, rb = preference_prob(policy, ref, tok, prompts, a, b, beta)
+        local ra, rb = score.preference_prob(policy, ref, tok, prompts, a, b, beta)
         return ra:totable(), rb:totable()
     end,
     trainer = function(opts) return dpo.new(opts) end,

@@ -68,12 +68,18 @@ end
 
 -- Monte-Carlo predictive entropy: H(p) ~ -mean over n samples of log pi(y | x), each prompt from
 -- its own n samples. Returns the estimates (P) and the samples (apl.generate's result).
+--
+-- An estimate is a function of (seed, prompt, sample) only, so the same prompt gets the same
+-- estimate in any batch at any position (the loop's candidate prompts differ from step to step):
+-- the samples' generators are keyed by the prompt's ids (core/generate.c), and so are their
+-- length limits when max_new_tokens is a range (apl.generate's lengths_by_prompt).
 function M.entropy(model, tok, prompts, opts)
     opts = opts or {}
     local n = opts.n or 8
     local gopts = {}
     for k, v in pairs(opts) do gopts[k] = v end
     gopts.n = n
+    gopts.lengths_by_prompt = true
     local samples = generate(model, tok, prompts, gopts)
     local h = {}
     for i, list in ipairs(samples) do

@@ -1,2 +1,0 @@
--- apl.implicit_reward — see apl.score (loaded as a top-level apl function by apl/init.lua).
-return require("apl.score").implicit_reward

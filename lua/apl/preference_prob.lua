@@ -1,2 +1,0 @@
--- apl.preference_prob — see apl.score (loaded as a top-level apl function by apl/init.lua).
-return require("apl.score").preference_prob
