@@ -144,8 +144,6 @@ end
 
 function Ctx:generate(prompts, opts) return self.engine.generate(self.policy, self.tok, texts_of(prompts), opts) end
 
-local function sigmoid(x) return 1 / (1 + math.exp(-x)) end
-
 ------------------------------------------------------------------------------------------------
 -- Configuration
 
@@ -320,7 +318,7 @@ local function acquire(s, acq, t)
     check_labelled(s, t, labels)
     local records = {}
     for i, p in ipairs(chosen) do
-        local prob = sigmoid(p.r_a - p.r_b)
+        local prob = score.bt_prob(p.r_a, p.r_b)
         local l = labels[i]
         -- correct: the model's preference (a when P(a ≻ b) > 0.5) is the oracle's. Unset when
         -- unlabelled, and at exactly 0.5 (every pair of step 1, where the policy is θ0): a tie

@@ -108,6 +108,13 @@ function M.implicit_reward(policy, ref, tok, prompts, completions, beta, opts)
     return (lp - l0) * beta
 end
 
+-- The Bradley-Terry probability that the first of two completions is preferred, from their
+-- implicit rewards: sigma(r1 - r2), of two numbers, or of two tensors (N) elementwise.
+function M.bt_prob(r1, r2)
+    if type(r1) == "number" then return 1 / (1 + math.exp(r2 - r1)) end
+    return (r1 - r2):sigmoid()
+end
+
 -- Rewards of two completions per prompt and the Bradley-Terry probability that the first is
 -- preferred: r1 (N), r2 (N), sigma(r1 - r2) (N). Each model scores both completions of a prompt
 -- in one packed forward.
@@ -119,7 +126,7 @@ function M.preference_prob(policy, ref, tok, prompts, c1, c2, beta, opts)
     local a, b = M.logprob_pairs_ids(policy, tok, p, ids1, ids2, opts, "reward: policy")
     local a0, b0 = M.logprob_pairs_ids(ref, tok, p, ids1, ids2, opts, "reward: ref")
     local r1, r2 = (a - a0) * beta, (b - b0) * beta
-    return r1, r2, (r1 - r2):sigmoid()
+    return r1, r2, M.bt_prob(r1, r2)
 end
 
 return M
