@@ -15,7 +15,7 @@ apl_status apl_open_regular(const char *path, int *out)
     /* O_NONBLOCK: a FIFO would otherwise block here, before fstat could refuse it */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return apl_fail(errno == ENOENT ? APL_ENOTFOUND : APL_EIO, "%s: %s", path, strerror(errno));
+        return apl_fail(APL_EIO, "%s: %s", path, strerror(errno)); /* a missing file too */
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -32,18 +32,14 @@ apl_status apl_open_regular(const char *path, int *out)
     return APL_OK;
 }
 
-apl_status apl_read_text(const char *path, size_t max, char **out, size_t *len)
+/* From offset 0 (pread), so an fd opened for appending, such as the ledger's, reads whole. */
+apl_status apl_read_fd(int fd, const char *path, size_t max, char **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
-    int fd;
-    apl_status st = apl_open_regular(path, &fd);
-    if (st != APL_OK) return st;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size > max) {
-        close(fd);
-        return apl_fail(APL_EFORMAT, "%s: larger than %zu bytes", path, max);
-    }
+    if (fstat(fd, &sb) != 0) return apl_fail(APL_EIO, "%s: %s", path, strerror(errno));
+    if ((uint64_t)sb.st_size > max) return apl_fail(APL_EFORMAT, "%s: larger than %zu bytes", path, max);
     /* the size may change while reading: read at most max, whatever fstat said */
     size_t cap = (size_t)sb.st_size + 1, n = 0;
     char *buf = malloc(cap);
@@ -56,18 +52,16 @@ apl_status apl_read_text(const char *path, size_t max, char **out, size_t *len)
             if (!buf) break;
             cap *= 2;
         }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        ssize_t r = pread(fd, buf + n, cap - 1 - n, (off_t)n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             int e = errno;
             free(buf);
-            close(fd);
             return apl_fail(APL_EIO, "%s: %s", path, strerror(e));
         }
-        if (r == 0) break;
+        if (r == 0) break; /* end of file, or it shrank under us: what is there */
         n += (size_t)r;
     }
-    close(fd);
     if (!buf) return apl_fail(APL_ENOMEM, "%s: out of memory", path);
     if (n > max) {
         free(buf);
@@ -77,4 +71,16 @@ apl_status apl_read_text(const char *path, size_t max, char **out, size_t *len)
     *out = buf;
     *len = n;
     return APL_OK;
+}
+
+apl_status apl_read_text(const char *path, size_t max, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd;
+    apl_status st = apl_open_regular(path, &fd);
+    if (st != APL_OK) return st;
+    st = apl_read_fd(fd, path, max, out, len);
+    close(fd);
+    return st;
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "hash.h"
 
 struct apl_ledger {
@@ -34,29 +35,6 @@ static apl_status write_all(int fd, const char *buf, size_t len, const char *pat
         buf += w;
         len -= (size_t)w;
     }
-    return APL_OK;
-}
-
-static apl_status read_file(int fd, const char *path, char **out, size_t *len)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) return apl_fail(APL_EIO, "%s: stat: %s", path, strerror(errno));
-    size_t size = (size_t)sb.st_size, got = 0;
-    char *buf = malloc(size + 1);
-    if (!buf) return apl_fail(APL_ENOMEM, "%s: %zu bytes", path, size);
-    while (got < size) {
-        ssize_t r = pread(fd, buf + got, size - got, (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(buf);
-            return apl_fail(APL_EIO, "%s: read: %s", path, strerror(errno));
-        }
-        if (r == 0) break; /* the file shrank under us: use what is there */
-        got += (size_t)r;
-    }
-    buf[got] = 0;
-    *out = buf;
-    *len = got;
     return APL_OK;
 }
 
@@ -136,7 +114,7 @@ static apl_status load(apl_ledger *l)
 {
     char *buf = NULL;
     size_t len = 0, pos = 0, lineno = 0;
-    apl_status st = read_file(l->fd, l->path, &buf, &len);
+    apl_status st = apl_read_fd(l->fd, l->path, APL_READ_ANY, &buf, &len);
     if (st != APL_OK) return st;
     while (pos < len && st == APL_OK) {
         const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);

@@ -741,11 +741,6 @@ static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal
 /* The largest tokenizer files are tens of MB (Gemma's tokenizer.json: 34 MB). */
 #define MAX_FILE (1u << 30)
 
-static apl_status read_file(const char *path, char **out, size_t *len)
-{
-    return apl_read_text(path, MAX_FILE, out, len); /* a FIFO or a folder is refused */
-}
-
 /* Token spellings are kept as C strings, so a "\u0000" escape in a key or a token would cut it
  * there and silently stand for another token: refused. (A backslash escaping a backslash is
  * stepped over, so "\\u0000" is not one.) */
@@ -766,7 +761,7 @@ static apl_status read_json(const char *path, int strict, cJSON **out)
 {
     char *text;
     size_t len;
-    apl_status st = read_file(path, &text, &len);
+    apl_status st = apl_read_text(path, MAX_FILE, &text, &len);
     if (st == APL_OK && strict) st = check_no_nul(path, text, len);
     if (st != APL_OK) {
         free(text);
@@ -1202,7 +1197,7 @@ static apl_status load_merges_txt(apl_tokenizer *tok, const char *path)
 {
     char *text;
     size_t len;
-    apl_status st = read_file(path, &text, &len);
+    apl_status st = apl_read_text(path, MAX_FILE, &text, &len);
     if (st != APL_OK) return st;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';

@@ -39,6 +39,7 @@
 
 #include "apl_lua.h"
 #include "blas.h"
+#include "fileio.h"
 #include "hash.h"
 
 static int l_sys_version_info(lua_State *L)
@@ -67,8 +68,10 @@ static int l_sys_version_info(lua_State *L)
 
 static int l_sys_set_num_threads(lua_State *L)
 {
+    /* The one home of the thread and seed settings: apl.tensor's names are these functions. */
     lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 1 && n <= 4096, 1, "thread count must be in 1..4096");
+    if (n < 1 || n > 4096)
+        apl_lua_error(L, "apl.set_num_threads", "thread count must be in 1..4096, got %lld", (long long)n);
     apl_set_num_threads((int)n);
     return 0;
 }
@@ -280,20 +283,15 @@ static int l_sys_rmtree(lua_State *L)
 static int l_sys_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    FILE *f = fopen(path, "rb");
-    if (!f) return luaL_fileresult(L, 0, path);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    size_t got;
-    do {
-        char *p = luaL_prepbuffer(&b);
-        got = fread(p, 1, LUAL_BUFFERSIZE, f);
-        luaL_addsize(&b, got);
-    } while (got == LUAL_BUFFERSIZE);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return luaL_fileresult(L, 0, path);
-    luaL_pushresult(&b);
+    char *text;
+    size_t len;
+    if (apl_read_text(path, APL_READ_ANY, &text, &len) != APL_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, apl_last_error());
+        return 2;
+    }
+    lua_pushlstring(L, text, len);
+    free(text);
     return 1;
 }
 
