@@ -24,38 +24,15 @@ function B.reps()
     return B.quick() and 2 or 3
 end
 
-local ok_sys, sys = pcall(require, "apl.core.sys")
-if not ok_sys then sys = nil end
+local sys = require "apl.core.sys"
 
 -- The thread count libtorch uses in this process (./apl sets it from APL_THREADS or the cores).
-function B.threads()
-    if sys then return sys.get_num_threads() end
-    return apl.tensor.get_num_threads()
-end
-
+B.threads = sys.get_num_threads
 -- Seconds on a monotonic clock.
-function B.clock()
-    if sys then return sys.time() end
-    local p = io.popen("date +%s.%N")
-    local t = tonumber(p:read("l"))
-    p:close()
-    return t
-end
-
-local function status_mb(key)
-    local f = io.open("/proc/self/status")
-    if not f then return nil end
-    local mb
-    for line in f:lines() do
-        local kb = line:match("^" .. key .. ":%s*(%d+) kB")
-        if kb then mb = tonumber(kb) / 1024; break end
-    end
-    f:close()
-    return mb
-end
-
-function B.rss_mb() return status_mb("VmRSS") end
-function B.peak_rss_mb() return status_mb("VmHWM") end
+B.clock = sys.time
+-- Resident and peak resident memory of this process, MiB (nil when /proc is not there).
+B.rss_mb = sys.rss_mb
+B.peak_rss_mb = sys.peak_rss_mb
 
 -- Statistics ----------------------------------------------------------------------------------
 

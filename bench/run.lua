@@ -422,8 +422,8 @@ local function machine_info()
         m.mem_gb = kb and tonumber(kb) / 2 ^ 20
     end
     m.kernel = (readall("uname -sr")):gsub("%s+$", "")
-    local ok, v = pcall(apl.version_info)
-    if ok and type(v) == "table" then m.torch, m.blas, m.lua = v.torch, v.blas, v.lua end
+    local v = apl.version_info()
+    m.torch, m.blas, m.lua = v.torch, v.blas, v.lua
     m.python = (readall(M.PYTHON .. " -c 'import sys, torch; print(sys.version.split()[0], torch.__version__)' 2>&1")):gsub("%s+$", "")
     return m
 end

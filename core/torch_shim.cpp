@@ -458,24 +458,6 @@ apl_tensor *apl_t_stack(apl_tensor *const *ts, int n, int64_t dim)
     return tensor_op("stack", [&] { return at::stack(tensors_of(ts, n), dim); });
 }
 
-apl_tensor *apl_t_tril(apl_tensor *a, int64_t k)
-{
-    APL_NEED(a);
-    return tensor_op("tril", [&] { return a->t.tril(k); });
-}
-
-apl_tensor *apl_t_triu(apl_tensor *a, int64_t k)
-{
-    APL_NEED(a);
-    return tensor_op("triu", [&] { return a->t.triu(k); });
-}
-
-apl_tensor *apl_t_gather(apl_tensor *a, int64_t dim, apl_tensor *index)
-{
-    APL_NEED(a, index);
-    return tensor_op("gather", [&] { return a->t.gather(dim, index->t); });
-}
-
 apl_tensor *apl_t_scatter(apl_tensor *a, int64_t dim, apl_tensor *index, apl_tensor *src)
 {
     APL_NEED(a, index, src);
@@ -708,17 +690,6 @@ apl_status apl_t_sort(apl_tensor *a, int64_t dim, int descending, apl_tensor **v
     return pair_out("sort", values, indices, [&] { return a->t.sort(true, dim, descending != 0); });
 }
 
-apl_tensor *apl_t_multinomial(apl_tensor *probs, int64_t n, int replacement, apl_gen *g)
-{
-    APL_NEED(probs);
-    return tensor_op("multinomial", [&] {
-        if (!g) return probs->t.multinomial(n, replacement != 0);
-        // The private generator lives on the CPU: draw there, return on the input's device.
-        at::Tensor p = probs->t.to(at::kCPU, at::kFloat);
-        return p.multinomial(n, replacement != 0, g->g).to(probs->t.device());
-    });
-}
-
 // ------------------------------------------------------------------------------------------
 // Neural-network building blocks
 
@@ -936,15 +907,6 @@ apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets)
     });
 }
 
-apl_tensor *apl_t_cross_entropy(apl_tensor *logits, apl_tensor *targets, int64_t ignore_index)
-{
-    APL_NEED(logits, targets);
-    return tensor_op("cross_entropy", [&] {
-        return at::nll_loss(logits->t.log_softmax(-1, at::kFloat), targets->t, {},
-                            at::Reduction::Mean, ignore_index);
-    });
-}
-
 // ------------------------------------------------------------------------------------------
 // In place
 
@@ -972,15 +934,6 @@ apl_status apl_t_add_(apl_tensor *t, apl_tensor *other, double alpha)
     return status_op("add_", [&] {
         at::NoGradGuard ng;
         t->t.add_(other->t, alpha);
-    });
-}
-
-apl_status apl_t_mul_s_(apl_tensor *t, double s)
-{
-    if (!t) return apl_fail(APL_ETORCH, "mul_: input failed");
-    return status_op("mul_", [&] {
-        at::NoGradGuard ng;
-        t->t.mul_(s);
     });
 }
 

@@ -123,9 +123,6 @@ apl_tensor *apl_t_squeeze(apl_tensor *a, int64_t dim);
 apl_tensor *apl_t_expand(apl_tensor *a, const int64_t *shape, int ndim);
 apl_tensor *apl_t_cat(apl_tensor *const *ts, int n, int64_t dim);
 apl_tensor *apl_t_stack(apl_tensor *const *ts, int n, int64_t dim);
-apl_tensor *apl_t_tril(apl_tensor *a, int64_t k);
-apl_tensor *apl_t_triu(apl_tensor *a, int64_t k);
-apl_tensor *apl_t_gather(apl_tensor *a, int64_t dim, apl_tensor *index);
 /* out-of-place scatter: a copy of a with src written at index along dim */
 apl_tensor *apl_t_scatter(apl_tensor *a, int64_t dim, apl_tensor *index, apl_tensor *src);
 apl_tensor *apl_t_to(apl_tensor *a, apl_dtype dt, apl_device dev);
@@ -163,8 +160,6 @@ apl_status apl_t_topk(apl_tensor *a, int64_t k, int64_t dim, int largest, apl_te
                       apl_tensor **indices);
 apl_status apl_t_sort(apl_tensor *a, int64_t dim, int descending, apl_tensor **values,
                       apl_tensor **indices);
-/* Draws n indices per row of a (B, V) probability tensor; g may be NULL (global RNG). */
-apl_tensor *apl_t_multinomial(apl_tensor *probs, int64_t n, int replacement, apl_gen *g);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Neural-network building blocks */
@@ -191,15 +186,12 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
 /* log_softmax(x, -1) at the targets: x (..., V), targets (...) i64 -> (...). Without a graph to
  * record, f32 CPU logits take one pass per row (rowsoftmax.h) instead of writing the softmax. */
 apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets);
-/* mean over the batch of -log softmax(logits)[target], ignoring targets equal to ignore_index */
-apl_tensor *apl_t_cross_entropy(apl_tensor *logits, apl_tensor *targets, int64_t ignore_index);
 
 /* ------------------------------------------------------------------------------------------ */
 /* In place (these return a status: they make no new tensor) */
 apl_status apl_t_copy_(apl_tensor *dst, apl_tensor *src); /* broadcasting, casts dtype/device */
 apl_status apl_t_fill_(apl_tensor *t, double v);
 apl_status apl_t_add_(apl_tensor *t, apl_tensor *other, double alpha); /* t += alpha * other */
-apl_status apl_t_mul_s_(apl_tensor *t, double s);
 /* Writes src into dst.narrow(dim, start, src.size(dim)): the KV-cache append. */
 apl_status apl_t_write_at_(apl_tensor *dst, int64_t dim, int64_t start, apl_tensor *src);
 

@@ -31,8 +31,6 @@ int apl_lua_error(lua_State *L, const char *fname, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Raises "fname: apl_last_error()" when st != APL_OK. */
 void apl_lua_check(lua_State *L, apl_status st, const char *fname);
-/* For expected failures: pushes nil, "fname: apl_last_error()" and returns 2. */
-int apl_lua_fail(lua_State *L, const char *fname);
 
 /* Pushes a new apl.Tensor userdata that owns t. When t is NULL, raises "fname: <last error>". */
 void apl_lua_pushtensor(lua_State *L, apl_tensor *t, const char *fname);

@@ -20,13 +20,6 @@ void apl_lua_check(lua_State *L, apl_status st, const char *fname)
     if (st != APL_OK) apl_lua_error(L, fname, "%s", apl_last_error());
 }
 
-int apl_lua_fail(lua_State *L, const char *fname)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", fname, apl_last_error());
-    return 2;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Tensor userdata (the metatable itself is made by luaopen_apl_tensor in ltensor.c) */
 

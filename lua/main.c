@@ -30,13 +30,12 @@
 #include "blas.h"
 #include "repl.h"
 
-/* Binding modules are linked in when their files exist; weak references let the program build
- * while a module is still being written. */
-extern int luaopen_apl_core_model(lua_State *L) __attribute__((weak));
-extern int luaopen_apl_core_tokenizer(lua_State *L) __attribute__((weak));
-extern int luaopen_apl_core_compute(lua_State *L) __attribute__((weak));
-extern int luaopen_apl_core_oracle(lua_State *L) __attribute__((weak));
-extern int luaopen_apl_core_sys(lua_State *L) __attribute__((weak));
+/* The binding modules (lua/l*.c), all linked in; apl_lua.h declares apl.tensor's. */
+int luaopen_apl_core_model(lua_State *L);
+int luaopen_apl_core_tokenizer(lua_State *L);
+int luaopen_apl_core_compute(lua_State *L);
+int luaopen_apl_core_oracle(lua_State *L);
+int luaopen_apl_core_sys(lua_State *L);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Before anything else */
@@ -228,7 +227,6 @@ static void set_paths(lua_State *L)
 
 static void preload(lua_State *L, const char *name, lua_CFunction open)
 {
-    if (!open) return;
     lua_pushcfunction(L, open);
     lua_setfield(L, -2, name);
 }
