@@ -5,7 +5,8 @@
 --   apl recipes/tldr_hybrid.lua --model pythia-1b-sft --data tldr/ --acquisition hybrid --seed 1 \
 --       [--judge-url https://api.openai.com/v1] [--judge-model gpt-4-1106-preview] [--online] \
 --       [--n-test 1024] [--waypoints 128,256,384,512] [--budget N] [--max-new-tokens 128] \
---       [--exclude-subreddits offmychest,tifu] [--out runs/tldr-hybrid-s1] [--print-config]
+--       [--exclude-subreddits offmychest,tifu] [--max-prompt-chars 1000] [--out runs/tldr-hybrid-s1] \
+--       [--print-config]
 --   apl recipes/tldr_hybrid.lua --resume runs/tldr-hybrid-s1        # after a crash or Ctrl-C
 --
 -- --data: a folder with train and test files (.jsonl or .csv; valid.* stands in for test), or one
@@ -35,6 +36,8 @@ local a = require("apl.args").parse(arg, recipe.spec {
     extra = {
         { "exclude-subreddits", "LIST", "subreddits left out whole, comma-separated, or none (default "
           .. table.concat(data.TLDR_EXCLUDED_SUBREDDITS, ",") .. ")" },
+        { "max-prompt-chars", "N", "prompts kept are longer than 200 characters and shorter than N (Appendix B)",
+          default = 1000, integer = true, min = 202 },
     },
 })
 
@@ -56,16 +59,20 @@ local knobs = recipe.protocol(a, WAYPOINTS, {
     baseline = "reference",     -- §5.5: win-rate against the human summaries
 })
 recipe.print_config(a, knobs)
--- A prompt's length is known only once the data are tokenised; here, the completions alone must fit.
+-- A prompt's length is known only once the data are read (below); here, the completions alone must fit.
 recipe.check_lengths(a, 1)
 recipe.preflight(a, "tldr")          -- the judge answers before any model or data work
 
 -- Appendix B: prompts strictly between 200 and 1000 characters, trailing spaces removed, whole
 -- subreddits left out (the authors' list: r/offmychest and r/tifu).
-local pool, test = data.tldr_splits(a.data, { seed = a.seed, exclude_subreddits = a.exclude_subreddits })
+local pool, test = data.tldr_splits(a.data, { seed = a.seed, exclude_subreddits = a.exclude_subreddits,
+                                              max_chars = a.max_prompt_chars })
+local tok = apl.tokenizer.load(a.model)
+-- The longest post + --max-new-tokens must fit the model's positions: checked before it loads.
+recipe.check_lengths(a, recipe.longest_prompt(tok, pool, test), nil,
+    string.format("--max-prompt-chars below %d", a.max_prompt_chars))
 
 local policy = apl.model.load(a.model, { device = a.device })
-local tok = apl.tokenizer.load(a.model)
 
 -- The loop ------------------------------------------------------------------------------------
 knobs.policy, knobs.tok, knobs.pool, knobs.test = policy, tok, pool, test

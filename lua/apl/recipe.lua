@@ -8,6 +8,7 @@
 --   local knobs = recipe.protocol(a, { 128, 256, 512, 768 }, { batch = 128, ... })
 --   recipe.print_config(a, knobs)      -- --print-config: the knobs as JSON, then exit
 --   recipe.check_lengths(a, 16)        -- prompts of <= 16 tokens + --max-new-tokens fit the model
+--   recipe.check_lengths(a, recipe.longest_prompt(tok, pool, test))   -- prompts measured
 --   recipe.preflight(a, "imdb")        -- the judge answers, before any model or data work
 --
 -- recipes/sweep.lua drives the recipes through these flags' names, so they stay as they are.
@@ -121,18 +122,38 @@ local function model_positions(dir)
     return math.tointeger(cfg.n_positions or cfg.max_position_embeddings or cfg.n_ctx)
 end
 
--- Refuses (exit 2) a run whose longest prompt (prompt_tokens, the recipe's bound) plus the
--- longest completion (--max-new-tokens) does not fit the model's positions: found with the
--- arguments, not as a traceback from inside generation after the data have loaded. positions:
--- the model's, or read from --model's config.json when nil.
-function M.check_lengths(a, prompt_tokens, positions)
+-- Refuses (exit 2) a run whose longest prompt (prompt_tokens: the recipe's bound, or
+-- longest_prompt's measure) plus the longest completion (--max-new-tokens) does not fit the
+-- model's positions: found with the arguments, before the model loads, not as a traceback from
+-- inside generation. positions: the model's, or read from --model's config.json when nil. hint:
+-- another way out the recipe offers (a flag that shortens its prompts), added to the message.
+function M.check_lengths(a, prompt_tokens, positions, hint)
     positions = positions or model_positions(a.model)
     local _, hi = lengths.range(a.max_new_tokens)
-    if positions and hi and prompt_tokens + hi > positions then
-        refuse(string.format("--max-new-tokens %s: prompts of up to %d tokens and %d new tokens need %d positions; "
-            .. "the model%s has %d", show_lengths(a.max_new_tokens), prompt_tokens, hi, prompt_tokens + hi,
-            a.model and " in " .. a.model or "", positions))
+    if not (positions and hi) or prompt_tokens + hi <= positions then return end
+    local room = positions - prompt_tokens
+    local fixes = {}
+    if room >= 1 then fixes[1] = string.format("--max-new-tokens of at most %d", room) end
+    fixes[#fixes + 1] = hint
+    refuse(string.format("--max-new-tokens %s: prompts of up to %d tokens and %d new tokens need %d positions; "
+        .. "the model%s has %d%s", show_lengths(a.max_new_tokens), prompt_tokens, hi, prompt_tokens + hi,
+        a.model and " in " .. a.model or "", positions,
+        #fixes > 0 and "; use " .. table.concat(fixes, ", or ") or "; use a model with more positions"))
+end
+
+-- The longest prompt of the lists (rows {prompt=}, or strings) as tok encodes it, for
+-- check_lengths when the prompts' length is known only once the data are read: its length in
+-- tokens (0 for no prompts). GPT-2's tokenizer encodes ~30 MB/s: seconds for TL;DR's posts.
+function M.longest_prompt(tok, ...)
+    local most = 0
+    for _, list in ipairs { ... } do
+        for _, r in ipairs(list) do
+            local p = type(r) == "table" and r.prompt or r
+            local n = #tok:encode(p)
+            if n > most then most = n end
+        end
     end
+    return most
 end
 
 -- One small request to the judge with the run's URL, key and model (apl.oracle's preflight), so a

@@ -2,7 +2,7 @@
 -- --max-new-tokens, --online) parse into loop knobs, bad values are refused with the flag named,
 -- the judge defaults to the paper's, and --resume reads typed values back from config.json.
 -- In-process through apl.recipe's spec, and end to end through --print-config (nothing loaded).
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local args = require "apl.args"
 local recipe = require "apl.recipe"
 local cjson = require "cjson"
@@ -117,10 +117,70 @@ T.case("recipes: a prompt plus --max-new-tokens beyond the model's positions is 
     local out, code = start("apl_imdb.lua", dir, "--max-new-tokens 8-24")
     T.eq(code, 2, out)
     T.ok(out:find("--max-new-tokens 8-24: prompts of up to 16 tokens and 24 new tokens need 40 positions; the model in "
-        .. dir .. " has 32", 1, true), out)
+        .. dir .. " has 32; use --max-new-tokens of at most 16", 1, true), out)
     out, code = start("tldr_hybrid.lua", dir, "--max-new-tokens 64")
     T.eq(code, 2, out)
     T.ok(out:find("need 65 positions", 1, true), out)
+end)
+
+-- In dir, a TL;DR folder (train.jsonl, test.jsonl) whose longest post is ~880 characters, and a
+-- tokenizer (no weights); returns the longest post's length in tokens.
+local function tldr_setup(dir)
+    local fs = require "apl.fs"
+    local words = { "my", "girlfriend", "and", "I", "argued", "about", "rent", "again", "last", "night" }
+    local function post(n)
+        local t = {}
+        for i = 1, n do t[i] = words[(i * 7) % #words + 1] end
+        return table.concat(t, " ")
+    end
+    local rows = {}
+    for i, n in ipairs { 40, 45, 50, 150 } do
+        rows[i] = cjson.encode { subreddit = "relationships", title = "help " .. i, post = post(n), summary = "we argued" }
+    end
+    fs.write(dir .. "/train.jsonl", table.concat(rows, "\n", 1, 3) .. "\n")
+    fs.write(dir .. "/test.jsonl", rows[4] .. "\n")
+    require("recipes.lib.bpe_train").write(dir, { post(300) }, { merges = 20 })
+    local pool, test = require("apl.data").tldr_splits(dir, {})
+    T.eq({ #pool, #test }, { 3, 1 })
+    T.ok(#test[1].prompt > 800 and #test[1].prompt < 1000, "the test post is the longest: " .. #test[1].prompt)
+    return recipe.longest_prompt(apl.tokenizer.load(dir), pool, test)
+end
+
+T.case("recipes: tldr_hybrid measures its posts in tokens and refuses them before the model loads", function()
+    local dir = T.tmpdir() -- no weights: loading the model would fail with another message
+    local longest = tldr_setup(dir)
+    T.ok(longest > 300, "the longest post is " .. longest .. " tokens")
+    local function positions(n)
+        require("apl.fs").write(dir .. "/config.json", cjson.encode { model_type = "gpt2", n_positions = n })
+    end
+    positions(longest + 10)
+    local s = dofile(T.root() .. "/tests/lua/oracle_server.lua").start {}
+    local ok, err = pcall(function()
+        local function run(extra)
+            return start("tldr_hybrid.lua", dir, "--judge-url " .. s.url .. " --judge-model judge " .. extra)
+        end
+        local out, code = run("--max-new-tokens 64")
+        T.eq(code, 2, out)
+        T.ok(out:find(string.format("--max-new-tokens 64: prompts of up to %d tokens and 64 new tokens need %d positions; "
+            .. "the model in %s has %d; use --max-new-tokens of at most 10, or --max-prompt-chars below 1000",
+            longest, longest + 64, dir, longest + 10), 1, true), out)
+        T.ok(not out:find("traceback", 1, true) and not out:find("apl.model.load", 1, true), out)
+        positions(longest - 5)
+        out, code = run("--max-new-tokens 8")
+        T.eq(code, 2, out)
+        T.ok(out:find("need " .. longest + 8 .. " positions; the model in " .. dir .. " has " .. longest - 5
+            .. "; use --max-prompt-chars below 1000", 1, true), "the post alone is too long: " .. out)
+        positions(longest + 10)
+        -- Within the model's positions (10 new tokens, or the longest post left out), the recipe
+        -- goes on to load the model, which has no weights here.
+        for _, extra in ipairs { "--max-new-tokens 10", "--max-new-tokens 64 --max-prompt-chars 800" } do
+            out, code = run(extra)
+            T.eq(code, 1, out)
+            T.ok(not out:find("positions", 1, true) and out:find("apl.model.load", 1, true), extra .. ": " .. out)
+        end
+    end)
+    s:stop()
+    if not ok then error(err, 0) end
 end)
 
 T.case("recipes: a judge that refuses connections stops the recipe before the model loads", function()
