@@ -188,7 +188,7 @@ local WORDS = { "the", "movie", "was", "good", "bad", "film", "plot", "acting", 
                 "a", "lot", "dull", "boring", "great", "fine", "i", "liked", "ticket", "and", "it" }
 
 local function write_tokenizer(dir, vocab_size)
-    local bpe = require "apl.bpe_train"
+    local bpe = require "recipes.lib.bpe_train"
     local r, corpus = require("apl.rng").new(3, "corpus"), {}
     for i = 1, 200 do
         local w = {}

@@ -10,8 +10,9 @@
 local root = package.apl_root or "."
 local B = dofile(root .. "/bench/common.lua")
 local D = dofile(root .. "/tests/ref/tok_data.lua")
+local npm = require "tests.lib.npm"
 
-local tok, why = apl.tokenizer.gpt2()
+local tok, why = npm.gpt2()
 if not tok then
     io.stderr:write("bench/tokenizer.lua: ", why, "\n")
     B.emit({ name = "tokenizer_encode", unit = "MB/s", error = why })
@@ -27,9 +28,9 @@ local function encode_all(t)
 end
 
 local cold, warm = {}, {}
-encode_all(apl.tokenizer.gpt2()) -- untimed warm-up of the code paths and page cache
+encode_all(npm.gpt2()) -- untimed warm-up of the code paths and page cache
 for i = 1, B.reps() do
-    local t <close> = apl.tokenizer.gpt2()
+    local t <close> = npm.gpt2()
     local t0 = B.clock()
     encode_all(t)
     local t1 = B.clock()

@@ -8,7 +8,7 @@
 --   apl recipes/demo.lua [--seeds N] [--out DIR] [--online] [--budget N] [--waypoints LIST]
 --       [--max-new-tokens N|A-B] [--n-test N] [--print-config]
 local data = require "apl.data"
-local demo_data = require "apl.demo_data"
+local demo_data = require "recipes.lib.demo_data"
 local sentiment = require "apl.sentiment"
 local recipe = require "apl.recipe"
 

@@ -2,7 +2,7 @@
 -- and ends with the line "N passed, N failed[, N skipped]". Arguments select Lua test files.
 --   ./apl tests/run.lua                         everything
 --   ./apl tests/run.lua tests/lua/test_tensor.lua
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local root = T.root()
 local passed, failed = 0, 0
 local failures, skips = {}, {}

@@ -176,7 +176,7 @@ build_apl() {
 }
 
 # The references the tests compare against and their judge server run under $APL_PYTHON
-# (lua/apl/test.lua): here the Python that has torch, which brings NumPy.
+# (tests/lib/test.lua): here the Python that has torch, which brings NumPy.
 warn_missing_refs() {
     export APL_PYTHON=${APL_PYTHON:-$(command -v "$PYTHON")}
     "$APL_PYTHON" -c 'import numpy' 2>/dev/null ||

@@ -1,9 +1,9 @@
 -- Shared by test_compute.lua and test_dpo.lua: a tiny byte-level BPE tokenizer, tiny GPT-2 models
 -- with peaked (not near-uniform) output distributions, and independent reference computations
 -- that use only m:forward on unpadded single rows (no KV cache, no batching, no engine scoring).
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
-local bpe = require "apl.bpe_train"
+local bpe = require "recipes.lib.bpe_train"
 
 local F = {}
 
@@ -77,7 +77,7 @@ function F.ref_greedy(m, p, k, eos)
     return out
 end
 
--- NaN-aware: a NaN anywhere makes every `d < tol` check fail (see apl.test).
+-- NaN-aware: a NaN anywhere makes every `d < tol` check fail (see tests/lib/test.lua).
 F.max_abs_diff = T.max_abs_diff
 
 return F

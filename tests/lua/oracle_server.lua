@@ -29,7 +29,7 @@ function M.start(opts)
     local cmd = string.format(
         "%s %s/tests/ref/judge_server.py --port-file %s/port --log %s " ..
         "--delay %g --hang %g --retry-after '%s' --lifetime %g >%s/server.out 2>&1 &",
-        require("apl.test").PYTHON, root, dir, s.log, opts.delay or 0, opts.hang or 3, opts.retry_after or "1",
+        require("tests.lib.test").PYTHON, root, dir, s.log, opts.delay or 0, opts.hang or 3, opts.retry_after or "1",
         opts.lifetime or 60, dir)
     assert(os.execute(cmd))
     local t0 = core.now()

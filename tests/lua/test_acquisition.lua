@@ -1,5 +1,5 @@
 -- Acquisition functions ranked on hand-made cases, through a fake ctx (no engine needed).
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local loop = require "apl.loop"
 local rng = require "apl.rng"
 

@@ -1,6 +1,6 @@
 -- bench/run.lua's bookkeeping on canned output: parsing, ratios, targets, medians, FLOPs, tables.
 -- No timing is asserted; nothing is benchmarked.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local root = T.root()
 local R = dofile(root .. "/bench/run.lua")
 local B = dofile(root .. "/bench/common.lua")

@@ -1,6 +1,6 @@
 -- Generation, scoring and entropy on tiny models, checked against plain single-row forwards
 -- (tests/lua/compute_fixture.lua): no KV cache, no padding, no batching in the references.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
 

@@ -22,7 +22,7 @@
 --   DPO loss within 0.02 (its log-ratios are differences of such sums, scaled by beta = 0.1 and a
 --   sigmoid of slope <= 1/4). A bf16 path that fell back to garbage or mixed up rows misses these
 --   by far.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
 

@@ -1,7 +1,7 @@
 -- Loaders: JSONL edge cases (table-driven), IMDB folders with prompt truncation, TL;DR JSONL.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local data = require "apl.data"
-local bpe_train = require "apl.bpe_train"
+local bpe_train = require "recipes.lib.bpe_train"
 
 local FIX = T.root() .. "/tests/fixtures"
 
@@ -222,7 +222,7 @@ end)
 
 T.case("imdb: truncation with the real byte-level BPE tokenizer", function()
     local texts = {}
-    for i, r in ipairs(require("apl.demo_data").reviews { n = 200, seed = 1 }) do texts[i] = r.text end
+    for i, r in ipairs(require("recipes.lib.demo_data").reviews { n = 200, seed = 1 }) do texts[i] = r.text end
     local dir = bpe_train.write(T.tmpdir() .. "/tok", texts, { merges = 50 })
     local tok = apl.tokenizer.load(dir)
     for _, r in ipairs(data.imdb(FIX .. "/aclImdb", { tok = tok, seed = 3 })) do

@@ -1,7 +1,7 @@
 -- DPO and SFT training: the loss formulas against the NumPy reference (tests/ref/ref_dpo.py),
 -- parameter gradients against finite differences, gradient accumulation, the reference cache,
 -- reset, and that training moves the model the right way.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 local cjson = require "cjson"
 local rng = require "apl.rng"

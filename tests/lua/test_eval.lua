@@ -1,6 +1,6 @@
 -- apl.eval: win-rates with their binomial standard error and the count of pairs the judge could
 -- not answer, and the mean ± standard error over seeds, against values computed by hand.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local eval = require "apl.eval"
 
 -- A judge that answers from a script: 1, 2 or false (no answer) per pair, in order.

@@ -4,7 +4,7 @@
 -- argument handling, and bench/gpu.lua's report on tiny models on the CPU.
 -- The whole build from a bundle (tools/gpu-check.sh --no-gpu) takes minutes on 2 cores: it runs
 -- with APL_TEST_GPU_CHECK_BUILD=1.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local cjson = require "cjson"
 
 local ROOT = T.root()

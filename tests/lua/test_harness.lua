@@ -1,6 +1,6 @@
 -- The test harness's own checks see failures: NaN-aware comparisons in Lua, in the NumPy model
 -- reference and in C (build/tests/test_check), and the runner's count of skipped C binaries.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 
 local NAN = 0 / 0

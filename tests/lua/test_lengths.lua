@@ -1,6 +1,6 @@
 -- Completion lengths as a range (the authors' code draws each completion's length from 16–24
 -- tokens for IMDB): apl.lengths, and apl.generate cutting each row at its own drawn limit.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local lengths = require "apl.lengths"
 
 T.case("lengths: N or {lo, hi}, parsed from N or A-B, bad values explained", function()

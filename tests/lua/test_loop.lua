@@ -1,6 +1,6 @@
 -- apl.loop end to end: on a fake engine (pure Lua: a one-number "model" whose completions are
 -- positive or negative words), resume equivalence, the report; then 2 steps on a real tiny model.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local loop = require "apl.loop"
 local report = require "apl.report"
 local runfolder = require "apl.runfolder"
@@ -331,11 +331,11 @@ end)
 -- The real engine: a tiny GPT-2 with the demo's tokenizer, 2 steps, a Lua oracle.
 
 local function tiny_setup()
-    local demo_data = require "apl.demo_data"
+    local demo_data = require "recipes.lib.demo_data"
     local texts = {}
     for i, r in ipairs(demo_data.reviews { n = 300, seed = 1 }) do texts[i] = r.text end
     local dir = T.tmpdir()
-    require("apl.bpe_train").write(dir .. "/tok", texts, { merges = 100 })
+    require("recipes.lib.bpe_train").write(dir .. "/tok", texts, { merges = 100 })
     local tok = apl.tokenizer.load(dir .. "/tok")
     local function theta0()
         return apl.model.init({ model_type = "gpt2", n_layer = 1, n_embd = 32, n_head = 2,

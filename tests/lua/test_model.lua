@@ -1,6 +1,6 @@
 -- Model loading, saving and forward passes, checked against the NumPy reference
 -- (tests/ref/ref_models.py) on tiny random models of each architecture.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 local model = require "apl.model"
 

@@ -1,15 +1,17 @@
 -- The library's modules stand on their own: each loads where the global `apl` does not exist (as
 -- under plain lua5.4 with the C modules loaded) and reads no global `apl` in any function, since
 -- they `require` what they use (CONTRIBUTING.md, "The layers").
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local fs = require "apl.fs"
 
 local root = T.root()
 
--- Every module of the library and of acquisition/, by the name `require` knows it by.
+-- Every module of the library, acquisition/ and the recipes' and tests' lib/, by the name
+-- `require` knows it by.
 local function modules()
     local out = {}
-    for _, d in ipairs { { "lua/apl", "apl." }, { "lua/apl/judges", "apl.judges." }, { "acquisition", "acquisition." } } do
+    for _, d in ipairs { { "lua/apl", "apl." }, { "lua/apl/judges", "apl.judges." }, { "acquisition", "acquisition." },
+                         { "recipes/lib", "recipes.lib." }, { "tests/lib", "tests.lib." } } do
         for _, path in ipairs(fs.files(root .. "/" .. d[1], ".lua")) do
             local base = path:match("([^/]+)%.lua$")
             out[#out + 1] = { path = path, name = base == "init" and "apl" or d[2] .. base }
@@ -64,7 +66,7 @@ local function code_of(src)
     return table.concat(out)
 end
 
-T.case("modules: each library and acquisition module loads without the global apl", function()
+T.case("modules: each library, acquisition and lib/ module loads without the global apl", function()
     local list = modules()
     T.ok(#list > 30, "found " .. #list .. " modules")
     for _, m in ipairs(list) do
@@ -73,7 +75,7 @@ T.case("modules: each library and acquisition module loads without the global ap
     end
 end)
 
-T.case("modules: no library or acquisition function reads the global apl", function()
+T.case("modules: no library, acquisition or lib/ function reads the global apl", function()
     T.eq(code_of('local a = "apl.x" -- apl.y\nlocal b = apl.z --[[ apl ]] .. [==[apl]==]'), 'local a = "" \nlocal b = apl.z   ..  ')
     for _, m in ipairs(modules()) do
         if m.name ~= "apl" then -- init.lua makes the table as a local named apl

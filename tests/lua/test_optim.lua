@@ -1,7 +1,7 @@
 -- The optimizer (core/train.c: global-norm clipping, then AdamW with bias correction) over several
 -- steps against the NumPy reference tests/ref/ref_adam.py: each option on its own, the gradient
 -- norm it reports, and gradients taken by the DPO trainer at each step's new weights.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local cjson = require "cjson"
 local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
 

@@ -1,6 +1,6 @@
 -- Tests of apl.oracle against tests/ref/judge_server.py, a real HTTP server on 127.0.0.1 that
 -- judges deterministically (more "good" wins) and injects faults asked for in the prompt.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local cjson = require "cjson"
 local core = require "apl.core.oracle"
 local oracle = require "apl.oracle"

@@ -1,5 +1,5 @@
 -- The apl program itself: command line, REPL over a pipe, require paths, Ctrl-C, start-up checks.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 
 local root = T.root()
 local APL = root .. "/apl"
@@ -116,7 +116,7 @@ T.case("OpenBLAS kernels follow the CPU's features, unless OPENBLAS_CORETYPE is 
 end)
 
 T.case("require finds the project's modules from any directory; cjson", function()
-    local code = [[print(type(require("apl.test").case), package.apl_root)
+    local code = [[print(type(require("tests.lib.test").case), package.apl_root)
 local c = require "cjson"; print(c.encode({1, 2}), c.decode("[3]")[1] == 3)]]
     T.eq(T.sh("cd /tmp && " .. APL .. " -e " .. quote(code)), "function\t" .. root .. "\n[1,2]\ttrue\n")
 end)

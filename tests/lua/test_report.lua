@@ -3,7 +3,7 @@
 -- errors worked out here from the fixtures' numbers, datasets kept apart, Figure 3's quantity,
 -- errors on malformed folders, and report.html — escaped, and sorted and filtered by its script in
 -- headless Chromium (skipped with the reason when Chromium is absent).
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local report = require "apl.report"
 local fs = require "apl.fs"
 

@@ -1,6 +1,6 @@
 -- apl.show, the formatter behind the REPL's printed values: key order, depth, elision, cycles,
 -- numbers and strings, values with their own __tostring, the layout, and the REPL's line.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local show = require "apl.show"
 local tensor = require "apl.tensor"
 

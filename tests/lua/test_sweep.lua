@@ -2,7 +2,7 @@
 -- real loop and run folders on a fake engine): every arm in its own folder, an arm cut short is
 -- resumed and ends as an uninterrupted one, finished arms are skipped untouched, the report is
 -- written, options reach the recipe verbatim through the shell, and mismatches are refused.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local report = require "apl.report"
 local fs = require "apl.fs"
 local cjson = require "cjson"

@@ -1,6 +1,6 @@
 -- apl.core.sys's file system layer (lua/lsys.c): no shell anywhere, so names holding spaces,
 -- quotes and $(...) are only names; rmtree stays inside the folder it is given; write is atomic.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local fs = require "apl.fs"
 local sys = require "apl.core.sys"
 
@@ -94,7 +94,7 @@ end)
 T.case("the IMDB loader reads a data folder with a hostile name", function()
     local dir = T.tmpdir()
     local data_dir = dir .. "/a'$(touch PWNED)'b"
-    require("apl.demo_data").write_imdb(data_dir, { train = 4, test = 2, seed = 1 })
+    require("recipes.lib.demo_data").write_imdb(data_dir, { train = 4, test = 2, seed = 1 })
     local tok = { encode = function(_, s) local t = {}; for w in s:gmatch("%S+") do t[#t + 1] = w end; return t end,
                   decode = function(_, t) return table.concat(t, " ") end }
     local rows = require("apl.data").imdb(data_dir, { tok = tok })

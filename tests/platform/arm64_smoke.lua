@@ -8,7 +8,7 @@
 -- checkpoint files, so only the arithmetic differs (OpenBLAS kernels, no AVX-512 kernels on
 -- arm64). Ends with "N passed, N failed".
 local cjson = require "cjson"
-local bpe = require "apl.bpe_train"
+local bpe = require "recipes.lib.bpe_train"
 local fs = require "apl.fs"
 
 local mode, dir = arg[1], arg[2]

@@ -5,7 +5,7 @@
 --   local docs, path = D.corpus()           -- documents of real text, >= 1 MB in all
 --   local ref = D.reference()               -- ref.T[i], ref.H[i], ref.G[i] (see tok_gpt2.js)
 --   local mbps = D.js_bench(reps)           -- js-tiktoken's encode speed on the corpus, per rep
-local tokenizer = require "apl.tokenizer"
+local npm = require "tests.lib.npm"
 
 local D = {}
 local root = package.apl_root or "."
@@ -39,7 +39,7 @@ function D.corpus()
 end
 
 -- node_modules with the JavaScript tokenizers, or nil, reason.
-function D.modules() return tokenizer.npm_modules({ "gpt-3-encoder", "js-tiktoken" }) end
+function D.modules() return npm.modules({ "gpt-3-encoder", "js-tiktoken" }) end
 
 -- The reference ids, computed by node once per corpus. Returns nil, reason without npm.
 function D.reference()

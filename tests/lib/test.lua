@@ -1,6 +1,7 @@
--- apl.test — a small tester in the manner of torch.Tester / busted.
+-- tests/lib/test.lua — a small tester in the manner of torch.Tester / busted. Not installed: the
+-- tests require it by its path from the project root, which is on package.path.
 --
---   local T = require "apl.test"
+--   local T = require "tests.lib.test"
 --   T.case("softmax sums to one", function()
 --       T.eq(apl.tensor.ones{3}:softmax(1):sum():item(), 1, 1e-6)
 --   end)

@@ -1,6 +1,7 @@
--- apl.demo_data — short movie-review-like texts for the demo, from templates and word lists.
+-- recipes/lib/demo_data.lua — short movie-review-like texts for the demo, from templates and word
+-- lists, and the demo's prepared folders. Demo scaffolding beside the recipes, not the library.
 --
---   local demo_data = require "apl.demo_data"
+--   local demo_data = require "recipes.lib.demo_data"
 --   local reviews = demo_data.reviews{ n = 3000, seed = 1 }   -- { {text=, sentiment="pos"}, ... }
 --   demo_data.write_imdb("build/demo/aclImdb", { train = 400, test = 100, seed = 2 })
 --   local paths = demo_data.prepare("build/demo")   -- tokenizer, prompt folders, tiny SFT model
@@ -8,7 +9,7 @@
 -- Half the reviews are positive, half negative; some mention a contrary detail, so sentiment is
 -- learnable but not a single word. The sentiment words come from apl.sentiment's lists, which is
 -- what lets the demo's word-list oracle judge the tiny model's completions.
-local bpe_train = require "apl.bpe_train"
+local bpe_train = require "recipes.lib.bpe_train"
 local fs = require "apl.fs"
 local apl_model = require "apl.model"
 local tokenizer = require "apl.tokenizer"

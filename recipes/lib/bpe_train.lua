@@ -1,6 +1,7 @@
--- apl.bpe_train — learns a tiny byte-level BPE tokenizer (GPT-2's format) from a corpus.
+-- recipes/lib/bpe_train.lua — learns a tiny byte-level BPE tokenizer (GPT-2's format) from a
+-- corpus, for the demo and the tests (scaffolding beside the recipes, not the library).
 --
---   local bpe_train = require "apl.bpe_train"
+--   local bpe_train = require "recipes.lib.bpe_train"
 --   bpe_train.write("build/demo/tok", texts, { merges = 300 })   -- vocab.json + merges.txt
 --   local tok = apl.tokenizer.load("build/demo/tok")
 --
