@@ -6,15 +6,17 @@
  *   if (apl_score_logprobs(m, p, c, 2, &o, sums, NULL) != APL_OK) die(apl_last_error());
  *   // sums[i] = sum over completion tokens t of log p(c_t | p, c_<t)
  *
- * Each pair becomes one left-padded row `prompt ++ completion`; the logits are sliced to the
- * completion span before log_softmax, so prompt positions cost no softmax over the vocabulary.
- * apl_score_batch keeps the autograd graph when grad mode is on (the trainers use it); the
- * batched apl_score_logprobs runs without gradients and returns plain floats.
+ * Each pair becomes one left-padded row `prompt ++ completion`; the model's head runs only on the
+ * completion span, and the log-probs of the targets are read from it without a softmax tensor
+ * over the vocabulary (apl_t_target_logprobs). apl_score_batch and apl_score_pairs keep the
+ * autograd graph when grad mode is on (the trainers use them); the batched apl_score_logprobs
+ * and apl_score_pair_logprobs run without gradients and return plain floats.
  *
- * Ownership: the caller owns the input arrays and the output buffers; apl_score_batch returns
- * new tensor handles the caller frees.
- * Statuses: APL_EINVAL (empty prompt, sequence longer than the model's positions, bad option),
- * APL_ETORCH (libtorch error, e.g. out of memory), APL_EINTR (Ctrl-C between batches).
+ * Ownership: the caller owns the input arrays and the output buffers; apl_score_batch,
+ * apl_score_pairs and apl_score_upload return new tensor handles the caller frees.
+ * Statuses: APL_EINVAL (empty prompt, a token id outside the vocabulary, a sequence longer than
+ * the model's positions, bad option), APL_ETORCH (libtorch error, e.g. out of memory), APL_EINTR
+ * (Ctrl-C between batches).
  */
 #ifndef APL_SCORE_H
 #define APL_SCORE_H
@@ -37,8 +39,9 @@ typedef struct {
 } apl_score_opts;
 
 /* Scores n pairs in one forward. *sums is (n), the summed completion log-probs (f32, or f64 for
- * an f64 model); per_token, when not NULL, receives (n, C) with C the longest completion: row i holds its values in its
- * last len_i columns (right-aligned) and zeros before. Both on the model's device. */
+ * an f64 model); per_token, when not NULL, receives (n, C) with C the longest completion: row i
+ * holds its values in its last len_i columns (right-aligned) and zeros before. Both on the
+ * model's device. */
 apl_status apl_score_batch(apl_model *m, const apl_seq *prompts, const apl_seq *completions,
                            int64_t n, int64_t pad_id, apl_tensor **sums, apl_tensor **per_token);
 

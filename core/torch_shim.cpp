@@ -1,13 +1,10 @@
-// torch_shim.cpp — the only C++ in apl: libtorch behind the extern "C" API of torch_shim.h.
+// torch_shim.cpp — libtorch behind the extern "C" API of torch_shim.h. Where apl's own CPU kernels
+// can stand in for libtorch, torch_kernels.cpp decides and runs them (apl_kernels::*).
 // Every exported body runs inside tensor_op/status_op (torch_shim_impl.hpp), so no exception
 // ever crosses into C or Lua frames.
 #include "torch_compat.hpp"
+#include "torch_kernels.hpp"
 #include "torch_shim_impl.hpp"
-
-#include "activation.h"
-#include "attention.h"
-#include "rowsoftmax.h"
-#include "smallm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -483,29 +480,6 @@ apl_tensor *apl_t_detach(apl_tensor *a)
 }
 
 // ------------------------------------------------------------------------------------------
-// apl's own CPU kernels (smallm.h, attention.h, activation.h, rowsoftmax.h): used for f32 CPU
-// tensors with no graph to record, unless switched off (apl.fast_kernels(false))
-
-static bool fast_kernels = true;
-
-int apl_set_fast_kernels(int on)
-{
-    int was = fast_kernels;
-    fast_kernels = on != 0;
-    return was;
-}
-
-int apl_fast_kernels(void) { return fast_kernels; }
-
-static bool plain_f32_cpu(const at::Tensor &t)
-{
-    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.is_sparse();
-}
-
-// Whether an op on t must record a graph for autograd (the kernels record none).
-static bool recorded(const at::Tensor &t) { return t.requires_grad() && at::GradMode::is_enabled(); }
-
-// ------------------------------------------------------------------------------------------
 // Elementwise
 
 const char *apl_binary_op_name(apl_binary_op op)
@@ -573,25 +547,12 @@ static at::Tensor scalar_like(double s, const at::Tensor &a)
     return w.to(at::kFloat);
 }
 
-// GELU (tanh form) through activation.h: libtorch's takes ~5x as long (SLEEF's tanh).
-static bool kernel_gelu_applies(apl_unary_op op, const at::Tensor &a)
-{
-    return op == APL_GELU_TANH && fast_kernels && apl_activation_usable() && plain_f32_cpu(a) &&
-           a.is_contiguous() && !recorded(a);
-}
-
-static at::Tensor kernel_gelu(const at::Tensor &a)
-{
-    at::Tensor y = at::empty_like(a);
-    apl_gelu_tanh(a.data_ptr<float>(), y.data_ptr<float>(), a.numel(), at::get_num_threads());
-    return y;
-}
-
 apl_tensor *apl_t_unary(apl_unary_op op, apl_tensor *a)
 {
     APL_NEED(a);
     return tensor_op("unary", [&] {
-        if (kernel_gelu_applies(op, a->t)) return kernel_gelu(a->t);
+        if (op == APL_GELU_TANH)
+            if (auto y = apl_kernels::gelu_tanh(a->t)) return *y;
         return unary(op, a->t);
     });
 }
@@ -699,52 +660,12 @@ apl_tensor *apl_t_matmul(apl_tensor *a, apl_tensor *b)
     return tensor_op("matmul", [&] { return a->t.matmul(b->t); });
 }
 
-// ------------------------------------------------------------------------------------------
-// Linear layers: BLAS, or the small-row kernels of smallm.h while decoding
-
-// w as a linear layer sees it, (N, K): stored (N, K), or a transposed view of a (K, N) Conv1D.
-static bool smallm_layout(const at::Tensor &w, apl_smallm_layout *layout)
-{
-    if (w.dim() != 2) return false;
-    if (w.is_contiguous()) *layout = APL_SMALLM_NK;
-    else if (w.stride(0) == 1 && w.stride(1) == w.size(0)) *layout = APL_SMALLM_KN;
-    else return false;
-    return true;
-}
-
-// The kernels apply to a product with no autograd graph to record, f32 on the CPU, of few rows.
-static bool smallm_applies(const at::Tensor &x, const at::Tensor &w, const apl_tensor *b,
-                           apl_smallm_layout *layout)
-{
-    if (!fast_kernels || x.dim() < 1 || !plain_f32_cpu(x) || !plain_f32_cpu(w)) return false;
-    if (b && (!plain_f32_cpu(b->t) || b->t.dim() != 1 || !b->t.is_contiguous())) return false;
-    if (recorded(x) || recorded(w) || (b && recorded(b->t))) return false;
-    int64_t K = x.size(-1);
-    if (w.dim() != 2 || w.size(1) != K || K == 0 || (b && b->t.size(0) != w.size(0))) return false;
-    return apl_smallm_usable(x.numel() / K) && smallm_layout(w, layout);
-}
-
-static at::Tensor smallm_linear(const at::Tensor &x_in, const at::Tensor &w, const apl_tensor *b,
-                                apl_smallm_layout layout)
-{
-    at::Tensor x = x_in.contiguous();
-    int64_t K = x.size(-1), M = x.numel() / K, N = w.size(0);
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = N;
-    at::Tensor y = at::empty(shape, x.options());
-    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
-    const float *bp = b ? b->t.data_ptr<float>() : nullptr;
-    float *yp = y.data_ptr<float>();
-    apl_smallm_linear(xp, M, K, wp, layout, bp, yp, N, at::get_num_threads());
-    return y;
-}
-
+// BLAS, or while decoding the small-row kernels of smallm.h (torch_kernels.cpp)
 apl_tensor *apl_t_linear(apl_tensor *x, apl_tensor *w, apl_tensor *b)
 {
     APL_NEED(x, w);
     return tensor_op("linear", [&] {
-        apl_smallm_layout layout;
-        if (smallm_applies(x->t, w->t, b, &layout)) return smallm_linear(x->t, w->t, b, layout);
+        if (auto y = apl_kernels::linear(x->t, w->t, b ? &b->t : nullptr)) return *y;
         return at::linear(x->t, w->t, b ? c10::optional<at::Tensor>(b->t) : c10::nullopt);
     });
 }
@@ -820,42 +741,6 @@ apl_tensor *apl_t_attention_bias_of(apl_tensor *allowed, apl_dtype dt, apl_devic
     });
 }
 
-// attention.h's kernels apply to f32 CPU attention that autograd need not record, with
-// contiguous last dimensions (KV-cache views and the heads of a fused QKV projection have them)
-// and a bias as apl_t_attention_bias makes it.
-static bool kernel_attention_applies(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
-                                     const at::Tensor &bias)
-{
-    if (!fast_kernels || !apl_attention_usable()) return false;
-    for (const at::Tensor *t : {&q, &k, &v, &bias})
-        if (!plain_f32_cpu(*t) || t->dim() != 4 || t->stride(3) != 1) return false;
-    if (recorded(q) || recorded(k) || recorded(v)) return false;
-    int64_t T = q.size(2), S = k.size(2);
-    if (q.stride(2) > APL_ATTENTION_MAX_STRIDE || k.stride(2) > APL_ATTENTION_MAX_STRIDE) return false;
-    // the bias's rows contiguous, S apart: a view narrowed to the queries of a tail qualifies
-    return S > 0 && v.size(3) == q.size(3) && bias.stride(2) == S && bias.size(1) == 1 &&
-           bias.size(2) == T && bias.size(3) == S && (bias.size(0) == 1 || bias.size(0) == q.size(0));
-}
-
-static apl_attention_view attention_view(const at::Tensor &t)
-{
-    return apl_attention_view{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-// (B, H, T, D), a view of a (B, T, H, D) tensor: merging the heads afterwards needs no copy.
-static at::Tensor kernel_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
-                                   const at::Tensor &bias, double scale)
-{
-    int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
-    int threads = at::get_num_threads();
-    at::Tensor out = at::empty({B, T, H, D}, q.options());
-    at::Tensor scratch = at::empty({apl_attention_scratch(B, T, S, D, threads)}, q.options());
-    apl_attention(attention_view(q), attention_view(k), attention_view(v), bias.data_ptr<float>(),
-                  bias.size(0) == 1 ? 0 : bias.stride(0), B, H, k.size(1), T, S, D, (float)scale,
-                  out.data_ptr<float>(), scratch.data_ptr<float>(), threads);
-    return out.transpose(1, 2);
-}
-
 apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_tensor *bias_h,
                             double scale)
 {
@@ -865,35 +750,11 @@ apl_tensor *apl_t_attention(apl_tensor *q, apl_tensor *k, apl_tensor *v, apl_ten
         int64_t H = q->t.size(1), H_kv = k->t.size(1);
         if (H_kv != v->t.size(1) || H % H_kv != 0)
             throw std::invalid_argument("key/value heads must divide the query heads");
-        if (kernel_attention_applies(q->t, k->t, v->t, bias))
-            return kernel_attention(q->t, k->t, v->t, bias, scale);
+        if (auto y = apl_kernels::attention(q->t, k->t, v->t, bias, scale)) return *y;
         at::Tensor kk = H_kv == H ? k->t : k->t.repeat_interleave(H / H_kv, 1);
         at::Tensor vv = H_kv == H ? v->t : v->t.repeat_interleave(H / H_kv, 1);
         return apl_compat::attention(q->t, kk, vv, bias, scale);
     });
-}
-
-// One pass per row (rowsoftmax.h) for f32 CPU logits with nothing for autograd to record and
-// rows whose last dimension is contiguous; otherwise log_softmax then gather.
-static bool rowsoftmax_applies(const at::Tensor &x, const at::Tensor &t)
-{
-    if (!fast_kernels || !apl_rowsoftmax_usable() || !plain_f32_cpu(x) || x.stride(-1) != 1) return false;
-    if (recorded(x)) return false;
-    return (x.dim() == 2 || x.dim() == 3) && t.device().is_cpu() && t.scalar_type() == at::kLong;
-}
-
-static at::Tensor row_target_logprobs(const at::Tensor &x, const at::Tensor &targets)
-{
-    bool flat = x.dim() == 2;
-    int64_t B = flat ? 1 : x.size(0), T = x.size(-2), V = x.size(-1);
-    int64_t sb = flat ? 0 : x.stride(0), st = x.stride(-2);
-    at::Tensor t = targets.contiguous(), out = at::empty(targets.sizes(), x.options());
-    int64_t bad = apl_row_target_logprobs(x.data_ptr<float>(), B, T, V, sb, st, t.data_ptr<int64_t>(),
-                                          out.data_ptr<float>(), at::get_num_threads());
-    if (bad >= 0)
-        throw std::invalid_argument("target " + std::to_string(t.view(-1)[bad].item<int64_t>()) +
-                                    " is outside the " + std::to_string(V) + " classes");
-    return out;
 }
 
 apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets)
@@ -902,7 +763,7 @@ apl_tensor *apl_t_target_logprobs(apl_tensor *x, apl_tensor *targets)
     return tensor_op("target_logprobs", [&] {
         if (targets->t.sizes() != x->t.sizes().slice(0, x->t.dim() - 1))
             throw std::invalid_argument("targets must have the logits' shape without the last dimension");
-        if (rowsoftmax_applies(x->t, targets->t)) return row_target_logprobs(x->t, targets->t);
+        if (auto y = apl_kernels::target_logprobs(x->t, targets->t)) return *y;
         return x->t.log_softmax(-1).gather(-1, targets->t.unsqueeze(-1)).squeeze(-1);
     });
 }

@@ -4,10 +4,11 @@
  * A binding creates the reporter before allocating any C temporaries (creating it can raise),
  * hands the callback and the reporter to the core loop, and frees it before raising:
  *
- *   apl_lua_progress *pr = apl_lua_progress_new(L, "generate", n_prompts);
- *   apl_status st = apl_generate(m, ..., apl_lua_progress_cb, pr);
- *   apl_lua_progress_free(pr);                      // prints the final line
- *   apl_lua_check(L, st, "apl.model.generate");
+ *   apl_lua_progress *pr = apl_lua_progress_new(L, "generate", n_rows);
+ *   o.progress = apl_lua_progress_cb, o.progress_ud = pr;   // apl_generate_opts o
+ *   apl_status st = apl_generate(m, prompts, n, &o, &r);
+ *   apl_lua_progress_free(pr);                               // prints the final line
+ *   apl_lua_check(L, st, "apl.generate");
  *
  * The callback must be called from the thread that runs Lua, while the binding that made the
  * reporter is still running (its lua_State is in use by that very call). It never raises: an
