@@ -46,6 +46,20 @@ lua_Number apl_lua_optnum_field(lua_State *L, int idx, const char *k, lua_Number
 const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def);
 int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def);
 
+/* dtype and device names, for every binding that takes them. dtypes: the shim's names (f32, f16,
+ * bf16, f64, i64, i32, u8, bool) and torch's (float32, half, long, ...); devices: "cpu", "cuda",
+ * "cuda:N". Errors name the function and the value; a CUDA device raises when libtorch has no
+ * CUDA or fewer devices. */
+int apl_lua_parse_dtype(const char *s, apl_dtype *out); /* 1 when s names a dtype; never raises */
+apl_dtype apl_lua_check_dtype(lua_State *L, const char *s, int float_only, const char *fname);
+/* 0 when s is not a device name; raises when it names a CUDA device that is not there. */
+int apl_lua_parse_device(lua_State *L, const char *s, apl_device *out, const char *fname);
+apl_device apl_lua_check_device(lua_State *L, const char *s, const char *fname);
+/* x:to(s): s is a dtype (sets *dt) or a device (sets *dev); raises when it is neither. */
+void apl_lua_to_target(lua_State *L, const char *s, int float_only, apl_dtype *dt, apl_device *dev,
+                       const char *fname);
+void apl_lua_pushdevice(lua_State *L, apl_device dev); /* "cpu", "cuda:0", ... */
+
 /* The progress callback that prints a status line with counts and ETA to stderr (lprogress.c). */
 typedef struct apl_lua_progress apl_lua_progress;
 void apl_lua_progress_cb(void *ud, const char *phase, long done, long total);
@@ -61,5 +75,6 @@ apl_model *apl_lua_checkmodel(lua_State *L, int idx);
 
 /* Registered modules: main.c preloads each luaopen_* that is linked in. */
 int luaopen_apl_tensor(lua_State *L);
+int luaopen_apl_core_sys(lua_State *L);
 
 #endif

@@ -1,7 +1,9 @@
-/* lcommon.c — error raising, tensor userdata and option-table helpers shared by all bindings. */
+/* lcommon.c — error raising, tensor userdata, option tables and dtype/device names: what all the
+ * bindings share, written once. */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "apl_lua.h"
 
@@ -117,4 +119,72 @@ int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def)
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* dtypes and devices */
+
+/* torch's names for the shim's dtypes (apl_dtype_from_name knows "f32", "i64", "bool", ...) */
+static const struct { const char *alias, *name; } dtype_aliases[] = {
+    {"float32", "f32"}, {"float", "f32"}, {"float16", "f16"}, {"half", "f16"},
+    {"bfloat16", "bf16"}, {"float64", "f64"}, {"double", "f64"}, {"int64", "i64"},
+    {"long", "i64"}, {"int32", "i32"}, {"int", "i32"}, {"uint8", "u8"}, {NULL, NULL},
+};
+
+int apl_lua_parse_dtype(const char *s, apl_dtype *out)
+{
+    for (int i = 0; dtype_aliases[i].alias; i++)
+        if (strcmp(s, dtype_aliases[i].alias) == 0) s = dtype_aliases[i].name;
+    return apl_dtype_from_name(s, out);
+}
+
+static int is_float(apl_dtype dt) { return dt == APL_F32 || dt == APL_F16 || dt == APL_BF16 || dt == APL_F64; }
+
+apl_dtype apl_lua_check_dtype(lua_State *L, const char *s, int float_only, const char *fname)
+{
+    static const char floats[] = "f32, f16, bf16, f64";
+    apl_dtype dt;
+    if (!apl_lua_parse_dtype(s, &dt))
+        apl_lua_error(L, fname, "unknown dtype '%s' (%s%s)", s, floats, float_only ? "" : ", i64, i32, u8, bool");
+    if (float_only && !is_float(dt)) apl_lua_error(L, fname, "dtype '%s' is not a float type (%s)", s, floats);
+    return dt;
+}
+
+int apl_lua_parse_device(lua_State *L, const char *s, apl_device *out, const char *fname)
+{
+    int k = 0, n = 0;
+    if (strcmp(s, "cpu") == 0) {
+        *out = APL_CPU;
+        return 1;
+    }
+    if (strcmp(s, "cuda") != 0 && !(sscanf(s, "cuda:%d%n", &k, &n) == 1 && s[n] == 0 && k >= 0))
+        return 0;
+    if (!apl_cuda_available()) apl_lua_error(L, fname, "CUDA is not available in this libtorch build");
+    if (k >= apl_cuda_device_count())
+        apl_lua_error(L, fname, "device '%s': only %d CUDA device(s)", s, apl_cuda_device_count());
+    *out = k;
+    return 1;
+}
+
+apl_device apl_lua_check_device(lua_State *L, const char *s, const char *fname)
+{
+    apl_device dev;
+    if (!apl_lua_parse_device(L, s, &dev, fname))
+        apl_lua_error(L, fname, "unknown device '%s' (cpu, cuda, cuda:N)", s);
+    return dev;
+}
+
+void apl_lua_to_target(lua_State *L, const char *s, int float_only, apl_dtype *dt, apl_device *dev,
+                       const char *fname)
+{
+    apl_dtype d;
+    if (apl_lua_parse_dtype(s, &d)) *dt = apl_lua_check_dtype(L, s, float_only, fname);
+    else if (!apl_lua_parse_device(L, s, dev, fname))
+        apl_lua_error(L, fname, "'%s' is neither a dtype nor a device", s);
+}
+
+void apl_lua_pushdevice(lua_State *L, apl_device dev)
+{
+    if (dev == APL_CPU) lua_pushliteral(L, "cpu");
+    else lua_pushfstring(L, "cuda:%d", dev);
 }

@@ -47,38 +47,6 @@ static model_box *new_model_box(lua_State *L)
     return b;
 }
 
-static apl_dtype opt_dtype(lua_State *L, const char *s, const char *fname)
-{
-    apl_dtype dt;
-    if (!apl_dtype_from_name(s, &dt) || (dt != APL_F32 && dt != APL_F16 && dt != APL_BF16 && dt != APL_F64))
-        apl_lua_error(L, fname, "dtype \"%s\" is not a float type (f32, f16, bf16, f64)", s);
-    return dt;
-}
-
-/* "cpu", "cuda", "cuda:1" */
-static int parse_device(const char *s, apl_device *dev)
-{
-    int k, n = 0;
-    if (strcmp(s, "cpu") == 0) return *dev = APL_CPU, 1;
-    if (strcmp(s, "cuda") == 0) return *dev = 0, 1;
-    if (sscanf(s, "cuda:%d%n", &k, &n) == 1 && s[n] == 0 && k >= 0) return *dev = k, 1;
-    return 0;
-}
-
-static apl_device opt_device(lua_State *L, const char *s, const char *fname)
-{
-    apl_device dev;
-    if (!parse_device(s, &dev)) apl_lua_error(L, fname, "unknown device \"%s\" (cpu, cuda, cuda:N)", s);
-    return dev;
-}
-
-static const char *device_name(apl_device dev, char *buf, size_t n)
-{
-    if (dev == APL_CPU) snprintf(buf, n, "cpu");
-    else snprintf(buf, n, "cuda:%d", dev);
-    return buf;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Lua tables <-> JSON, for configs */
 
@@ -139,8 +107,8 @@ static int l_model_load(lua_State *L)
 {
     const char *fname = "apl.model.load";
     const char *dir = luaL_checkstring(L, 1);
-    apl_dtype dt = opt_dtype(L, luaL_optstring(L, 2, "f32"), fname);
-    apl_device dev = opt_device(L, luaL_optstring(L, 3, "cpu"), fname);
+    apl_dtype dt = apl_lua_check_dtype(L, luaL_optstring(L, 2, "f32"), 1, fname);
+    apl_device dev = apl_lua_check_device(L, luaL_optstring(L, 3, "cpu"), fname);
     model_box *b = new_model_box(L);
     apl_lua_check(L, apl_model_load(dir, dt, dev, &b->m), fname);
     return 1;
@@ -151,8 +119,8 @@ static int l_model_init(lua_State *L)
 {
     const char *fname = "apl.model.init";
     lua_Integer seed = luaL_optinteger(L, 2, 0);
-    apl_dtype dt = opt_dtype(L, luaL_optstring(L, 3, "f32"), fname);
-    apl_device dev = opt_device(L, luaL_optstring(L, 4, "cpu"), fname);
+    apl_dtype dt = apl_lua_check_dtype(L, luaL_optstring(L, 3, "f32"), 1, fname);
+    apl_device dev = apl_lua_check_device(L, luaL_optstring(L, 4, "cpu"), fname);
     if (lua_type(L, 1) == LUA_TTABLE) {
         cJSON *j = to_json(L, 1, 0, fname);
         char *txt = cJSON_PrintUnformatted(j);
@@ -285,7 +253,7 @@ static int l_model_to(lua_State *L)
     const char *s = luaL_checkstring(L, 2);
     apl_dtype dt = apl_model_dtype(m);
     apl_device dev = apl_model_device(m);
-    if (!parse_device(s, &dev)) dt = opt_dtype(L, s, "apl.model.to");
+    apl_lua_to_target(L, s, 1, &dt, &dev, "apl.model.to");
     apl_lua_check(L, apl_model_to(m, dt, dev), "apl.model.to");
     lua_settop(L, 1);
     return 1;
@@ -310,7 +278,6 @@ static int l_model_copy_from(lua_State *L)
 static int l_model_info(lua_State *L)
 {
     apl_model *m = apl_lua_checkmodel(L, 1);
-    char dev[32];
     lua_createtable(L, 0, 6);
     lua_pushstring(L, apl_model_type(m));
     lua_setfield(L, -2, "model_type");
@@ -324,7 +291,7 @@ static int l_model_info(lua_State *L)
     }
     lua_pushstring(L, apl_dtype_name(apl_model_dtype(m)));
     lua_setfield(L, -2, "dtype");
-    lua_pushstring(L, device_name(apl_model_device(m), dev, sizeof dev));
+    apl_lua_pushdevice(L, apl_model_device(m));
     lua_setfield(L, -2, "device");
     return 1;
 }

@@ -64,61 +64,14 @@ static int64_t check_index(lua_State *L, lua_Integer i, int64_t size, int64_t di
     return 0;
 }
 
-static const struct { const char *alias, *name; } dtype_aliases[] = {
-    {"float32", "f32"}, {"float", "f32"}, {"float16", "f16"}, {"half", "f16"},
-    {"bfloat16", "bf16"}, {"float64", "f64"}, {"double", "f64"}, {"int64", "i64"},
-    {"long", "i64"}, {"int32", "i32"}, {"int", "i32"}, {"uint8", "u8"}, {NULL, NULL},
-};
-
-/* 1 and *out set when s names a dtype (shim names or torch's). */
-static int parse_dtype(const char *s, apl_dtype *out)
-{
-    for (int i = 0; dtype_aliases[i].alias; i++)
-        if (strcmp(s, dtype_aliases[i].alias) == 0) s = dtype_aliases[i].name;
-    return apl_dtype_from_name(s, out);
-}
-
-static apl_dtype check_dtype(lua_State *L, const char *s, const char *fname)
-{
-    apl_dtype dt;
-    if (!parse_dtype(s, &dt))
-        apl_lua_error(L, fname, "unknown dtype '%s' (f32, f16, bf16, f64, i64, i32, u8, bool)", s);
-    return dt;
-}
-
-/* 1 and *out set when s is "cpu", "cuda" or "cuda:N"; raises when CUDA is asked for and absent. */
-static int parse_device(lua_State *L, const char *s, apl_device *out, const char *fname)
-{
-    int k = 0, n = 0;
-    if (strcmp(s, "cpu") == 0) {
-        *out = APL_CPU;
-        return 1;
-    }
-    if (strcmp(s, "cuda") != 0 && !(sscanf(s, "cuda:%d%n", &k, &n) == 1 && s[n] == 0 && k >= 0))
-        return 0;
-    if (!apl_cuda_available()) apl_lua_error(L, fname, "CUDA is not available in this libtorch build");
-    if (k >= apl_cuda_device_count())
-        apl_lua_error(L, fname, "device '%s': only %d CUDA device(s)", s, apl_cuda_device_count());
-    *out = k;
-    return 1;
-}
-
-static apl_device check_device(lua_State *L, const char *s, const char *fname)
-{
-    apl_device dev;
-    if (!parse_device(L, s, &dev, fname))
-        apl_lua_error(L, fname, "unknown device '%s' (cpu, cuda, cuda:N)", s);
-    return dev;
-}
-
 /* Reads {dtype=, device=} at idx (may be none/nil) into *dt / *dev, which hold the defaults. */
 static void read_opts(lua_State *L, int idx, apl_dtype *dt, apl_device *dev, const char *fname)
 {
     if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
     const char *s = apl_lua_optstr_field(L, idx, "dtype", NULL);
-    if (s) *dt = check_dtype(L, s, fname);
+    if (s) *dt = apl_lua_check_dtype(L, s, 0, fname);
     s = apl_lua_optstr_field(L, idx, "device", NULL);
-    if (s) *dev = check_device(L, s, fname);
+    if (s) *dev = apl_lua_check_device(L, s, fname);
 }
 
 /* The integer at idx as a shape entry (-1 is allowed: reshape infers it). */
@@ -420,9 +373,7 @@ static int l_tensor_dtype(lua_State *L)
 
 static int l_tensor_device(lua_State *L)
 {
-    apl_device d = apl_t_device(apl_lua_checktensor(L, 1));
-    if (d == APL_CPU) lua_pushliteral(L, "cpu");
-    else lua_pushfstring(L, "cuda:%d", d);
+    apl_lua_pushdevice(L, apl_t_device(apl_lua_checktensor(L, 1)));
     return 1;
 }
 
@@ -929,9 +880,7 @@ static int l_tensor_to(lua_State *L)
     apl_dtype dt = apl_t_dtype(t);
     apl_device dev = apl_t_device(t);
     if (lua_type(L, 2) == LUA_TSTRING) {
-        const char *s = lua_tostring(L, 2);
-        if (!parse_dtype(s, &dt) && !parse_device(L, s, &dev, fname))
-            apl_lua_error(L, fname, "'%s' is neither a dtype nor a device", s);
+        apl_lua_to_target(L, lua_tostring(L, 2), 0, &dt, &dev, fname);
     } else {
         luaL_checktype(L, 2, LUA_TTABLE);
         read_opts(L, 2, &dt, &dev, fname);
@@ -949,13 +898,7 @@ static int l_tensor_to_named(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Library state: seed, grad mode, threads */
-
-static int l_tensor_manual_seed(lua_State *L)
-{
-    apl_manual_seed((uint64_t)luaL_checkinteger(L, 1));
-    return 0;
-}
+/* Library state: grad mode, CUDA (the seed and threads are apl.core.sys's: see luaopen_apl_tensor) */
 
 /* no_grad(fn, ...) runs fn(...) with grad disabled, restores the mode even when fn raises, and
  * returns fn's results. */
@@ -972,20 +915,6 @@ static int l_tensor_no_grad(lua_State *L)
 static int l_tensor_is_grad_enabled(lua_State *L)
 {
     lua_pushboolean(L, apl_grad_enabled());
-    return 1;
-}
-
-static int l_tensor_set_num_threads(lua_State *L)
-{
-    lua_Integer n = luaL_checkinteger(L, 1);
-    if (n < 1) apl_lua_error(L, MOD "set_num_threads", "needs n >= 1, got %lld", (long long)n);
-    apl_set_num_threads((int)n);
-    return 0;
-}
-
-static int l_tensor_get_num_threads(lua_State *L)
-{
-    lua_pushinteger(L, apl_get_num_threads());
     return 1;
 }
 
@@ -1065,9 +994,8 @@ static const luaL_Reg metamethods[] = {
 
 static const luaL_Reg functions[] = {
     {"new", l_tensor_new}, {"arange", l_tensor_arange}, {"is_tensor", l_tensor_is_tensor},
-    {"where", l_tensor_where}, {"manual_seed", l_tensor_manual_seed}, {"no_grad", l_tensor_no_grad},
+    {"where", l_tensor_where}, {"no_grad", l_tensor_no_grad},
     {"is_grad_enabled", l_tensor_is_grad_enabled},
-    {"set_num_threads", l_tensor_set_num_threads}, {"get_num_threads", l_tensor_get_num_threads},
     {"cuda_available", l_tensor_cuda_available}, {NULL, NULL},
 };
 
@@ -1125,5 +1053,14 @@ int luaopen_apl_tensor(lua_State *L)
     lua_pushcfunction(L, l_tensor_call);
     lua_setfield(L, -2, "__call");
     lua_setmetatable(L, -2);
+    /* The seed and the thread count have one home, apl.core.sys (lsys.c, with the bounds);
+     * apl.tensor.manual_seed and friends are the same functions. */
+    static const char *const from_sys[] = {"manual_seed", "set_num_threads", "get_num_threads", NULL};
+    luaL_requiref(L, "apl.core.sys", luaopen_apl_core_sys, 0);
+    for (int i = 0; from_sys[i]; i++) {
+        lua_getfield(L, -1, from_sys[i]);
+        lua_setfield(L, -3, from_sys[i]);
+    }
+    lua_pop(L, 1);
     return 1;
 }

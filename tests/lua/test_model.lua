@@ -326,12 +326,45 @@ T.case("to(dtype), free twice, __close", function()
     T.ok(maxdiff(l32, m:forward(ids)) < 1e-5)
     m:to("f32")
     T.ok(maxdiff(l32, m:forward(ids)) < 1e-5)
-    T.assert_error_match(function() m:to("tpu") end, "dtype \"tpu\" is not a float type")
+    T.assert_error_match(function() m:to("tpu") end, "apl%.model%.to: 'tpu' is neither a dtype nor a device")
     m:free()
     m:free()
     T.assert_error_match(function() m:forward(ids) end, "model was freed")
     do local c <close> = model.init(model.tiny_config("gpt2")) end
     T.ok(tostring(m):find("freed"))
+end)
+
+-- issue 18: apl.model parses dtype and device names with apl.tensor's helper (lcommon.c): the same
+-- names, the same errors, and CUDA is checked before anything is read or allocated.
+T.case("dtype and device errors name the function and the value (table-driven)", function()
+    local cfg = model.tiny_config("gpt2")
+    local m <close> = model.init(cfg)
+    local rows = {
+        { "init unknown dtype", function() model.init(cfg, { dtype = "f8" }) end,
+          "apl%.model%.init: unknown dtype 'f8' %(f32, f16, bf16, f64%)$" },
+        { "init int dtype", function() model.init(cfg, { dtype = "i64" }) end,
+          "apl%.model%.init: dtype 'i64' is not a float type %(f32, f16, bf16, f64%)$" },
+        { "init unknown device", function() model.init(cfg, { device = "tpu" }) end,
+          "apl%.model%.init: unknown device 'tpu' %(cpu, cuda, cuda:N%)$" },
+        { "load unknown dtype", function() model.load("/nonexistent", { dtype = "f8" }) end,
+          "apl%.model%.load: unknown dtype 'f8'" },
+        { "to int dtype", function() m:to("long") end, "apl%.model%.to: dtype 'long' is not a float type" },
+        { "to nonsense", function() m:to("cuda:x") end, "apl%.model%.to: 'cuda:x' is neither a dtype nor a device" },
+    }
+    if not tensor.cuda_available() then
+        for _, c in ipairs({
+            { "init cuda", function() model.init(cfg, { device = "cuda" }) end, "init" },
+            { "load cuda", function() model.load("/nonexistent", { device = "cuda:0" }) end, "load" },
+            { "to cuda", function() m:to("cuda") end, "to" },
+        }) do
+            rows[#rows + 1] = { c[1], c[2], "apl%.model%." .. c[3] .. ": CUDA is not available in this libtorch build$" }
+        end
+    end
+    for _, c in ipairs(rows) do T.assert_error_match(c[2], c[3], c[1]) end
+    T.eq(m:info().dtype, "f32", "a refused to() leaves the model as it was")
+    T.eq(m:info().device, "cpu")
+    m:to("float64") -- torch's names work for models too
+    T.eq(m:info().dtype, "f64")
 end)
 
 T.case("KV cache: select_rows, reset, overflow", function()
