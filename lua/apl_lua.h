@@ -26,7 +26,7 @@
 /* The apl.Tensor userdata: one handle, NULL once freed (so :free() is safe twice). */
 typedef struct { apl_tensor *t; } apl_tensor_box;
 
-/* Raises "fname: <message>". Never returns. */
+/* Raises "fname: <message>" (only the message when fname is NULL). Never returns. */
 int apl_lua_error(lua_State *L, const char *fname, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Raises "fname: apl_last_error()" when st != APL_OK. */
@@ -40,11 +40,19 @@ void apl_lua_pushtensor_ref(lua_State *L, apl_tensor *t, int base, const char *f
 apl_tensor *apl_lua_checktensor(lua_State *L, int idx);
 apl_tensor *apl_lua_totensor(lua_State *L, int idx); /* NULL when not a live apl.Tensor */
 
-/* Reads an optional field of the table at idx (idx may hold nil): integer / number / string / bool. */
-lua_Integer apl_lua_optint_field(lua_State *L, int idx, const char *k, lua_Integer def);
-lua_Number apl_lua_optnum_field(lua_State *L, int idx, const char *k, lua_Number def);
+/* Option tables: one field k of the options at idx (none or nil: every field absent), def when it
+ * is nil. Each error names the function and the option: "fname: option 'k' must be a number, got
+ * string"; options that are not a table raise "fname: options must be a table, got string". */
+lua_Integer apl_lua_opt_int(lua_State *L, int idx, const char *k, lua_Integer def, const char *fname);
+lua_Number apl_lua_opt_num(lua_State *L, int idx, const char *k, lua_Number def, const char *fname);
+const char *apl_lua_opt_str(lua_State *L, int idx, const char *k, const char *def, const char *fname);
+int apl_lua_opt_bool(lua_State *L, int idx, const char *k, int def, const char *fname);
+/* A string option that must be one of names (NULL-terminated): its index, def when absent. */
+int apl_lua_opt_enum(lua_State *L, int idx, const char *k, const char *const names[], int def,
+                     const char *fname);
+/* apl_lua_opt_str without a function name in its errors, for lsys.c's last callers
+ * (issue 18); remove once they pass their names. */
 const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def);
-int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def);
 
 /* dtype and device names, for every binding that takes them. dtypes: the shim's names (f32, f16,
  * bf16, f64, i64, i32, u8, bool) and torch's (float32, half, long, ...); devices: "cpu", "cuda",

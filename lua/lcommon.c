@@ -14,6 +14,7 @@ int apl_lua_error(lua_State *L, const char *fname, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (!fname) return luaL_error(L, "%s", msg);
     return luaL_error(L, "%s: %s", fname, msg);
 }
 
@@ -68,9 +69,13 @@ apl_tensor *apl_lua_checktensor(lua_State *L, int idx)
 /* ------------------------------------------------------------------------------------------ */
 /* Option tables */
 
-static int push_field(lua_State *L, int idx, const char *k)
+/* Pushes field k of the options at idx and returns 1, or pushes nothing and returns 0 when it is
+ * absent (nil, or no options at all). Options that are not a table are an error, not ignored. */
+static int push_field(lua_State *L, int idx, const char *k, const char *fname)
 {
-    if (!lua_istable(L, idx)) return 0;
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (!lua_istable(L, idx))
+        apl_lua_error(L, fname, "options must be a table, got %s", luaL_typename(L, idx));
     if (lua_getfield(L, idx, k) == LUA_TNIL) {
         lua_pop(L, 1);
         return 0;
@@ -78,47 +83,70 @@ static int push_field(lua_State *L, int idx, const char *k)
     return 1;
 }
 
-lua_Integer apl_lua_optint_field(lua_State *L, int idx, const char *k, lua_Integer def)
+static int type_error(lua_State *L, const char *fname, const char *k, const char *want)
+{
+    return apl_lua_error(L, fname, "option '%s' must be %s, got %s", k, want, luaL_typename(L, -1));
+}
+
+lua_Integer apl_lua_opt_int(lua_State *L, int idx, const char *k, lua_Integer def, const char *fname)
 {
     idx = lua_absindex(L, idx);
-    if (!push_field(L, idx, k)) return def;
+    if (!push_field(L, idx, k, fname)) return def;
     int ok;
     lua_Integer v = lua_tointegerx(L, -1, &ok);
-    if (!ok) luaL_error(L, "option '%s' must be an integer, got %s", k, luaL_typename(L, -1));
+    if (!ok) type_error(L, fname, k, "an integer");
     lua_pop(L, 1);
     return v;
 }
 
-lua_Number apl_lua_optnum_field(lua_State *L, int idx, const char *k, lua_Number def)
+lua_Number apl_lua_opt_num(lua_State *L, int idx, const char *k, lua_Number def, const char *fname)
 {
     idx = lua_absindex(L, idx);
-    if (!push_field(L, idx, k)) return def;
+    if (!push_field(L, idx, k, fname)) return def;
     int ok;
     lua_Number v = lua_tonumberx(L, -1, &ok);
-    if (!ok) luaL_error(L, "option '%s' must be a number, got %s", k, luaL_typename(L, -1));
+    if (!ok) type_error(L, fname, k, "a number");
     lua_pop(L, 1);
     return v;
 }
 
 /* The string stays valid while the option table holds it. */
-const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def)
+const char *apl_lua_opt_str(lua_State *L, int idx, const char *k, const char *def, const char *fname)
 {
     idx = lua_absindex(L, idx);
-    if (!push_field(L, idx, k)) return def;
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "option '%s' must be a string, got %s", k, luaL_typename(L, -1));
+    if (!push_field(L, idx, k, fname)) return def;
+    if (lua_type(L, -1) != LUA_TSTRING) type_error(L, fname, k, "a string");
     const char *s = lua_tostring(L, -1);
     lua_pop(L, 1);
     return s;
 }
 
-int apl_lua_optbool_field(lua_State *L, int idx, const char *k, int def)
+int apl_lua_opt_bool(lua_State *L, int idx, const char *k, int def, const char *fname)
 {
     idx = lua_absindex(L, idx);
-    if (!push_field(L, idx, k)) return def;
+    if (!push_field(L, idx, k, fname)) return def;
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+int apl_lua_opt_enum(lua_State *L, int idx, const char *k, const char *const names[], int def,
+                     const char *fname)
+{
+    const char *s = apl_lua_opt_str(L, idx, k, NULL, fname);
+    if (!s) return def;
+    char list[256] = "";
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], s) == 0) return i;
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s\"%s\"", !i ? "" : names[i + 1] ? ", " : " or ", names[i]);
+    }
+    return apl_lua_error(L, fname, "option '%s' must be %s, got \"%s\"", k, list, s);
+}
+
+const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def)
+{
+    return apl_lua_opt_str(L, idx, k, def, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */

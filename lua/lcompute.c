@@ -118,14 +118,14 @@ static void push_ints(lua_State *L, const int64_t *x, int64_t n)
 static void generate_opts(lua_State *L, int idx, apl_generate_opts *o, const char *fname)
 {
     *o = apl_generate_defaults();
-    o->n = apl_lua_optint_field(L, idx, "n", o->n);
-    o->max_new_tokens = apl_lua_optint_field(L, idx, "max_new_tokens", o->max_new_tokens);
-    o->temperature = apl_lua_optnum_field(L, idx, "temperature", o->temperature);
-    o->top_k = apl_lua_optint_field(L, idx, "top_k", o->top_k);
-    o->top_p = apl_lua_optnum_field(L, idx, "top_p", o->top_p);
-    o->seed = (uint64_t)apl_lua_optint_field(L, idx, "seed", 0);
-    o->batch_size = apl_lua_optint_field(L, idx, "batch_size", o->batch_size);
-    o->pad_id = apl_lua_optint_field(L, idx, "pad_id", o->pad_id);
+    o->n = apl_lua_opt_int(L, idx, "n", o->n, fname);
+    o->max_new_tokens = apl_lua_opt_int(L, idx, "max_new_tokens", o->max_new_tokens, fname);
+    o->temperature = apl_lua_opt_num(L, idx, "temperature", o->temperature, fname);
+    o->top_k = apl_lua_opt_int(L, idx, "top_k", o->top_k, fname);
+    o->top_p = apl_lua_opt_num(L, idx, "top_p", o->top_p, fname);
+    o->seed = (uint64_t)apl_lua_opt_int(L, idx, "seed", 0, fname);
+    o->batch_size = apl_lua_opt_int(L, idx, "batch_size", o->batch_size, fname);
+    o->pad_id = apl_lua_opt_int(L, idx, "pad_id", o->pad_id, fname);
     if (!lua_istable(L, idx)) return;
     if (lua_getfield(L, idx, "stops") == LUA_TNIL) {
         lua_pop(L, 1);
@@ -162,6 +162,7 @@ static int push_generated(lua_State *L)
 static int l_compute_generate(lua_State *L)
 {
     const char *fname = "apl.generate";
+    lua_settop(L, 3); /* an absent options table is nil at 3, under the buffers pushed below */
     apl_model *m = apl_lua_checkmodel(L, 1);
     int64_t n;
     apl_seq *prompts = check_seqs(L, 2, fname, "prompts", &n);
@@ -184,11 +185,11 @@ static int l_compute_generate(lua_State *L)
  * opts: batch_size, pad_id, per_token, phase (the progress line's name, "score"). */
 /* The scoring options at idx (batch_size, pad_id, phase) and a progress line over n items,
  * pushed last (it may raise); the caller frees it after the call. */
-static apl_lua_progress *score_opts(lua_State *L, int idx, int64_t n, apl_score_opts *o)
+static apl_lua_progress *score_opts(lua_State *L, int idx, int64_t n, apl_score_opts *o, const char *fname)
 {
-    *o = (apl_score_opts){.batch_size = apl_lua_optint_field(L, idx, "batch_size", 16),
-                          .pad_id = apl_lua_optint_field(L, idx, "pad_id", -1),
-                          .phase = apl_lua_optstr_field(L, idx, "phase", "score")};
+    *o = (apl_score_opts){.batch_size = apl_lua_opt_int(L, idx, "batch_size", 16, fname),
+                          .pad_id = apl_lua_opt_int(L, idx, "pad_id", -1, fname),
+                          .phase = apl_lua_opt_str(L, idx, "phase", "score", fname)};
     apl_lua_progress *pr = apl_lua_progress_new(L, o->phase, (long)n);
     o->progress = apl_lua_progress_cb, o->progress_ud = pr;
     return pr;
@@ -197,15 +198,16 @@ static apl_lua_progress *score_opts(lua_State *L, int idx, int64_t n, apl_score_
 static int l_compute_logprob(lua_State *L)
 {
     const char *fname = "apl.logprob";
+    lua_settop(L, 4); /* an absent options table is nil at 4, under the buffers pushed below */
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_seq *p, *c;
     int64_t n = check_pairs(L, fname, &p, &c);
-    int per_token = apl_lua_optbool_field(L, 4, "per_token", 0);
+    int per_token = apl_lua_opt_bool(L, 4, "per_token", 0, fname);
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += c[i].len;
     float *sums = scratch(L, sizeof(float) * n), *pt = per_token ? scratch(L, sizeof(float) * total) : NULL;
     apl_score_opts o;
-    apl_lua_progress *pr = score_opts(L, 4, n, &o);
+    apl_lua_progress *pr = score_opts(L, 4, n, &o, fname);
     apl_status st = apl_score_logprobs(m, p, c, n, &o, sums, pt);
     apl_lua_progress_free(pr);
     apl_lua_check(L, st, fname);
@@ -225,6 +227,7 @@ static int l_compute_logprob(lua_State *L)
 static int l_compute_logprob_pairs(lua_State *L)
 {
     const char *fname = "apl.logprob_pairs";
+    lua_settop(L, 5); /* an absent options table is nil at 5, under the buffers pushed below */
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_seq *p, *a;
     int64_t n = check_pairs(L, fname, &p, &a), nb;
@@ -232,7 +235,7 @@ static int l_compute_logprob_pairs(lua_State *L)
     if (nb != n) apl_lua_error(L, fname, "%lld prompts but %lld second completions", (long long)n, (long long)nb);
     float *sa = scratch(L, sizeof(float) * n), *sb = scratch(L, sizeof(float) * n);
     apl_score_opts o;
-    apl_lua_progress *pr = score_opts(L, 5, n, &o);
+    apl_lua_progress *pr = score_opts(L, 5, n, &o, fname);
     apl_status st = apl_score_pair_logprobs(m, p, a, b, n, &o, sa, sb);
     apl_lua_progress_free(pr);
     apl_lua_check(L, st, fname);
@@ -265,12 +268,12 @@ static int l_compute_optim(lua_State *L)
     const char *fname = "apl.optim";
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_optim_opts o = apl_optim_defaults();
-    o.lr = apl_lua_optnum_field(L, 2, "lr", o.lr);
-    o.beta1 = apl_lua_optnum_field(L, 2, "beta1", o.beta1);
-    o.beta2 = apl_lua_optnum_field(L, 2, "beta2", o.beta2);
-    o.eps = apl_lua_optnum_field(L, 2, "eps", o.eps);
-    o.weight_decay = apl_lua_optnum_field(L, 2, "weight_decay", o.weight_decay);
-    o.grad_clip = apl_lua_optnum_field(L, 2, "grad_clip", o.grad_clip);
+    o.lr = apl_lua_opt_num(L, 2, "lr", o.lr, fname);
+    o.beta1 = apl_lua_opt_num(L, 2, "beta1", o.beta1, fname);
+    o.beta2 = apl_lua_opt_num(L, 2, "beta2", o.beta2, fname);
+    o.eps = apl_lua_opt_num(L, 2, "eps", o.eps, fname);
+    o.weight_decay = apl_lua_opt_num(L, 2, "weight_decay", o.weight_decay, fname);
+    o.grad_clip = apl_lua_opt_num(L, 2, "grad_clip", o.grad_clip, fname);
     optim_box *b = lua_newuserdatauv(L, sizeof *b, 1); // closed first, then opened
     b->opt = NULL;
     luaL_setmetatable(L, OPTIM_MT);
@@ -336,13 +339,13 @@ static void dpo_opts(lua_State *L, int idx, apl_dpo_opts *o, const char *fname)
 {
     static const char *const names[] = {"sigmoid", "ipo", "hinge", NULL};
     static const apl_dpo_loss_type types[] = {APL_DPO_SIGMOID, APL_DPO_IPO, APL_DPO_HINGE};
-    const char *loss = apl_lua_optstr_field(L, idx, "loss", "sigmoid");
+    const char *loss = apl_lua_opt_str(L, idx, "loss", "sigmoid", fname);
     int i = 0;
     while (names[i] && strcmp(names[i], loss)) i++;
     if (!names[i]) apl_lua_error(L, fname, "unknown loss '%s' (sigmoid, ipo or hinge)", loss);
     o->loss = types[i];
-    o->beta = apl_lua_optnum_field(L, idx, "beta", 0.1);
-    o->label_smoothing = apl_lua_optnum_field(L, idx, "label_smoothing", 0);
+    o->beta = apl_lua_opt_num(L, idx, "beta", 0.1, fname);
+    o->label_smoothing = apl_lua_opt_num(L, idx, "label_smoothing", 0, fname);
 }
 
 /* dpo_accumulate(policy, prompts, chosen, rejected, ref_chosen, ref_rejected, opts) ->
@@ -350,6 +353,7 @@ static void dpo_opts(lua_State *L, int idx, apl_dpo_opts *o, const char *fname)
 static int l_compute_dpo_accumulate(lua_State *L)
 {
     const char *fname = "apl.dpo";
+    lua_settop(L, 7); /* an absent options table is nil at 7, under the buffers pushed below */
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_dpo_batch b;
     int64_t nc, nr;
@@ -361,8 +365,8 @@ static int l_compute_dpo_accumulate(lua_State *L)
     b.ref_rejected = check_floats(L, 6, b.n, fname, "ref_rejected");
     apl_dpo_opts o;
     dpo_opts(L, 7, &o, fname);
-    double scale = apl_lua_optnum_field(L, 7, "scale", 1.0);
-    int64_t pad = apl_lua_optint_field(L, 7, "pad_id", -1);
+    double scale = apl_lua_opt_num(L, 7, "scale", 1.0, fname);
+    int64_t pad = apl_lua_opt_int(L, 7, "pad_id", -1, fname);
     float *buf = scratch(L, sizeof(float) * 4 * b.n);
     apl_dpo_out out = {buf, buf + b.n, buf + 2 * b.n, buf + 3 * b.n, 0};
     apl_lua_check(L, apl_dpo_accumulate(m, &o, &b, pad, scale, &out), fname);
@@ -381,6 +385,7 @@ static int l_compute_dpo_accumulate(lua_State *L)
 static int l_compute_dpo_loss(lua_State *L)
 {
     const char *fname = "apl.dpo.loss";
+    lua_settop(L, 5); /* an absent options table is nil at 5, under the buffers pushed below */
     int64_t n = list_len(L, 1, fname, "policy_chosen");
     const float *pc = check_floats(L, 1, n, fname, "policy_chosen");
     const float *pr = check_floats(L, 2, n, fname, "policy_rejected");
@@ -401,11 +406,12 @@ static int l_compute_dpo_loss(lua_State *L)
 static int l_compute_sft_accumulate(lua_State *L)
 {
     const char *fname = "apl.sft";
+    lua_settop(L, 4); /* an absent options table is nil at 4, under the buffers pushed below */
     apl_model *m = apl_lua_checkmodel(L, 1);
     apl_seq *p, *c;
     int64_t n = check_pairs(L, fname, &p, &c);
-    double scale = apl_lua_optnum_field(L, 4, "scale", 1.0), nll = 0;
-    apl_lua_check(L, apl_sft_accumulate(m, p, c, n, apl_lua_optint_field(L, 4, "pad_id", -1), scale, &nll), fname);
+    double scale = apl_lua_opt_num(L, 4, "scale", 1.0, fname), nll = 0;
+    apl_lua_check(L, apl_sft_accumulate(m, p, c, n, apl_lua_opt_int(L, 4, "pad_id", -1, fname), scale, &nll), fname);
     lua_pushnumber(L, nll);
     return 1;
 }

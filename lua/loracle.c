@@ -71,18 +71,18 @@ static int l_oracle_http_new(lua_State *L)
     const char *lines[MAX_HEADERS];
     o.headers = lines;
     o.n_headers = header_lines(L, fname, lines);
-    o.url = apl_lua_optstr_field(L, 1, "url", NULL);
-    o.key_header = apl_lua_optstr_field(L, 1, "key_header", NULL);
-    o.ca_file = apl_lua_optstr_field(L, 1, "ca_file", NULL);
-    o.timeout_s = apl_lua_optnum_field(L, 1, "timeout", o.timeout_s);
-    o.max_in_flight = (int)apl_lua_optint_field(L, 1, "max_in_flight", o.max_in_flight);
-    o.rpm = apl_lua_optnum_field(L, 1, "rpm", 0);
-    o.tpm = apl_lua_optnum_field(L, 1, "tpm", 0);
-    o.max_tries = (int)apl_lua_optint_field(L, 1, "max_tries", o.max_tries);
-    o.backoff_s = apl_lua_optnum_field(L, 1, "backoff", o.backoff_s);
-    o.backoff_max_s = apl_lua_optnum_field(L, 1, "backoff_max", o.backoff_max_s);
-    o.seed = (uint64_t)apl_lua_optint_field(L, 1, "seed", 0);
-    const char *env = apl_lua_optstr_field(L, 1, "api_key_env", NULL);
+    o.url = apl_lua_opt_str(L, 1, "url", NULL, fname);
+    o.key_header = apl_lua_opt_str(L, 1, "key_header", NULL, fname);
+    o.ca_file = apl_lua_opt_str(L, 1, "ca_file", NULL, fname);
+    o.timeout_s = apl_lua_opt_num(L, 1, "timeout", o.timeout_s, fname);
+    o.max_in_flight = (int)apl_lua_opt_int(L, 1, "max_in_flight", o.max_in_flight, fname);
+    o.rpm = apl_lua_opt_num(L, 1, "rpm", 0, fname);
+    o.tpm = apl_lua_opt_num(L, 1, "tpm", 0, fname);
+    o.max_tries = (int)apl_lua_opt_int(L, 1, "max_tries", o.max_tries, fname);
+    o.backoff_s = apl_lua_opt_num(L, 1, "backoff", o.backoff_s, fname);
+    o.backoff_max_s = apl_lua_opt_num(L, 1, "backoff_max", o.backoff_max_s, fname);
+    o.seed = (uint64_t)apl_lua_opt_int(L, 1, "seed", 0, fname);
+    const char *env = apl_lua_opt_str(L, 1, "api_key_env", NULL, fname);
     if (env) {
         o.api_key = getenv(env);
         if (!o.api_key || !*o.api_key)

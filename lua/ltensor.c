@@ -67,10 +67,9 @@ static int64_t check_index(lua_State *L, lua_Integer i, int64_t size, int64_t di
 /* Reads {dtype=, device=} at idx (may be none/nil) into *dt / *dev, which hold the defaults. */
 static void read_opts(lua_State *L, int idx, apl_dtype *dt, apl_device *dev, const char *fname)
 {
-    if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
-    const char *s = apl_lua_optstr_field(L, idx, "dtype", NULL);
+    const char *s = apl_lua_opt_str(L, idx, "dtype", NULL, fname);
     if (s) *dt = apl_lua_check_dtype(L, s, 0, fname);
-    s = apl_lua_optstr_field(L, idx, "device", NULL);
+    s = apl_lua_opt_str(L, idx, "device", NULL, fname);
     if (s) *dev = apl_lua_check_device(L, s, fname);
 }
 

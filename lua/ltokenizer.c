@@ -80,13 +80,13 @@ static void push_ids(lua_State *L, const int32_t *v, size_t n)
 /* tok:encode(text [, {add_special = true}]) -> list of ids */
 static int l_tokenizer_encode(lua_State *L)
 {
-    tok_box *b = check_box(L, "apl.tokenizer.encode");
+    const char *F = "apl.tokenizer.encode";
+    tok_box *b = check_box(L, F);
     size_t len;
     const char *text = luaL_checklstring(L, 2, &len);
-    int add_special = apl_lua_optbool_field(L, 3, "add_special", 1);
+    int add_special = apl_lua_opt_bool(L, 3, "add_special", 1, F);
     b->ids.n = 0;
-    apl_lua_check(L, apl_tokenizer_encode(b->tok, text, len, add_special, &b->ids),
-                  "apl.tokenizer.encode");
+    apl_lua_check(L, apl_tokenizer_encode(b->tok, text, len, add_special, &b->ids), F);
     push_ids(L, b->ids.v, b->ids.n);
     return 1;
 }
@@ -120,7 +120,7 @@ static int l_tokenizer_decode(lua_State *L)
 {
     const char *F = "apl.tokenizer.decode";
     tok_box *b = check_box(L, F);
-    int skip = apl_lua_optbool_field(L, 3, "skip_special", 0);
+    int skip = apl_lua_opt_bool(L, 3, "skip_special", 0, F);
     read_ids(L, b, 2, F);
     size_t len;
     free(b->text);
@@ -141,12 +141,11 @@ static int l_batch_gc(lua_State *L)
     return 0;
 }
 
+/* 1 for "left", 0 for "right" (the default) */
 static int side_opt(lua_State *L, const char *key, const char *fname)
 {
-    const char *s = apl_lua_optstr_field(L, 3, key, "right");
-    if (strcmp(s, "left") != 0 && strcmp(s, "right") != 0)
-        apl_lua_error(L, fname, "%s must be \"left\" or \"right\", got \"%s\"", key, s);
-    return s[0] == 'l';
+    static const char *const sides[] = {"right", "left", NULL};
+    return apl_lua_opt_enum(L, 3, key, sides, 0, fname);
 }
 
 /* tok:encode_batch(texts [, {padding_side = "right", max_length = 0, truncation_side = "right",
@@ -159,9 +158,9 @@ static int l_tokenizer_encode_batch(lua_State *L)
     apl_tok_batch_opts o = { 0 };
     o.pad_left = side_opt(L, "padding_side", F);
     o.truncate_left = side_opt(L, "truncation_side", F);
-    o.add_special = apl_lua_optbool_field(L, 3, "add_special", 1);
-    o.max_length = apl_lua_optint_field(L, 3, "max_length", 0);
-    if (o.max_length < 0) apl_lua_error(L, F, "max_length must be >= 0");
+    o.add_special = apl_lua_opt_bool(L, 3, "add_special", 1, F);
+    o.max_length = apl_lua_opt_int(L, 3, "max_length", 0, F);
+    if (o.max_length < 0) apl_lua_error(L, F, "option 'max_length' must be >= 0");
     lua_Integer n = luaL_len(L, 2);
     const char **texts = lua_newuserdatauv(L, (size_t)n * sizeof *texts + 1, 0);
     size_t *lens = lua_newuserdatauv(L, (size_t)n * sizeof *lens + 1, 0);

@@ -343,6 +343,26 @@ T.case("an id outside the vocabulary raises in packed forwards (logprob_pairs, d
     T.eq(#C.logprob_pairs(m, { { 1 } }, { { 2 } }, { { 3 } }):totable(), 1)
 end)
 
+-- issue 18: option tables are read by one helper (lcommon.c); every error names the function and
+-- the option.
+T.case("bad options name the function and the option (table-driven)", function()
+    local C = require "apl.core.compute"
+    local m = F.model(15)
+    local P, Q = { { 1 } }, { { 2 } }
+    for _, c in ipairs({
+        { "generate n", function() C.generate(m, P, { n = "two" }) end, "apl%.generate: option 'n' must be an integer, got string$" },
+        { "generate top_p", function() C.generate(m, P, { top_p = {} }) end, "apl%.generate: option 'top_p' must be a number, got table$" },
+        { "logprob phase", function() C.logprob(m, P, Q, { phase = 1 }) end, "apl%.logprob: option 'phase' must be a string, got number$" },
+        { "logprob opts", function() C.logprob(m, P, Q, "fast") end, "apl%.logprob: options must be a table, got string$" },
+        { "optim lr", function() C.optim(m, { lr = "big" }) end, "apl%.optim: option 'lr' must be a number, got string$" },
+        { "dpo beta", function() C.dpo_loss({ 0 }, { 0 }, { 0 }, { 0 }, { beta = "x" }) end,
+          "apl%.dpo%.loss: option 'beta' must be a number, got string$" },
+        { "sft scale", function() C.sft_accumulate(m, P, Q, { scale = "1" .. "x" }) end, "apl%.sft: option 'scale' must be a number" },
+    }) do
+        T.assert_error_match(c[2], c[3], c[1])
+    end
+end)
+
 T.case("token lists are read raw, once: a __len that lies cannot overflow the buffer", function()
     local C = require "apl.core.compute"
     local tok, m = F.tok(), F.model(12)

@@ -415,6 +415,10 @@ T.case("tensor: dtype and device errors name the function and the value (table-d
         { "arange device", function() return tensor.arange(3, { device = "gpu" }) end,
           "apl%.tensor%.arange: unknown device 'gpu' %(cpu, cuda, cuda:N%)$" },
         { "device cuda:x", function() return tensor.zeros(2, { device = "cuda:x" }) end, "unknown device 'cuda:x'" },
+        { "dtype not a string", function() return tensor.zeros(2, { dtype = 32 }) end,
+          "apl%.tensor%.zeros: option 'dtype' must be a string, got number$" },
+        { "options not a table", function() return tensor.ones(2, "f32") end,
+          "apl%.tensor%.ones: options must be a table, got string$" },
         { "to an int name", function() return tensor.zeros(2):to("int8") end, "apl%.tensor%.to: 'int8' is neither" },
     }
     if not tensor.cuda_available() then

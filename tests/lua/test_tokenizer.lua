@@ -192,7 +192,7 @@ T.case("gpt2: encode_batch pads, masks and truncates", function()
     T.eq(x:totable()[3], { want[3][4], want[3][5] })
     T.eq(tok:decode(x:select(1, 1)), "Hello world")
     T.assert_error_match(function() tok:encode_batch(texts, { padding_side = "middle" }) end,
-        "apl.tokenizer.encode_batch: padding_side must be")
+        "apl.tokenizer.encode_batch: option 'padding_side' must be \"right\" or \"left\", got \"middle\"")
     T.assert_error_match(function() tok:encode_batch({ "a", 3 }) end, "texts%[2%] is a number")
     x, mask, lists = tok:encode_batch({})
     T.eq(x:shape(), { 0, 0 })
