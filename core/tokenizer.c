@@ -446,8 +446,31 @@ static apl_status regex_budget(apl_tokenizer *tok)
                     REGEX_S_PER_MB);
 }
 
-/* Splits s by the regex of stage k (matches and the text between them are pieces) and hands the
- * pieces to stage k + 1; past the last stage, to BPE. */
+static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s, size_t n,
+                              apl_ids *out);
+
+/* Text between two matches of stage k: a piece, unless the stage keeps only its matches. Bytes
+ * that are not UTF-8 never match; they stay pieces even then, so that no input byte is lost (HF's
+ * tokenizers, whose behavior this follows, only ever see valid UTF-8). */
+static apl_status between(apl_tokenizer *tok, int k, const unsigned char *s, size_t n, apl_ids *out)
+{
+    if (tok->stages[k].split != SPLIT_KEEP_MATCHES) return pretokenize(tok, k + 1, s, n, out);
+    for (size_t i = 0; i < n;) {
+        size_t l = tok_utf8_valid_len(s + i, n - i), j = i;
+        if (l) {
+            i += l;
+            continue;
+        }
+        while (j < n && !tok_utf8_valid_len(s + j, n - j)) j += tok_utf8_bad_len(s + j, n - j);
+        apl_status r = pretokenize(tok, k + 1, s + i, j - i, out);
+        if (r != APL_OK) return r;
+        i = j;
+    }
+    return APL_OK;
+}
+
+/* Splits s by the regex of stage k (the matches and the text between them are pieces, as the
+ * stage's SPLIT_* keeps them) and hands the pieces to stage k + 1; past the last stage, to BPE. */
 static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s, size_t n,
                               apl_ids *out)
 {
@@ -481,12 +504,13 @@ static apl_status pretokenize(apl_tokenizer *tok, int k, const unsigned char *s,
         }
         apl_status r = APL_OK;
         /* The text before the match (bytes that are not UTF-8, say) is a piece too. */
-        if (a > at) r = pretokenize(tok, k + 1, s + at, a - at, out);
-        if (r == APL_OK && b > a) r = pretokenize(tok, k + 1, s + a, b - a, out);
+        if (a > at) r = between(tok, k, s + at, a - at, out);
+        if (r == APL_OK && b > a && st->split != SPLIT_KEEP_GAPS)
+            r = pretokenize(tok, k + 1, s + a, b - a, out);
         if (r != APL_OK) return r;
         at = b;
     }
-    return at < n ? pretokenize(tok, k + 1, s + at, n - at, out) : APL_OK;
+    return at < n ? between(tok, k, s + at, n - at, out) : APL_OK;
 }
 
 static int is_ws_at(const unsigned char *s, size_t n, size_t *len)

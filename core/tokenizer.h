@@ -11,8 +11,9 @@
  *
  * What is implemented: model type BPE with its merges (ranks looked up in a hash map of id pairs,
  * a heap per word, a cache of words already seen), the ByteLevel pre-tokenizer (GPT-2's regex run
- * by PCRE2 with JIT; optional add_prefix_space), Split pre-tokenizers with a regex and behavior
- * "Isolated" before a ByteLevel one, the ByteLevel decoder, added tokens (matched in the text as
+ * by PCRE2 with JIT; optional add_prefix_space), Split pre-tokenizers with a regex or a string
+ * and behavior "Isolated" or "Removed", with or without invert (converted tiktoken vocabularies
+ * such as o200k), before a ByteLevel one, the ByteLevel decoder, added tokens (matched in the text as
  * single ids, leftmost-longest, with lstrip / rstrip), the NFC and NFKC normalizers (by ICU, opened
  * on first use) and the TemplateProcessing, RobertaProcessing, BertProcessing and ByteLevel
  * post-processors (applied when add_special is set). Other components are refused with

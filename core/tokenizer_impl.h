@@ -66,10 +66,17 @@ typedef struct {
     int special, lstrip, rstrip;
 } added_token;
 
+/* What a Split stage keeps (HF's behavior and invert): Isolated, every match and every stretch of
+ * text between matches is a piece; Removed, the matches are dropped; Removed with invert (how
+ * converted tiktoken vocabularies such as o200k are written), the matches are the pieces and the
+ * text between them is dropped. */
+enum { SPLIT_ISOLATED, SPLIT_KEEP_GAPS, SPLIT_KEEP_MATCHES };
+
 typedef struct {
     pcre2_code *re;          /* NULL: the stage only adds the prefix space */
     pcre2_match_data *md;
     int jit;                 /* JIT-compiled: matched by pcre2_jit_match, which skips checks */
+    int split;               /* SPLIT_* */
     int add_prefix_space;
     buf scratch;             /* the piece with its prefix space */
 } stage;

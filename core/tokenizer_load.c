@@ -21,15 +21,16 @@
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-/* Adds a stage that splits pieces where `pattern` matches (HF's behavior "Isolated": matches and
- * the text between them become pieces); pattern NULL adds a stage without a split. */
-static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal, int prefix_space,
-                            const char *field)
+/* Adds a stage that splits pieces where `pattern` matches, keeping what `split` says (SPLIT_*);
+ * pattern NULL adds a stage without a split. */
+static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal, int split,
+                            int prefix_space, const char *field)
 {
     if (tok->n_stages == MAX_STAGES)
         return apl_fail(APL_EUNSUPPORTED, "%s: %s: more than %d splitting stages", tok->path, field,
                         MAX_STAGES);
     stage *st = &tok->stages[tok->n_stages++];
+    st->split = split;
     st->add_prefix_space = prefix_space;
     if (!pattern) return APL_OK;
     buf pat = { 0 };
@@ -39,7 +40,8 @@ static apl_status add_stage(apl_tokenizer *tok, const char *pattern, int literal
     }
     int err;
     PCRE2_SIZE erroff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL refuses PCRE2_UCP (it has no classes for UCP to change) */
+    uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     st->re = pcre2_compile((PCRE2_SPTR)pat.p, pat.n, opts, &err, &erroff, NULL);
     free(pat.p);
     if (!st->re) {
@@ -307,7 +309,8 @@ static apl_status load_added(apl_tokenizer *tok, const cJSON *added)
     return APL_OK;
 }
 
-/* ByteLevel, or Sequence of Split (regex or string, behavior Isolated) and ByteLevel steps. */
+/* ByteLevel, or Sequence of Split (regex or string; behavior Isolated, or Removed with or
+ * without invert) and ByteLevel steps. */
 static apl_status load_pre_one(apl_tokenizer *tok, const cJSON *p, const char *name, int *bytelevel)
 {
     const cJSON *type = field(p, "type");
@@ -315,7 +318,7 @@ static apl_status load_pre_one(apl_tokenizer *tok, const cJSON *p, const char *n
     if (strcmp(t, "ByteLevel") == 0) {
         *bytelevel = 1;
         const char *pat = json_bool(p, "use_regex", 1) ? GPT2_PATTERN : NULL;
-        return add_stage(tok, pat, 0, json_bool(p, "add_prefix_space", 0), name);
+        return add_stage(tok, pat, 0, SPLIT_ISOLATED, json_bool(p, "add_prefix_space", 0), name);
     }
     if (strcmp(t, "Split") == 0) {
         const cJSON *pat = field(p, "pattern"), *behavior = field(p, "behavior");
@@ -323,11 +326,14 @@ static apl_status load_pre_one(apl_tokenizer *tok, const cJSON *p, const char *n
         if (!cJSON_IsString(re) && !cJSON_IsString(str))
             return apl_fail(APL_EFORMAT, "%s: %s.pattern: needs \"Regex\" or \"String\"", tok->path,
                             name);
-        if (!cJSON_IsString(behavior) || strcmp(behavior->valuestring, "Isolated") != 0 ||
-            json_bool(p, "invert", 0))
-            return apl_fail(APL_EUNSUPPORTED, "%s: %s.behavior: only \"Isolated\" without invert "
-                            "is supported", tok->path, name);
-        return add_stage(tok, re ? re->valuestring : str->valuestring, !re, 0, name);
+        const char *b = cJSON_IsString(behavior) ? behavior->valuestring : "";
+        int split, invert = json_bool(p, "invert", 0);
+        if (strcmp(b, "Isolated") == 0) split = SPLIT_ISOLATED; /* invert: every span a piece still */
+        else if (strcmp(b, "Removed") == 0) split = invert ? SPLIT_KEEP_MATCHES : SPLIT_KEEP_GAPS;
+        else
+            return apl_fail(APL_EUNSUPPORTED, "%s: %s.behavior: \"%s\" is not supported (Isolated, "
+                            "Removed)", tok->path, name, b);
+        return add_stage(tok, re ? re->valuestring : str->valuestring, !re, split, 0, name);
     }
     return apl_fail(APL_EUNSUPPORTED, "%s: %s.type: \"%s\" is not supported (ByteLevel, Split, "
                     "Sequence)", tok->path, name, t);
@@ -563,7 +569,7 @@ static apl_status from_files(const char *vocab_json, const char *merges_txt, apl
     apl_status st = tok_new(vocab_json, &tok);
     if (st == APL_OK) st = load_vocab_json(tok, vocab_json);
     if (st == APL_OK) st = load_merges_txt(tok, merges_txt);
-    if (st == APL_OK) st = add_stage(tok, GPT2_PATTERN, 0, 0, "pre_tokenizer");
+    if (st == APL_OK) st = add_stage(tok, GPT2_PATTERN, 0, SPLIT_ISOLATED, 0, "pre_tokenizer");
     if (st != APL_OK) {
         apl_tokenizer_free(tok);
         return st;
@@ -732,4 +738,3 @@ apl_status apl_tokenizer_load(const char *path, apl_tokenizer **out)
     *out = tok;
     return APL_OK;
 }
-

@@ -296,4 +296,3 @@ int tok_translate_ws(const char *pat, buf *out)
     }
     return 0;
 }
-

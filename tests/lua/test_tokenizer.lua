@@ -302,6 +302,47 @@ T.case("tokenizer.json: NFC and NFKC normalizers agree with Python's unicodedata
     T.eq(nfkc:encode("\u{FB01}x"), ref:encode("fix"))
 end)
 
+-- o200k_base as HF stores converted tiktoken vocabularies (Split "Removed" with "invert": true;
+-- tests/ref/tok_o200k.js writes it from js-tiktoken's ranks, as transformers' converter does), its
+-- ids compared with js-tiktoken's own encoder. Built once per corpus and script under build/tok.
+T.case("tokenizer.json: o200k (Split Removed + invert) gives js-tiktoken's ids on the corpus", function()
+    local docs = corpus()
+    local modules = npm_or_skip(D.modules())
+    local script, out = root .. "/tests/ref/tok_o200k.js", D.DIR .. "/o200k_ref.txt"
+    local function newer(a, b) return fs.run({ "test", a, "-nt", b }) == 0 end
+    if not (newer(out, D.CORPUS) and newer(out, script)) then
+        local log = D.DIR .. "/o200k.log"
+        T.ok(fs.run({ "node", script, modules, D.CORPUS, D.DIR }, { stdout = log, stderr = log }) == 0,
+            "tok_o200k.js failed: " .. (fs.read(log) or ""))
+    end
+    local ref = { T = {}, H = {} }
+    for line in io.lines(out) do
+        local kind, doc, rest = line:match("^(%a) (%d+) ?(.*)$")
+        local ids = {}
+        for v in rest:gmatch("%d+") do ids[#ids + 1] = math.tointeger(tonumber(v)) end
+        ref[kind][tonumber(doc)] = ids
+    end
+    local tok = tokenizer.load(D.DIR .. "/o200k")
+    T.eq(tok:encode("Hello world<|endoftext|>"), { 13225, 2375, 199999 })
+    local tokens, hf_docs, bad = 0, 0, {}
+    for i, doc in ipairs(docs) do
+        local want = ref.H[i] or ref.T[i]
+        if ref.H[i] then hf_docs = hf_docs + 1 end
+        local got = tok:encode(doc)
+        tokens = tokens + #got
+        local d = first_diff(got, want)
+        if d and #bad < 3 then
+            bad[#bad + 1] = string.format("document %d, token %d: apl %s, js-tiktoken %s", i, d, tostring(got[d]),
+                tostring(want[d]))
+        elseif d then bad[#bad + 1] = "document " .. i end
+        if tok:decode(got) ~= doc then bad[#bad + 1] = "document " .. i .. ": decode(encode(x)) ~= x" end
+    end
+    print(string.format("    o200k: %d documents, %d tokens, %d differ from js-tiktoken (%d compared with "
+        .. "js-tiktoken run with HF's \\s)", #docs, tokens, #bad, hf_docs))
+    T.eq(#ref.T, #docs, "reference documents")
+    T.ok(#bad == 0, table.concat(bad, "\n"))
+end)
+
 ------------------------------------------------------------------------------------------------
 -- Tiny hand-made tokenizers
 
@@ -406,6 +447,40 @@ T.case("tiny: add_prefix_space, and Split + ByteLevel without regex (Llama-3 sty
     T.eq(spell(split, split:encode("11111 a")), { "111", "11", "Ġa" })
 end)
 
+-- HF's Split (tokenizers/src/pre_tokenizers/split.rs, normalizer.rs): the pattern cuts the text
+-- into matches and the stretches between them; "Isolated" keeps both as pieces, "Removed" drops the
+-- matches, and "invert" swaps the two roles first. Empty matches make no piece. Bytes that are not
+-- UTF-8 (which HF never sees) are kept as pieces whatever the behavior, so no byte is lost.
+T.case("tiny: Split behavior Removed, with and without invert", function()
+    local function split(pattern, behavior, invert)
+        return tiny({ vocab = { "a", "b", ",", "Ġ", "ÿ", "ab" }, merges = { "a b" },
+            pre = { type = "Sequence", pretokenizers = {
+                { type = "Split", pattern = pattern, behavior = behavior, invert = invert },
+                { type = "ByteLevel", add_prefix_space = false, use_regex = false } } } })
+    end
+    local rows = {
+        -- pattern, behavior, invert, text, pieces' tokens
+        { { Regex = "[a-z]+" }, "Removed", true, "ab, ab", { "ab", "ab" } },
+        { { Regex = "[a-z]+" }, "Removed", false, "ab, ab", { ",", "Ġ" } },
+        { { Regex = "[a-z]+" }, "Isolated", true, "ab, ab", { "ab", ",", "Ġ", "ab" } },
+        { { Regex = "[a-z]+" }, "Isolated", false, "ab, ab", { "ab", ",", "Ġ", "ab" } },
+        { { String = ", " }, "Removed", false, "ab, ab", { "ab", "ab" } },
+        { { String = ", " }, "Removed", true, "ab, ab", { ",", "Ġ" } },
+        -- "a b" would merge across a dropped stretch if it were not a piece boundary
+        { { Regex = "a|b" }, "Removed", true, "a,b", { "a", "b" } },
+        { { Regex = "," }, "Removed", false, "a,b", { "a", "b" } },
+        -- empty matches: no piece of their own; the characters between them are the stretches
+        { { Regex = "x*" }, "Removed", true, "ab", {} },
+        { { Regex = "x*" }, "Removed", false, "ab", { "a", "b" } },
+        -- a byte that is not UTF-8 never matches, and stays (as its byte token)
+        { { Regex = "[a-z]+" }, "Removed", true, "ab\xff, ab", { "ab", "ÿ", "ab" } },
+    }
+    for i, r in ipairs(rows) do
+        local tok = split(r[1], r[2], r[3])
+        T.eq(spell(tok, tok:encode(r[4])), r[5], "row " .. i .. ": " .. r[2] .. (r[3] and " invert" or ""))
+    end
+end)
+
 T.case("tiny: ignore_merges takes whole-word tokens first", function()
     local spec = { vocab = { "a", "b", "ab", "ba", "aba" }, merges = { "a b", "ab a" } }
     T.eq(spell(tiny(spec), tiny(spec):encode("aba")), { "aba" })
@@ -473,6 +548,10 @@ local BAD = {
         false, 'tokenizer.json: pre_tokenizer.type: "Whitespace" is not supported' },
     { "no pre-tokenizer", '{"model":{"type":"BPE","vocab":' .. V .. ',"merges":[]}}', false,
         "tokenizer.json: pre_tokenizer: missing" },
+    { "split behavior", '{"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":'
+        .. '{"Regex":"a"},"behavior":"MergedWithPrevious"},{"type":"ByteLevel"}]},"model":{"type":"BPE","vocab":' .. V
+        .. ',"merges":[]}}', false,
+        'pre_tokenizer.pretokenizers%[0%].behavior: "MergedWithPrevious" is not supported %(Isolated, Removed%)' },
     { "bad split regex", '{"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":'
         .. '{"Regex":"(a"},"behavior":"Isolated"},{"type":"ByteLevel"}]},"model":{"type":"BPE","vocab":' .. V
         .. ',"merges":[]}}', false, "pre_tokenizer.pretokenizers%[0%]: regex does not compile" },
