@@ -36,6 +36,9 @@ B.peak_rss_mb = sys.peak_rss_mb
 
 -- Statistics ----------------------------------------------------------------------------------
 
+-- v when it is a number and not NaN, else nil (fields read from the areas' JSON).
+function B.num(v) return type(v) == "number" and v == v and v or nil end
+
 function B.median(xs)
     local s = {}
     for i, v in ipairs(xs) do s[i] = v end

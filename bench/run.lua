@@ -12,11 +12,12 @@ local cjson = require "cjson"
 
 local root = package.apl_root or "."
 local B = dofile(root .. "/bench/common.lua")
+local F = dofile(root .. "/bench/flops.lua")
+local R = dofile(root .. "/bench/render.lua")
 
 local M = {}
 
 M.PYTHON = "/usr/bin/python3" -- Debian's: python3-torch, the same libtorch 1.13 as ./apl
-M.GPT2 = { n_layer = 12, n_embd = 768, n_head = 12, vocab = 50257, n_positions = 1024 }
 M.ORACLE_TARGET = { labels = 128, seconds = 10, in_flight = 16 }
 
 -- The areas, in the order they run. Each is `./apl bench/<script> [--quick]`.
@@ -89,7 +90,7 @@ function M.parse_lines(text)
     return objs, other
 end
 
-local function num(v) return type(v) == "number" and v == v and v or nil end
+local num = B.num
 
 -- Merges the apl and baseline objects into M.ROWS-shaped results:
 --   { name, label, unit, apl, baseline, ratio, apl_spread, baseline_spread, target, met, ... }
@@ -182,195 +183,11 @@ function M.collect(apl_objs, base_objs, errors)
     return out, A, P
 end
 
--- ---------------------------------------------------------------------------------------------
--- FLOPs, MFU and the memory-bandwidth bound
-
--- Matmul parameters of GPT-2: the blocks' four projections and the tied lm_head.
-function M.matmul_params(c)
-    return 12 * c.n_layer * c.n_embd * c.n_embd + c.vocab * c.n_embd
-end
-
--- All parameters (what a decoding step reads): embeddings, blocks with biases and LayerNorms.
-function M.n_params(c)
-    local C, L = c.n_embd, c.n_layer
-    local block = 12 * C * C + 13 * C -- qkv, proj, fc, proj weights and biases; 2 LayerNorms
-    return c.vocab * C + c.n_positions * C + L * block + 2 * C
-end
-
--- Forward FLOPs of `batch` sequences of `T` tokens: 2 per matmul parameter per token, plus
--- 4*T*C per layer per token for QK^T and AV (the full T x T, not halved for the causal mask).
-function M.forward_flops(c, batch, T)
-    return batch * T * (2 * M.matmul_params(c) + 4 * c.n_layer * T * c.n_embd)
-end
-
--- DPO step: policy forward+backward (3x forward) on 2B sequences and a reference forward on them.
-function M.dpo_flops(c, pairs, T) return 4 * M.forward_flops(c, 2 * pairs, T) end
--- The DPO step as apl runs it (bench/compute.lua's pairs: a T/2-token prompt, T/2-token
--- completions): each pair is one packed row, prompt ++ chosen ++ rejected (the prompt once), and
--- the head runs only at the completions' positions; policy 3x forward, reference 1x.
-function M.apl_dpo_flops(c, pairs, T)
-    local P, C, L, E = T // 2, T - T // 2, c.n_layer, c.n_embd
-    local Tp = P + 2 * C
-    local blocks = Tp * (2 * 12 * L * E * E + 4 * L * Tp * E)
-    local head = 2 * C * 2 * c.vocab * E
-    return 4 * pairs * (blocks + head)
-end
--- SFT step: forward+backward on B sequences.
-function M.sft_flops(c, batch, T) return 3 * M.forward_flops(c, batch, T) end
-
--- Reads B and T from a row: fields batch/B/pairs and T/seq_len/tokens, else its config text.
-function M.shape_of(row, default_b, default_t)
-    if not row then return default_b, default_t end
-    local b = num(row.pairs) or num(row.batch) or num(row.B)
-    local t = num(row.T) or num(row.seq_len) or num(row.seq)
-    local cfg = type(row.config) == "string" and row.config or ""
-    b = b or tonumber(cfg:match("B=(%d+)"))
-    t = t or tonumber(cfg:match("T=(%d+)"))
-    return b or default_b, t or default_t
-end
-
--- Derived figures: MFU of the training steps against the machine's measured matmul peak (the
--- better of apl's and torch's 2048^3 matmul: the same libtorch), generation against the
--- memory-bandwidth bound.
-function M.derive(rows, quick)
-    local by = {}
-    for _, r in ipairs(rows) do by[r.name] = r end
-    local d = {}
-    local function best(r)
-        if not r then return nil end
-        if r.apl and r.baseline then return math.max(r.apl, r.baseline) end
-        return r.apl or r.baseline
-    end
-    d.peak_gflops = best(by.matmul_peak)
-    d.bandwidth_gbs = best(by.mem_bandwidth)
-    local c = M.GPT2
-    local steps = {
-        { key = "dpo", row = by.dpo_step, flops = M.dpo_flops, b = quick and 1 or 4, t = quick and 64 or 128 },
-        { key = "sft", row = by.sft_step, flops = M.sft_flops, b = quick and 2 or 8, t = quick and 64 or 128 },
-    }
-    for _, s in ipairs(steps) do
-        local b, t = M.shape_of(s.row, s.b, s.t)
-        local f = s.flops(c, b, t)
-        if s.key == "dpo" then
-            d.dpo_gflop_apl = M.apl_dpo_flops(c, b, t) / 1e9
-            if d.peak_gflops and s.row and s.row.apl then
-                d.dpo_hw_apl = d.dpo_gflop_apl / s.row.apl / d.peak_gflops
-            end
-        end
-        d[s.key .. "_gflop"] = f / 1e9
-        d[s.key .. "_shape"] = { b, t }
-        if d.peak_gflops and s.row then
-            if s.row.apl then d[s.key .. "_mfu_apl"] = f / 1e9 / s.row.apl / d.peak_gflops end
-            if s.row.baseline then d[s.key .. "_mfu_baseline"] = f / 1e9 / s.row.baseline / d.peak_gflops end
-        end
-    end
-    local g = by.generation
-    local gb = M.shape_of(g, 8, 16)
-    d.weight_bytes = 4 * M.n_params(c)
-    d.gen_batch = gb
-    if d.bandwidth_gbs then
-        d.gen_bound_tok_s = gb * d.bandwidth_gbs * 1e9 / d.weight_bytes
-        if g and g.apl then d.gen_bound_frac_apl = g.apl / d.gen_bound_tok_s end
-        if g and g.baseline then d.gen_bound_frac_baseline = g.baseline / d.gen_bound_tok_s end
-    end
-    return d
-end
-
--- ---------------------------------------------------------------------------------------------
--- Formatting
-
-local function fmt(v, unit)
-    if v == nil then return "-" end
-    if unit == "s" then return v < 1 and string.format("%.3f", v) or string.format("%.2f", v) end
-    if math.abs(v) >= 1000 then return string.format("%.0f", v) end
-    if math.abs(v) >= 100 then return string.format("%.1f", v) end
-    return string.format("%.2f", v)
-end
-
-local function int(v) return v and string.format("%d", math.floor(v + 0.5)) or "?" end
-
-local function pct(v) return v and string.format("%.0f%%", 100 * v) or "-" end
-
-local function spread_text(r)
-    if not r.apl_spread and not r.baseline_spread then return "-" end
-    return string.format("%s / %s", r.apl_spread and string.format("±%.0f%%", 50 * r.apl_spread) or "-",
-        r.baseline_spread and string.format("±%.0f%%", 50 * r.baseline_spread) or "-")
-end
-
-local function met_text(r)
-    if r.met == nil then return r.target_text and "not measured" or "" end
-    return r.met and "met" or "NOT met"
-end
-
-local function ratio_text(r)
-    if not r.ratio then return "-" end
-    return string.format("%.2fx", r.ratio)
-end
-
--- Rows of strings: the table that is printed and written into BENCHMARKS.md.
-function M.table_rows(rows)
-    local t = { { "benchmark", "unit", "apl", "baseline", "apl/baseline", "spread apl/base", "target", "status" } }
-    for _, r in ipairs(rows) do
-        local target = r.target_text or ""
-        if r.name == "oracle_labels_per_s" and r.seconds_for_128 then
-            target = target .. string.format(" (%.1f s)", r.seconds_for_128)
-        elseif r.name == "model_load_rss" and r.target_value then
-            target = target .. string.format(" (%.0f MB added: %.2fx of %.0f MB)", r.apl_added_mb, r.target_value, r.ckpt_mb)
-        end
-        local apl_cell = r.apl and fmt(r.apl, r.unit) or "not measured*"
-        local base_cell = r.baseline and fmt(r.baseline, r.unit) or "not measured*"
-        t[#t + 1] = { r.label, r.unit or "", apl_cell, base_cell, ratio_text(r), spread_text(r), target, met_text(r) }
-    end
-    return t
-end
-
--- "label: why" for every figure that is missing (the * of the table).
-function M.missing(rows)
-    local out = {}
-    for _, r in ipairs(rows) do
-        if r.error then out[#out + 1] = string.format("%s: %s", r.label, r.error) end
-        if r.baseline_error and r.apl then out[#out + 1] = string.format("%s baseline: %s", r.label, r.baseline_error) end
-    end
-    return out
-end
-
-function M.derived_rows(d, by)
-    local rss = by.dpo_step
-    return {
-        { "measure", "apl", "baseline" },
-        { string.format("DPO step MFU (TRL's %.0f GFLOP, of %s GFLOP/s peak)", d.dpo_gflop or 0, fmt(d.peak_gflops)),
-          pct(d.dpo_mfu_apl), pct(d.dpo_mfu_baseline) },
-        { string.format("DPO step, FLOPs apl executes (%.0f GFLOP) / time / peak", d.dpo_gflop_apl or 0),
-          pct(d.dpo_hw_apl), "-" },
-        { string.format("SFT step MFU (%.0f GFLOP)", d.sft_gflop or 0), pct(d.sft_mfu_apl), pct(d.sft_mfu_baseline) },
-        { "DPO step peak RSS, MB (policy, reference, Adam)",
-          fmt(rss and rss.apl_peak_rss_mb), fmt(rss and rss.baseline_peak_rss_mb) },
-        { string.format("generation / bandwidth bound (%s tok/s at %s GB/s)", fmt(d.gen_bound_tok_s), fmt(d.bandwidth_gbs)),
-          pct(d.gen_bound_frac_apl), pct(d.gen_bound_frac_baseline) },
-    }
-end
-
-function M.render_text(t)
-    local w = {}
-    for _, row in ipairs(t) do
-        for i, c in ipairs(row) do w[i] = math.max(w[i] or 0, utf8.len(c) or #c) end
-    end
-    local lines = {}
-    for k, row in ipairs(t) do
-        local cells = {}
-        for i, c in ipairs(row) do cells[i] = c .. string.rep(" ", w[i] - (utf8.len(c) or #c)) end
-        lines[#lines + 1] = table.concat(cells, "  "):gsub("%s+$", "")
-        if k == 1 then
-            local dash = {}
-            for i = 1, #row do dash[i] = string.rep("-", w[i]) end
-            lines[#lines + 1] = table.concat(dash, "  ")
-        end
-    end
-    return table.concat(lines, "\n") .. "\n"
-end
-
--- Rows of strings (the first the header) as a Markdown table: apl.report's, one writer for both.
-M.render_md = require("apl.report").markdown_rows
+-- FLOPs (bench/flops.lua) and the tables (bench/render.lua), re-exported for the tests.
+for _, k in ipairs({ "GPT2", "matmul_params", "n_params", "forward_flops", "dpo_flops", "apl_dpo_flops",
+    "sft_flops", "shape_of", "derive" }) do M[k] = F[k] end
+for _, k in ipairs({ "table_rows", "missing", "derived_rows", "render_text", "render_md" }) do M[k] = R[k] end
+local fmt, int = R.fmt, R.int
 
 -- ---------------------------------------------------------------------------------------------
 -- Running
