@@ -305,25 +305,11 @@ end)
 
 -- o200k_base as HF stores converted tiktoken vocabularies (Split "Removed" with "invert": true;
 -- tests/ref/tok_o200k.js writes it from js-tiktoken's ranks, as transformers' converter does), its
--- ids compared with js-tiktoken's own encoder. Built once per corpus and script under build/tok.
+-- ids compared with js-tiktoken's own encoder (tests/ref/tok_data.lua's D.o200k).
 T.case("tokenizer.json: o200k (Split Removed + invert) gives js-tiktoken's ids on the corpus", function()
     local docs = corpus()
-    local modules = npm_or_skip(D.modules())
-    local script, out = root .. "/tests/ref/tok_o200k.js", D.DIR .. "/o200k_ref.txt"
-    local function newer(a, b) return fs.run({ "test", a, "-nt", b }) == 0 end
-    if not (newer(out, D.CORPUS) and newer(out, script)) then
-        local log = D.DIR .. "/o200k.log"
-        T.ok(fs.run({ "node", script, modules, D.CORPUS, D.DIR }, { stdout = log, stderr = log }) == 0,
-            "tok_o200k.js failed: " .. (fs.read(log) or ""))
-    end
-    local ref = { T = {}, H = {} }
-    for line in io.lines(out) do
-        local kind, doc, rest = line:match("^(%a) (%d+) ?(.*)$")
-        local ids = {}
-        for v in rest:gmatch("%d+") do ids[#ids + 1] = math.tointeger(tonumber(v)) end
-        ref[kind][tonumber(doc)] = ids
-    end
-    local tok = tokenizer.load(D.DIR .. "/o200k")
+    local dir, ref = D.o200k()
+    local tok = tokenizer.load(npm_or_skip(dir, ref))
     T.eq(tok:encode("Hello world<|endoftext|>"), { 13225, 2375, 199999 })
     local tokens, hf_docs, bad = 0, 0, {}
     for i, doc in ipairs(docs) do

@@ -20,7 +20,8 @@ local function sh(cmd)
     return out
 end
 
-local function read(path) return assert(require("apl.fs").read(path)) end
+local fs = require "apl.fs"
+local function read(path) return assert(fs.read(path)) end
 
 local docs
 -- The documents of build/tok/corpus.txt, built by tests/ref/tok_corpus.py when missing.
@@ -41,6 +42,17 @@ end
 -- node_modules with the JavaScript tokenizers, or nil, reason.
 function D.modules() return npm.modules({ "gpt-3-encoder", "js-tiktoken" }) end
 
+-- Lines "<kind> <doc> <ids...>" into ref[kind][doc] = ids.
+local function read_ref(path, ref)
+    for line in io.lines(path) do
+        local kind, doc, rest = line:match("^(%a) (%d+) ?(.*)$")
+        local ids = {}
+        for v in rest:gmatch("%d+") do ids[#ids + 1] = math.tointeger(tonumber(v)) end
+        ref[kind][tonumber(doc)] = ids
+    end
+    return ref
+end
+
 -- The reference ids, computed by node once per corpus. Returns nil, reason without npm.
 function D.reference()
     D.corpus()
@@ -51,14 +63,25 @@ function D.reference()
         io.stderr:write(sh(string.format("node '%s/tests/ref/tok_gpt2.js' ids '%s' '%s' '%s'", root, modules,
             D.CORPUS, out)))
     end
-    local ref = { T = {}, H = {}, G = {} }
-    for line in io.lines(out) do
-        local kind, doc, rest = line:match("^(%a) (%d+) ?(.*)$")
-        local ids = {}
-        for v in rest:gmatch("%d+") do ids[#ids + 1] = math.tointeger(tonumber(v)) end
-        ref[kind][tonumber(doc)] = ids
+    return read_ref(out, { T = {}, H = {}, G = {} })
+end
+
+-- o200k_base as HF stores converted tiktoken vocabularies, and js-tiktoken's ids for the corpus
+-- (tests/ref/tok_o200k.js), built once per corpus and script. Returns the tokenizer's folder and
+-- ref.T[i], ref.H[i]; nil, reason without npm.
+function D.o200k()
+    D.corpus()
+    local modules, why = D.modules()
+    if not modules then return nil, why end
+    local script, out = root .. "/tests/ref/tok_o200k.js", D.DIR .. "/o200k_ref.txt"
+    local function newer(a, b) return fs.run({ "test", a, "-nt", b }) == 0 end
+    if not (newer(out, D.CORPUS) and newer(out, script)) then
+        local log = D.DIR .. "/o200k.log"
+        if fs.run({ "node", script, modules, D.CORPUS, D.DIR }, { stdout = log, stderr = log }) ~= 0 then
+            error("tests/ref/tok_o200k.js failed: " .. (fs.read(log) or ""))
+        end
     end
-    return ref
+    return D.DIR .. "/o200k", read_ref(out, { T = {}, H = {} })
 end
 
 -- js-tiktoken's encode speed on the corpus in MB/s, one figure per timed pass (after a warm-up
