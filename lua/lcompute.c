@@ -6,6 +6,7 @@
  *   local la, lb = C.logprob_pairs(model, {{15496}}, {{11}}, {{995, 13}})   -- one forward per pair
  *   local opt = C.optim(model, {lr = 1e-5})
  *   local r = C.dpo_accumulate(model, prompts, chosen, rejected, ref_c, ref_r, {beta = 0.1, scale = 1/4})
+ *   local d = C.dpo_options{loss = "ipo"}   -- {beta = 0.2, loss = "ipo", label_smoothing = 0}
  *   local gnorm = opt:step()
  *
  * Token sequences are Lua lists of integers; lists of sequences are lists of those. The Lua
@@ -335,17 +336,34 @@ static int l_optim_steps(lua_State *L)
     return 1;
 }
 
+/* The DPO method's options, their defaults and their checks live here once: beta 0.2 (the DPO
+ * paper's), loss "sigmoid" (or "ipo", "hinge"), label_smoothing 0. apl.dpo.new takes them from
+ * dpo_options; dpo_accumulate and dpo_loss read them the same way. */
+static const char *const DPO_LOSSES[] = {"sigmoid", "ipo", "hinge", NULL};
+_Static_assert(APL_DPO_SIGMOID == 0 && APL_DPO_IPO == 1 && APL_DPO_HINGE == 2,
+               "DPO_LOSSES is in apl_dpo_loss_type order");
+
 static void dpo_opts(lua_State *L, int idx, apl_dpo_opts *o, const char *fname)
 {
-    static const char *const names[] = {"sigmoid", "ipo", "hinge", NULL};
-    static const apl_dpo_loss_type types[] = {APL_DPO_SIGMOID, APL_DPO_IPO, APL_DPO_HINGE};
-    const char *loss = apl_lua_opt_str(L, idx, "loss", "sigmoid", fname);
-    int i = 0;
-    while (names[i] && strcmp(names[i], loss)) i++;
-    if (!names[i]) apl_lua_error(L, fname, "unknown loss '%s' (sigmoid, ipo or hinge)", loss);
-    o->loss = types[i];
-    o->beta = apl_lua_opt_num(L, idx, "beta", 0.1, fname);
+    o->loss = (apl_dpo_loss_type)apl_lua_opt_enum(L, idx, "loss", DPO_LOSSES, APL_DPO_SIGMOID, fname);
+    o->beta = apl_lua_opt_num(L, idx, "beta", 0.2, fname);
     o->label_smoothing = apl_lua_opt_num(L, idx, "label_smoothing", 0, fname);
+}
+
+/* dpo_options(opts [, fname]) -> {beta=, loss=, label_smoothing=}: opts checked, defaults filled
+ * in; errors are prefixed with fname ("apl.dpo"). Other fields of opts are not looked at. */
+static int l_compute_dpo_options(lua_State *L)
+{
+    apl_dpo_opts o;
+    dpo_opts(L, 1, &o, luaL_optstring(L, 2, "apl.dpo"));
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, o.beta);
+    lua_setfield(L, -2, "beta");
+    lua_pushstring(L, DPO_LOSSES[o.loss]);
+    lua_setfield(L, -2, "loss");
+    lua_pushnumber(L, o.label_smoothing);
+    lua_setfield(L, -2, "label_smoothing");
+    return 1;
 }
 
 /* dpo_accumulate(policy, prompts, chosen, rejected, ref_chosen, ref_rejected, opts) ->
@@ -427,7 +445,8 @@ int luaopen_apl_core_compute(lua_State *L)
         {"generate", l_compute_generate}, {"logprob", l_compute_logprob},
         {"logprob_pairs", l_compute_logprob_pairs},
         {"optim", l_compute_optim}, {"dpo_accumulate", l_compute_dpo_accumulate},
-        {"dpo_loss", l_compute_dpo_loss}, {"sft_accumulate", l_compute_sft_accumulate},
+        {"dpo_loss", l_compute_dpo_loss}, {"dpo_options", l_compute_dpo_options},
+        {"sft_accumulate", l_compute_sft_accumulate},
         {NULL, NULL},
     };
     luaL_newmetatable(L, OPTIM_MT);

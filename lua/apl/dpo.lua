@@ -190,14 +190,11 @@ function M.new(o)
     if rawequal(o.policy, o.ref) then
         error(fname .. ": policy and ref must be two models (ref = policy:clone())", 2)
     end
-    local losses = { sigmoid = true, ipo = true, hinge = true }
-    if o.loss and not losses[o.loss] then
-        error(string.format("%s: unknown loss '%s' (sigmoid, ipo or hinge)", fname, tostring(o.loss)), 2)
-    end
+    local d = C.dpo_options(o, fname) -- beta, loss, label_smoothing: defaults and checks (lcompute.c)
     local bs, mbs = train.sizes(o, fname)
     local self = setmetatable({
-        policy = o.policy, ref = o.ref, tok = o.tok, beta = o.beta or 0.2,
-        loss = o.loss or "sigmoid", label_smoothing = o.label_smoothing or 0,
+        policy = o.policy, ref = o.ref, tok = o.tok, beta = d.beta,
+        loss = d.loss, label_smoothing = d.label_smoothing,
         batch_size = bs, micro_batch_size = mbs, add_eos = o.add_eos ~= false,
         cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,
     }, Trainer)

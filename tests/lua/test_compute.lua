@@ -357,10 +357,26 @@ T.case("bad options name the function and the option (table-driven)", function()
         { "optim lr", function() C.optim(m, { lr = "big" }) end, "apl%.optim: option 'lr' must be a number, got string$" },
         { "dpo beta", function() C.dpo_loss({ 0 }, { 0 }, { 0 }, { 0 }, { beta = "x" }) end,
           "apl%.dpo%.loss: option 'beta' must be a number, got string$" },
+        { "dpo loss", function() C.dpo_accumulate(m, P, Q, { { 3 } }, { 0 }, { 0 }, { loss = "kto" }) end,
+          "apl%.dpo: option 'loss' must be \"sigmoid\", \"ipo\" or \"hinge\", got \"kto\"$" },
         { "sft scale", function() C.sft_accumulate(m, P, Q, { scale = "1" .. "x" }) end, "apl%.sft: option 'scale' must be a number" },
     }) do
         T.assert_error_match(c[2], c[3], c[1])
     end
+end)
+
+-- issue 18: the DPO method's defaults live once, in lcompute.c: beta 0.2 (the paper's).
+T.case("dpo_options: the method's defaults and checks, once", function()
+    local C = require "apl.core.compute"
+    T.eq(C.dpo_options({}), { beta = 0.2, loss = "sigmoid", label_smoothing = 0 })
+    T.eq(C.dpo_options({ beta = 0.5, loss = "ipo", lr = 3 }), { beta = 0.5, loss = "ipo", label_smoothing = 0 })
+    T.assert_error_match(function() C.dpo_options({ loss = "kto" }, "my.fn") end, "my%.fn: option 'loss' must be")
+    -- dpo_loss without beta uses the same 0.2
+    local pc, pr, rc, rr = { -3 }, { -5 }, { -4 }, { -4 }
+    local l0 = C.dpo_loss(pc, pr, rc, rr, {})
+    T.eq(l0, C.dpo_loss(pc, pr, rc, rr, { beta = 0.2 }), 0)
+    T.eq(l0, math.log(1 + math.exp(-0.2 * ((-3 - -4) - (-5 - -4)))), 1e-6) -- -log σ(β h), h = 2
+    T.ok(math.abs(l0 - C.dpo_loss(pc, pr, rc, rr, { beta = 0.1 })) > 1e-3)
 end)
 
 T.case("token lists are read raw, once: a __len that lies cannot overflow the buffer", function()

@@ -252,11 +252,26 @@ T.case("dpo: options are checked", function()
     local tok, m = F.tok(), F.model(1)
     T.assert_error_match(function() apl.dpo.new { policy = m, ref = m, tok = tok } end, "apl.dpo.new: policy and ref")
     T.assert_error_match(function() apl.dpo.new { policy = m, ref = m:clone(), tok = tok, loss = "kto" } end,
-        "unknown loss 'kto'")
+        "apl%.dpo%.new: option 'loss' must be \"sigmoid\", \"ipo\" or \"hinge\", got \"kto\"")
+    T.assert_error_match(function() apl.dpo.new { policy = m, ref = m:clone(), tok = tok, beta = "0.1x" } end,
+        "apl%.dpo%.new: option 'beta' must be a number, got string")
     T.assert_error_match(function() apl.dpo.new { policy = m, ref = m:clone(), tok = tok, batch_size = 0 } end,
         "batch_size")
     local tr = apl.dpo.new { policy = m, ref = m:clone(), tok = tok }
     T.assert_error_match(function() tr:step { { prompt = "a", chosen = 3 } } end, "apl.dpo: pair 1 needs chosen")
+end)
+
+-- issue 18: the trainer and apl.dpo.loss take the method's defaults from one place (beta 0.2,
+-- the paper's; sigmoid; no label smoothing).
+T.case("dpo: the trainer and apl.dpo.loss share the defaults", function()
+    local tok, m = F.tok(), F.model(1)
+    local tr = apl.dpo.new { policy = m, ref = m:clone(), tok = tok }
+    T.eq({ tr.beta, tr.loss, tr.label_smoothing }, { 0.2, "sigmoid", 0 })
+    local pc, pr, rc, rr = { -3, -7 }, { -5, -6 }, { -4, -6.5 }, { -4, -6 }
+    local want = numpy_dpo(pc, pr, rc, rr, 0.2, "sigmoid", 0)
+    local loss = apl.dpo.loss(pc, pr, rc, rr, {})
+    T.eq(loss, want.loss, 1e-5)
+    T.eq(loss, apl.dpo.loss(pc, pr, rc, rr, { beta = tr.beta, loss = tr.loss, label_smoothing = tr.label_smoothing }), 0)
 end)
 
 -- ------------------------------------------------------------------------------------------
