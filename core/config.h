@@ -20,11 +20,11 @@
 extern "C" {
 #endif
 
-typedef enum { APL_ARCH_GPT2, APL_ARCH_NEOX, APL_ARCH_LLAMA } apl_arch_id;
+struct apl_arch; /* the family that reads this config (model_impl.h) */
 typedef enum { APL_ACT_GELU, APL_ACT_GELU_TANH, APL_ACT_SILU, APL_ACT_RELU } apl_act;
 
 typedef struct {
-    apl_arch_id arch;
+    const struct apl_arch *arch;
     char model_type[32];
     const char *hf_class; /* transformers' class, "GPT2LMHeadModel" (static storage) */
     int64_t vocab, hidden, n_layer, n_head, n_kv_head, head_dim, inter, max_pos;

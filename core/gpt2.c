@@ -1,10 +1,30 @@
 /* gpt2.c — GPT-2: learned positions, pre-LayerNorm blocks, GELU (tanh) MLP, lm_head tied to the
  * token embedding. HF stores its projections as Conv1D, weight (in, out), kept in that layout so
  * that saved checkpoints are HF's. */
+#include "config_impl.h"
 #include "model_impl.h"
 
 enum { WTE, WPE, LN_F_W, LN_F_B };
 enum { LN1_W, LN1_B, QKV_W, QKV_B, PROJ_W, PROJ_B, LN2_W, LN2_B, FC_W, FC_B, FC2_W, FC2_B };
+
+static apl_status parse_gpt2(const apl_cfg_src *s, apl_config *c)
+{
+    APL_TRY(apl_cfg_int(s, "vocab_size", 1, 0, &c->vocab));
+    APL_TRY(apl_cfg_int(s, "n_embd", 1, 0, &c->hidden));
+    APL_TRY(apl_cfg_int(s, "n_layer", 1, 0, &c->n_layer));
+    APL_TRY(apl_cfg_int(s, "n_head", 1, 0, &c->n_head));
+    APL_TRY(apl_cfg_int(s, "n_positions", 0, 1024, &c->max_pos));
+    APL_TRY(apl_cfg_int(s, "n_inner", 0, 4 * c->hidden, &c->inter));
+    APL_TRY(apl_cfg_nonneg(s, "layer_norm_epsilon", 1e-5, 0, &c->norm_eps));
+    APL_TRY(apl_cfg_act(s, "activation_function", "gelu_new", &c->act));
+    APL_TRY(apl_cfg_bool(s, "tie_word_embeddings", 1, &c->tie_embeddings));
+    if (!c->tie_embeddings)
+        return apl_fail(APL_EUNSUPPORTED, "%s: \"tie_word_embeddings\": GPT-2 ties its lm_head",
+                        s->where);
+    c->n_kv_head = c->n_head;
+    c->qkv_bias = c->o_bias = c->mlp_bias = 1;
+    return apl_cfg_head_dim(s, c);
+}
 
 static int gpt2_specs(const apl_config *c, apl_pspec *o)
 {
@@ -31,46 +51,45 @@ static int gpt2_specs(const apl_config *c, apl_pspec *o)
     return n;
 }
 
-/* HF's Conv1D: x (..., in) @ w (in, out) + b (out). As a linear layer over the transposed view,
- * libtorch fuses the bias into the matmul (addmm) and multiplies by w as stored, without a copy. */
-static apl_tensor *conv1d(apl_tensor *x, apl_tensor *w, apl_tensor *b)
-{
-    return apl_t_linear(x, apl_t_transpose(w, 0, 1), b);
-}
-
 static apl_tensor *gpt2_block(const apl_model *m, const apl_fwd *f, int l, apl_tensor *x)
 {
     const apl_config *c = &m->cfg;
     int64_t C = c->hidden, H = c->n_head, D = c->head_dim;
 #define W(s) apl_model_w(m, l, s)
     apl_tensor *h = apl_t_layer_norm(x, W(LN1_W), W(LN1_B), c->norm_eps);
-    apl_tensor *qkv = conv1d(h, W(QKV_W), W(QKV_B));                  // (B, T, 3C)
+    apl_tensor *qkv = apl_model_proj(m, l, QKV_W, QKV_B, h);                  // (B, T, 3C)
     apl_tensor *q = apl_model_heads(apl_t_narrow(qkv, 2, 0, C), H, D); // (B, H, T, D)
     apl_tensor *k = apl_model_heads(apl_t_narrow(qkv, 2, C, C), H, D);
     apl_tensor *v = apl_model_heads(apl_t_narrow(qkv, 2, 2 * C, C), H, D);
-    apl_tensor *a = conv1d(apl_model_attend(m, f, l, q, k, v), W(PROJ_W), W(PROJ_B));
+    apl_tensor *a = apl_model_proj(m, l, PROJ_W, PROJ_B, apl_model_attend(m, f, l, q, k, v));
     x = apl_t_binary(APL_ADD, apl_model_queries(m, f, l, x), a);        // (B, T or tail, C)
     h = apl_t_layer_norm(x, W(LN2_W), W(LN2_B), c->norm_eps);
-    h = apl_model_act(c->act, conv1d(h, W(FC_W), W(FC_B)));            // (B, T, I)
-    return apl_t_binary(APL_ADD, x, conv1d(h, W(FC2_W), W(FC2_B)));
+    h = apl_model_act(c->act, apl_model_proj(m, l, FC_W, FC_B, h));            // (B, T, I)
+    return apl_t_binary(APL_ADD, x, apl_model_proj(m, l, FC2_W, FC2_B, h));
 #undef W
 }
 
 static apl_tensor *gpt2_forward(const apl_model *m, const apl_fwd *f)
 {
-    apl_tensor *wte = apl_model_w(m, -1, WTE);
-    apl_tensor *x = apl_t_binary(APL_ADD, apl_t_embedding(wte, f->ids),
+    apl_tensor *x = apl_t_binary(APL_ADD, apl_t_embedding(apl_model_w(m, -1, WTE), f->ids),
                                  apl_t_embedding(apl_model_w(m, -1, WPE), f->pos)); // (B, T, C)
     apl_tensor *h = apl_model_tail(f, apl_model_layers(m, f, x, gpt2_block));
     apl_tensor *y = apl_t_layer_norm(h, apl_model_w(m, -1, LN_F_W), apl_model_w(m, -1, LN_F_B),
                                      m->cfg.norm_eps);
     apl_t_free(h);
-    return apl_t_linear(y, wte, NULL); // (B, tail or T, V), tied head
+    return apl_model_head(m, y); // (B, tail or T, V), tied head
 }
 
+static const apl_arch_type gpt2_types[] = {{"gpt2", "GPT2LMHeadModel"}, {NULL, NULL}};
+
 const apl_arch apl_arch_gpt2 = {
-    .id = APL_ARCH_GPT2,
+    .types = gpt2_types,
+    .parse = parse_gpt2,
     .optional_prefix = "transformer.",
+    .conv1d = 1,
+    .embed_slot = WTE,
+    .head_slot = WTE,
+    .head_module = "lm_head",
     .specs = gpt2_specs,
     .forward = gpt2_forward,
 };

@@ -2,7 +2,9 @@
  * on whole heads (Llama 3's frequency rescaling is in model.c), grouped-query attention, a SwiGLU
  * MLP down(silu(gate(x)) * up(x)), optional q/k/v/o and MLP biases, optionally tied head. */
 #include <stdio.h>
+#include <string.h>
 
+#include "config_impl.h"
 #include "model_impl.h"
 
 enum { EMBED, NORM, HEAD };
@@ -17,6 +19,71 @@ static void linear_spec(apl_pspec *o, int *n, int l, int slot, const char *name,
     if (!bias) return;
     snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", name);
     apl_pspec_add(o, n, l, slot + 1, fmt, 1, out, 0, APL_INIT_ZEROS);
+}
+
+static apl_status parse_rope_scaling(const apl_cfg_src *s, apl_config *c)
+{
+    const cJSON *rs = apl_cfg_field(s, "rope_scaling");
+    if (!rs) return APL_OK;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(t))
+        return apl_fail(APL_EFORMAT, "%s: \"rope_scaling\": missing \"rope_type\"", s->where);
+    if (strcmp(t->valuestring, "default") == 0) return APL_OK;
+    if (strcmp(t->valuestring, "llama3") != 0)
+        return apl_fail(APL_EUNSUPPORTED, "%s: \"rope_scaling\": rope_type \"%s\" is not supported"
+                        " (llama3)", s->where, t->valuestring);
+    char where[512];
+    snprintf(where, sizeof where, "%s: \"rope_scaling\"", s->where);
+    apl_cfg_src sub = {rs, where};
+    c->llama3_rope = 1;
+    APL_TRY(apl_cfg_num(&sub, "factor", 8, &c->rs_factor));
+    APL_TRY(apl_cfg_num(&sub, "low_freq_factor", 1, &c->rs_low_freq));
+    APL_TRY(apl_cfg_num(&sub, "high_freq_factor", 4, &c->rs_high_freq));
+    APL_TRY(apl_cfg_int(&sub, "original_max_position_embeddings", 0, 8192, &c->rs_orig_max_pos));
+    if (c->rs_factor <= 0 || c->rs_high_freq <= c->rs_low_freq || c->rs_low_freq <= 0)
+        return apl_fail(APL_EFORMAT, "%s: factors must be positive, high_freq_factor >"
+                        " low_freq_factor", where);
+    return APL_OK;
+}
+
+/* apl attends over the whole causal past; a model trained with a sliding window gives the same
+ * results only up to the window, so sequences are capped there instead of silently diverging. */
+static apl_status cap_sliding_window(const apl_cfg_src *s, apl_config *c)
+{
+    int use = strcmp(c->model_type, "mistral") == 0;
+    int64_t win;
+    if (!use) APL_TRY(apl_cfg_bool(s, "use_sliding_window", 0, &use));
+    if (!use) return APL_OK;
+    APL_TRY(apl_cfg_int(s, "sliding_window", 0, c->max_pos, &win));
+    if (win < c->max_pos) c->max_pos = win;
+    return APL_OK;
+}
+
+static apl_status parse_llama(const apl_cfg_src *s, apl_config *c)
+{
+    int bias;
+    APL_TRY(apl_cfg_sizes(s, c));
+    APL_TRY(apl_cfg_int(s, "num_key_value_heads", 0, c->n_head, &c->n_kv_head));
+    APL_TRY(apl_cfg_int(s, "head_dim", 0, c->hidden / c->n_head, &c->head_dim));
+    APL_TRY(apl_cfg_nonneg(s, "rms_norm_eps", 1e-6, 0, &c->norm_eps));
+    APL_TRY(apl_cfg_nonneg(s, "rope_theta", 10000, 1, &c->rope_theta));
+    APL_TRY(apl_cfg_act(s, "hidden_act", "silu", &c->act));
+    APL_TRY(apl_cfg_bool(s, "tie_word_embeddings", 0, &c->tie_embeddings));
+    APL_TRY(apl_cfg_bool(s, "attention_bias", 0, &bias));
+    APL_TRY(apl_cfg_bool(s, "mlp_bias", 0, &c->mlp_bias));
+    APL_TRY(parse_rope_scaling(s, c));
+    APL_TRY(cap_sliding_window(s, c));
+    /* Qwen2 has q/k/v biases and no o_proj bias; Llama's attention_bias covers all four. */
+    int qwen2 = strcmp(c->model_type, "qwen2") == 0;
+    c->qkv_bias = bias || qwen2;
+    c->o_bias = bias && !qwen2;
+    c->rot_dims = c->head_dim;
+    if (c->n_head % c->n_kv_head != 0)
+        return apl_fail(APL_EFORMAT, "%s: \"num_attention_heads\" (%lld) is not a multiple of"
+                        " \"num_key_value_heads\" (%lld)", s->where, (long long)c->n_head,
+                        (long long)c->n_kv_head);
+    return APL_OK;
 }
 
 static int llama_specs(const apl_config *c, apl_pspec *o)
@@ -42,9 +109,10 @@ static int llama_specs(const apl_config *c, apl_pspec *o)
     return n;
 }
 
+/* linear_spec puts a projection's bias in the slot after its weight. */
 static apl_tensor *proj(const apl_model *m, int l, int slot, apl_tensor *x)
 {
-    return apl_t_linear(x, apl_model_w(m, l, slot), apl_model_w(m, l, slot + 1));
+    return apl_model_proj(m, l, slot, slot + 1, x);
 }
 
 static apl_tensor *llama_block(const apl_model *m, const apl_fwd *f, int l, apl_tensor *x)
@@ -63,17 +131,23 @@ static apl_tensor *llama_block(const apl_model *m, const apl_fwd *f, int l, apl_
 
 static apl_tensor *llama_forward(const apl_model *m, const apl_fwd *f)
 {
-    apl_tensor *emb = apl_model_w(m, -1, EMBED);
-    apl_tensor *h = apl_model_tail(f, apl_model_layers(m, f, apl_t_embedding(emb, f->ids), llama_block));
+    apl_tensor *x = apl_t_embedding(apl_model_w(m, -1, EMBED), f->ids); // (B, T, C)
+    apl_tensor *h = apl_model_tail(f, apl_model_layers(m, f, x, llama_block));
     apl_tensor *y = apl_t_rms_norm(h, apl_model_w(m, -1, NORM), m->cfg.norm_eps);
     apl_t_free(h);
-    apl_tensor *head = m->cfg.tie_embeddings ? emb : apl_model_w(m, -1, HEAD);
-    return apl_t_linear(y, head, NULL); // (B, tail or T, V)
+    return apl_model_head(m, y); // (B, tail or T, V)
 }
 
+static const apl_arch_type llama_types[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
+                                      {"qwen2", "Qwen2ForCausalLM"}, {NULL, NULL}};
+
 const apl_arch apl_arch_llama = {
-    .id = APL_ARCH_LLAMA,
+    .types = llama_types,
+    .parse = parse_llama,
     .optional_prefix = NULL,
+    .embed_slot = EMBED,
+    .head_slot = HEAD,
+    .head_module = "lm_head",
     .specs = llama_specs,
     .forward = llama_forward,
 };

@@ -1,4 +1,4 @@
-/* model.c — the architecture table and everything the three architectures share: building a
+/* model.c — everything the model families share: building a
  * model from specs (random init, a checkpoint, a clone), saving it under HF names, positions and
  * rotary tables, attention over the KV cache. See model.h and model_impl.h. */
 #include <errno.h>
@@ -16,8 +16,6 @@
 
 /* config.json is a few KB; more is not a config. */
 #define MAX_CONFIG (16u << 20)
-
-static const apl_arch *const ARCHS[] = {&apl_arch_gpt2, &apl_arch_neox, &apl_arch_llama};
 
 /* Tensors real checkpoints carry that are not parameters (masks, cached frequencies). */
 static const char *const BUFFER_SUFFIXES[] = {".attn.bias", ".attn.masked_bias", ".attention.bias",
@@ -46,12 +44,37 @@ apl_tensor *apl_model_w(const apl_model *m, int layer, int slot)
     return i < 0 ? NULL : m->p[i];
 }
 
+apl_tensor *apl_model_proj(const apl_model *m, int layer, int w_slot, int b_slot, apl_tensor *x)
+{
+    apl_tensor *w = apl_model_w(m, layer, w_slot), *b = b_slot < 0 ? NULL : apl_model_w(m, layer, b_slot);
+    /* HF's Conv1D as a linear layer over the transposed view: libtorch fuses the bias into the
+     * matmul (addmm) and multiplies by w as stored, without a copy. */
+    if (layer >= 0 && m->arch->conv1d) w = apl_t_transpose(w, 0, 1);
+    return apl_t_linear(x, w, b);
+}
+
+int apl_model_head_slot(const apl_model *m)
+{
+    return m->cfg.tie_embeddings ? m->arch->embed_slot : m->arch->head_slot;
+}
+
+apl_tensor *apl_model_head(const apl_model *m, apl_tensor *y)
+{
+    return apl_model_proj(m, -1, apl_model_head_slot(m), -1, y);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Construction */
 
 void apl_model_free(apl_model *m)
 {
     if (!m) return;
+    if (m->view_of) { /* shares everything with the model it reads */
+        free(m);
+        return;
+    }
+    apl_model_free(m->theta0);
+    free(m->source);
     for (int i = 0; m->p && i < m->n; i++) apl_t_free(m->p[i]);
     free(m->p);
     free(m->spec);
@@ -119,8 +142,7 @@ static apl_status model_new(const char *json, const char *where, int64_t max_spe
     if (!m) return apl_fail(APL_ENOMEM, "%s: out of memory", where);
     apl_status st = apl_config_parse(json, where, &m->cfg);
     if (st != APL_OK) goto fail;
-    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++)
-        if (ARCHS[i]->id == m->cfg.arch) m->arch = ARCHS[i];
+    m->arch = m->cfg.arch;
     m->dt = dt;
     m->dev = dev;
     int64_t n = spec_count(m->arch, &m->cfg);
@@ -333,6 +355,7 @@ apl_status apl_model_load(const char *dir, apl_dtype dt, apl_device dev, apl_mod
     for (int i = 0; m && i < m->n && st == APL_OK; i++) st = load_param(m, sf, i);
     apl_set_grad_enabled(prev);
     if (st == APL_OK) st = model_rope(m, path);
+    if (st == APL_OK && !(m->source = strdup(dir))) st = apl_fail(APL_ENOMEM, "%s: out of memory", dir);
     apl_st_close(sf);
     if (st != APL_OK) {
         apl_model_free(m);
@@ -445,9 +468,13 @@ apl_status apl_model_clone(const apl_model *m, apl_model **out)
 
 apl_status apl_model_to(apl_model *m, apl_dtype dt, apl_device dev)
 {
+    if (m->view_of) return apl_fail(APL_EINVAL, "model.to: a reference view follows its model");
     apl_tensor **np = calloc((size_t)m->n, sizeof *np);
     if (!np) return apl_fail(APL_ENOMEM, "model.to: out of memory");
     apl_status st = map_params(m, apl_t_to, dt, dev, np);
+    /* θ0 follows the model: a reference on another device is no reference */
+    if (st == APL_OK && m->theta0 && (st = apl_model_to(m->theta0, dt, dev)) != APL_OK)
+        for (int i = 0; i < m->n; i++) apl_t_free(np[i]);
     if (st == APL_OK) {
         for (int i = 0; i < m->n; i++) apl_t_free(m->p[i]);
         free(m->p);
@@ -463,6 +490,7 @@ apl_status apl_model_to(apl_model *m, apl_dtype dt, apl_device dev)
 
 apl_status apl_model_copy_from(apl_model *dst, const apl_model *src)
 {
+    if (dst->view_of) return apl_fail(APL_EINVAL, "copy_from: a reference view is read-only");
     if (dst->n != src->n || strcmp(dst->cfg.model_type, src->cfg.model_type) != 0)
         return apl_fail(APL_EINVAL, "copy_from: models of different configs");
     for (int i = 0; i < dst->n; i++)
@@ -480,6 +508,7 @@ apl_status apl_model_copy_from(apl_model *dst, const apl_model *src)
 
 const char *apl_model_type(const apl_model *m) { return m->cfg.model_type; }
 const char *apl_model_config_json(const apl_model *m) { return m->config_json; }
+const char *apl_model_source(const apl_model *m) { return m->source; }
 int64_t apl_model_vocab_size(const apl_model *m) { return m->cfg.vocab; }
 int64_t apl_model_max_positions(const apl_model *m) { return m->cfg.max_pos; }
 int64_t apl_model_eos_id(const apl_model *m) { return m->cfg.eos_id; }
@@ -496,6 +525,54 @@ apl_tensor *apl_model_tensor(const apl_model *m, int i)
 const char *apl_model_tensor_name(const apl_model *m, int i)
 {
     return i >= 0 && i < m->n ? m->spec[i].name : NULL;
+}
+
+int apl_model_num_trainable(const apl_model *m) { return m->n; }
+
+apl_tensor *apl_model_trainable(const apl_model *m, int i) { return apl_model_tensor(m, i); }
+
+int apl_model_is_view(const apl_model *m) { return m->view_of != NULL; }
+
+int apl_model_is_reference_of(const apl_model *view, const apl_model *m) { return view->view_of == m; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* θ0: the reference and the reset point */
+
+apl_status apl_model_reference(apl_model *m, apl_model **view)
+{
+    *view = NULL;
+    if (m->view_of) return apl_fail(APL_EINVAL, "reference: already a reference view");
+    /* the model keeps one θ0 copy, taken now (again, if asked again) */
+    apl_status st = m->theta0 ? apl_model_copy_from(m->theta0, m) : apl_model_clone(m, &m->theta0);
+    if (st != APL_OK) return st;
+    apl_model *v = malloc(sizeof *v);
+    if (!v) return apl_fail(APL_ENOMEM, "reference: out of memory");
+    *v = *m->theta0;
+    v->theta0 = NULL;
+    v->view_of = m;
+    v->generation = m->generation;
+    *view = v;
+    return APL_OK;
+}
+
+apl_status apl_model_reset(apl_model *m)
+{
+    if (m->view_of) return apl_fail(APL_EINVAL, "reset: a reference view is read-only");
+    if (!m->theta0) return apl_fail(APL_EINVAL, "reset: no θ0 was kept (take a reference first)");
+    return apl_model_copy_from(m, m->theta0);
+}
+
+int apl_model_is_stale(const apl_model *m)
+{
+    return m->view_of && m->view_of->generation != m->generation;
+}
+
+/* A view reads its model's handles, which apl_model_to and attaching or merging adapters replace. */
+static apl_status check_view(const apl_model *m)
+{
+    if (!apl_model_is_stale(m)) return APL_OK;
+    return apl_fail(APL_EINVAL, "forward: this reference view is stale (its model was moved or its"
+                    " adapters changed since); take a new reference");
 }
 
 int64_t apl_model_num_params(const apl_model *m)
@@ -716,6 +793,7 @@ apl_status apl_model_forward_tail(apl_model *m, apl_tensor *ids, apl_tensor *mas
 {
     *logits = NULL;
     if (!ids) return apl_fail(APL_EINVAL, "forward: no ids");
+    if (check_view(m) != APL_OK) return APL_EINVAL;
     int64_t past = cache ? cache->len : 0;
     apl_status st = check_inputs(m, ids, mask, cache, past);
     if (st != APL_OK) return st;
@@ -736,6 +814,7 @@ apl_status apl_model_forward_packed(apl_model *m, apl_tensor *ids, const int64_t
 {
     *logits = NULL;
     if (!ids || !pos || !bias || !rows) return apl_fail(APL_EINVAL, "forward_packed: missing input");
+    if (check_view(m) != APL_OK) return APL_EINVAL;
     apl_status st = check_ids(ids); // T may pass max_pos: the positions are checked instead
     if (st != APL_OK) return st;
     apl_fwd f = {.B = apl_t_size(ids, 0), .T = apl_t_size(ids, 1), .bias = bias, .rows = rows};

@@ -45,6 +45,7 @@ apl_status apl_model_to(apl_model *m, apl_dtype dt, apl_device dev);
 
 const char *apl_model_type(const apl_model *m);        /* "gpt2", "gpt_neox", "llama", ... */
 const char *apl_model_config_json(const apl_model *m); /* the resolved config, as JSON text */
+const char *apl_model_source(const apl_model *m);      /* the folder it was loaded from, or NULL */
 int64_t apl_model_vocab_size(const apl_model *m);
 int64_t apl_model_max_positions(const apl_model *m);
 int64_t apl_model_eos_id(const apl_model *m);          /* -1 when the config names none */
@@ -58,6 +59,21 @@ int apl_model_num_tensors(const apl_model *m);
 apl_tensor *apl_model_tensor(const apl_model *m, int i); /* borrowed */
 const char *apl_model_tensor_name(const apl_model *m, int i); /* HF name */
 int64_t apl_model_num_params(const apl_model *m);
+
+/* The tensors training changes, in a fixed order (today every parameter). Borrowed, valid until
+ * the generation changes. */
+int apl_model_num_trainable(const apl_model *m);
+apl_tensor *apl_model_trainable(const apl_model *m, int i);
+
+/* θ0, the DPO reference and the point training resets to. apl_model_reference gives a read-only
+ * view of it that the caller frees (apl_model_free frees the view alone) and that must not
+ * outlive m: a copy of m's weights taken now, which m keeps. apl_model_reset puts m back there.
+ * A view goes stale (its forward fails) when m's generation changes. */
+apl_status apl_model_reference(apl_model *m, apl_model **view);
+apl_status apl_model_reset(apl_model *m);
+int apl_model_is_view(const apl_model *m);
+int apl_model_is_stale(const apl_model *m); /* a view whose model's generation changed */
+int apl_model_is_reference_of(const apl_model *view, const apl_model *m); /* m's θ0 view */
 
 /* Training mode only matters for dropout; apl runs without dropout (the method does not use it). */
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,

@@ -40,9 +40,22 @@ typedef struct {
     apl_tensor *rows;      /* or only at these flat indices into B * T (R) i64, or NULL */
 } apl_fwd;
 
+struct apl_cfg_src; /* config_impl.h */
+
+/* A config.json model_type a family reads, with the transformers class it saves as. */
+typedef struct {
+    const char *type, *hf_class;
+} apl_arch_type;
+
+/* A model family: adding one is a file with these functions and a line in archs.c. */
 typedef struct apl_arch {
-    apl_arch_id id;
+    const apl_arch_type *types; /* ends with {NULL, NULL} */
+    /* Its config.json fields into c (model_type and hf_class are set already). */
+    apl_status (*parse)(const struct apl_cfg_src *s, apl_config *c);
     const char *optional_prefix; /* old checkpoints drop it ("transformer." for GPT-2) */
+    int conv1d;                  /* the layers' projection weights are stored (in, out) */
+    int embed_slot, head_slot;   /* global slots; a tied head is the embedding (the config says) */
+    const char *head_module;     /* HF's module name for the head ("lm_head", "embed_out") */
     /* Writes the specs (when out is not NULL) in a fixed order; returns their count. */
     int (*specs)(const apl_config *c, apl_pspec *out);
     /* Logits (B, T, V), or NULL with the message set. Runs inside a scope held by model.c. */
@@ -53,6 +66,7 @@ struct apl_model {
     const apl_arch *arch;
     apl_config cfg;
     char *config_json;
+    char *source;                 /* the folder it was loaded from, or NULL */
     int n;
     apl_pspec *spec;
     apl_tensor **p;
@@ -61,6 +75,8 @@ struct apl_model {
     apl_dtype dt;
     apl_device dev;
     uint64_t generation;          /* bumped when the parameter handles are replaced (apl_model_to) */
+    apl_model *theta0;            /* a full model's θ0 snapshot, made by apl_model_reference */
+    const apl_model *view_of;     /* a reference view: the model it reads; it owns nothing */
 };
 
 struct apl_kv_cache {
@@ -71,7 +87,8 @@ struct apl_kv_cache {
     apl_tensor **k, **v; /* per layer (B, H_kv, max_len, D) */
 };
 
-extern const apl_arch apl_arch_gpt2, apl_arch_neox, apl_arch_llama;
+/* The registry of families, NULL-ended (archs.c). */
+extern const apl_arch *const apl_archs[];
 
 /* Appends a spec; name is a printf format taking the layer. */
 void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt, int ndim,
@@ -79,6 +96,15 @@ void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt,
 
 /* The parameter in (layer, slot), layer -1 for globals; NULL when the config has none (biases). */
 apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
+
+/* The one place a projection is computed, for every family: the weight in (layer, w_slot) and the
+ * bias in b_slot (-1 or an empty slot: none), x W^T + b, or x W + b for a family storing (in, out).
+ * Adapters that change what a projection computes hook in here, and nowhere in the families. */
+apl_tensor *apl_model_proj(const apl_model *m, int layer, int w_slot, int b_slot, apl_tensor *x);
+/* The head: hidden states (..., C) to logits (..., V), through apl_model_proj at layer -1. */
+apl_tensor *apl_model_head(const apl_model *m, apl_tensor *y);
+/* The head's weight slot, the embedding's when tied. */
+int apl_model_head_slot(const apl_model *m);
 
 /* The rows f->rows picks from the final hidden states h (B, T, C), as (1, R, C), or h itself
  * (with a tail, the last layer kept only those positions): the final norm and the head, V wide,

@@ -48,19 +48,20 @@ apl_status apl_optim_new(apl_model *m, const apl_optim_opts *o, apl_optim **out)
         !(o->eps > 0) || !(o->weight_decay >= 0))
         return apl_fail(APL_EINVAL, "optimizer: need lr >= 0, betas in [0, 1), eps > 0, "
                         "weight_decay >= 0");
+    if (apl_model_is_view(m)) return apl_fail(APL_EINVAL, "optimizer: a reference view is read-only");
     apl_optim *opt = calloc(1, sizeof *opt);
     apl_status st = APL_ENOMEM;
     if (!opt) return apl_fail(APL_ENOMEM, "optimizer: out of memory");
     opt->m = m;
     opt->o = *o;
     opt->generation = apl_model_generation(m);
-    opt->n = apl_model_num_tensors(m);
+    opt->n = apl_model_num_trainable(m);
     opt->params = calloc(opt->n + 1, sizeof(apl_tensor *));
     opt->mom = calloc(opt->n + 1, sizeof(apl_tensor *));
     opt->vel = calloc(opt->n + 1, sizeof(apl_tensor *));
     if (!opt->params || !opt->mom || !opt->vel) { apl_set_error("optimizer: out of memory"); goto fail; }
     for (int i = 0; i < opt->n; i++) {
-        apl_tensor *p = opt->params[i] = apl_model_tensor(m, i);
+        apl_tensor *p = opt->params[i] = apl_model_trainable(m, i);
         int64_t shape[APL_MAX_DIMS];
         int nd = apl_t_shape(p, shape);
         /* kept: optimizer state outlives any scope the caller has open */

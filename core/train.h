@@ -1,4 +1,4 @@
-/* train.h — DPO and SFT losses with gradient accumulation, and Adam over a model's parameters.
+/* train.h — DPO and SFT losses with gradient accumulation, and Adam over what a model trains.
  *
  *   apl_optim *opt;
  *   apl_optim_opts oo = apl_optim_defaults();
@@ -24,9 +24,9 @@
  *   hinge:   relu(1 - beta h)
  *
  * Ownership: apl_optim borrows the model (which must outlive it) and owns the moment tensors.
- * apl_optim_new marks the model's parameters as requiring gradients. After apl_model_to (which
- * replaces the parameter handles) step, reset and zero_grad fail with APL_EINVAL: make a new
- * optimizer. apl_optim_free never touches the model, so the two may be freed in either order.
+ * apl_optim_new takes the model's trainable tensors (apl_model_trainable) and marks them as
+ * requiring gradients. After apl_model_to (which replaces the handles) step, reset and zero_grad
+ * fail with APL_EINVAL: make a new optimizer. apl_optim_free never touches the model, so the two may be freed in either order.
  * Statuses: APL_EINVAL (bad option or batch), APL_ENOMEM, APL_ETORCH.
  */
 #ifndef APL_TRAIN_H
@@ -89,8 +89,9 @@ apl_tensor *apl_dpo_losses(const apl_dpo_opts *o, apl_tensor *pc, apl_tensor *pr
  * the loss formula on its own, for checks against a reference implementation. */
 apl_status apl_dpo_loss_grad(const apl_dpo_opts *o, int64_t n, const float *pc, const float *pr,
                              const float *rc, const float *rr, double *loss, float *dpc, float *dpr);
-/* One forward of chosen and rejected together (2n rows, TRL's concatenated forward), then
- * backward of scale * summed loss into the policy's gradients. */
+/* One packed forward of each pair (prompt ++ chosen ++ rejected in one row, the prompt computed
+ * once: score.h's apl_score_pairs), then backward of scale * summed loss into the gradients of
+ * what the policy trains. */
 apl_status apl_dpo_accumulate(apl_model *policy, const apl_dpo_opts *o, const apl_dpo_batch *b,
                               int64_t pad_id, double scale, apl_dpo_out *out);
 

@@ -312,17 +312,18 @@ static int l_optim_zero_grad(lua_State *L)
     return 0;
 }
 
-/* opt:grads() -> list over the model's tensors of their gradient (apl.Tensor) or false */
+/* opt:grads() -> list over the tensors it trains (apl_model_trainable) of their gradient
+ * (apl.Tensor) or false */
 static int l_optim_grads(lua_State *L)
 {
     check_optim(L, 1);
     lua_getiuservalue(L, 1, 1);
     apl_model *m = apl_lua_checkmodel(L, -1);
-    int n = apl_model_num_tensors(m);
+    int n = apl_model_num_trainable(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         apl_tensor *g = NULL;
-        apl_lua_check(L, apl_t_grad(apl_model_tensor(m, i), &g), "apl.Optim:grads");
+        apl_lua_check(L, apl_t_grad(apl_model_trainable(m, i), &g), "apl.Optim:grads");
         if (g) apl_lua_pushtensor(L, g, "apl.Optim:grads");
         else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, i + 1);

@@ -28,6 +28,15 @@ apl_model *apl_lua_checkmodel(lua_State *L, int idx)
 {
     model_box *b = luaL_checkudata(L, idx, MODEL_MT);
     if (!b->m) luaL_argerror(L, idx, "model was freed");
+    /* a reference view reads its model's weights: it dies with them */
+    if (apl_model_is_view(b->m) && lua_getiuservalue(L, idx, 1) == LUA_TUSERDATA) {
+        int gone = ((model_box *)lua_touserdata(L, -1))->m == NULL;
+        lua_pop(L, 1);
+        if (gone) luaL_argerror(L, idx, "the model this reference views was freed");
+        if (apl_model_is_stale(b->m))
+            luaL_argerror(L, idx, "stale reference: its model was moved or its adapters changed since"
+                          " (take a new reference)");
+    }
     return b->m;
 }
 
@@ -41,7 +50,7 @@ static apl_kv_cache *check_cache(lua_State *L, int idx)
 /* The box is made empty first, so that an error while opening leaves nothing dangling. */
 static model_box *new_model_box(lua_State *L)
 {
-    model_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    model_box *b = lua_newuserdatauv(L, sizeof *b, 1); /* a view's user value: its model */
     b->m = NULL;
     luaL_setmetatable(L, MODEL_MT);
     return b;
@@ -274,7 +283,7 @@ static int l_model_copy_from(lua_State *L)
     return 1;
 }
 
-/* m:info() -> {model_type, vocab_size, max_positions, eos_id, dtype, device} */
+/* m:info() -> {model_type, vocab_size, max_positions, eos_id, dtype, device, source} */
 static int l_model_info(lua_State *L)
 {
     apl_model *m = apl_lua_checkmodel(L, 1);
@@ -291,6 +300,8 @@ static int l_model_info(lua_State *L)
     }
     lua_pushstring(L, apl_dtype_name(apl_model_dtype(m)));
     lua_setfield(L, -2, "dtype");
+    lua_pushstring(L, apl_model_source(m)); /* nil for a model made in memory */
+    lua_setfield(L, -2, "source");
     apl_lua_pushdevice(L, apl_model_device(m));
     lua_setfield(L, -2, "device");
     return 1;
@@ -309,12 +320,42 @@ static int l_model_kv_cache(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* θ0: the reference and the reset point (model.h) */
+
+/* m:reference() -> a read-only view of θ0 (model.h), holding m */
+static int l_model_reference(lua_State *L)
+{
+    apl_model *m = apl_lua_checkmodel(L, 1);
+    model_box *b = new_model_box(L);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    apl_lua_check(L, apl_model_reference(m, &b->m), "apl.model.reference");
+    return 1;
+}
+
+/* ref:is_reference_of(m) -> whether ref is m's θ0 view */
+static int l_model_is_reference_of(lua_State *L)
+{
+    lua_pushboolean(L, apl_model_is_reference_of(apl_lua_checkmodel(L, 1), apl_lua_checkmodel(L, 2)));
+    return 1;
+}
+
+static int l_model_reset(lua_State *L)
+{
+    apl_lua_check(L, apl_model_reset(apl_lua_checkmodel(L, 1)), "apl.model.reset");
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int l_model_tostring(lua_State *L)
 {
     model_box *b = luaL_checkudata(L, 1, MODEL_MT);
-    if (!b->m) lua_pushliteral(L, "apl.Model (freed)");
-    else lua_pushfstring(L, "apl.Model(%s, %I params, %s)", apl_model_type(b->m),
-                         (lua_Integer)apl_model_num_params(b->m), apl_dtype_name(apl_model_dtype(b->m)));
+    if (!b->m) return lua_pushliteral(L, "apl.Model (freed)"), 1;
+    lua_pushfstring(L, "apl.Model(%s, %I params, %s", apl_model_type(b->m),
+                    (lua_Integer)apl_model_num_params(b->m), apl_dtype_name(apl_model_dtype(b->m)));
+    lua_pushstring(L, apl_model_is_view(b->m) ? ", θ0 reference)" : ")");
+    lua_concat(L, 2);
     return 1;
 }
 
@@ -369,7 +410,10 @@ static const luaL_Reg model_methods[] = {
     {"_forward", l_model_forward}, {"save", l_model_save}, {"parameters", l_model_parameters},
     {"config", l_model_config},    {"num_params", l_model_num_params}, {"to", l_model_to},
     {"clone", l_model_clone},      {"copy_from", l_model_copy_from}, {"info", l_model_info},
-    {"kv_cache", l_model_kv_cache}, {"free", l_model_free}, {NULL, NULL},
+    {"kv_cache", l_model_kv_cache}, {"free", l_model_free},
+    {"reference", l_model_reference}, {"reset", l_model_reset},
+    {"is_reference_of", l_model_is_reference_of},
+    {NULL, NULL},
 };
 
 static const luaL_Reg cache_methods[] = {

@@ -9,8 +9,9 @@
 --   local mean = tr:epoch(dataset, {shuffle_seed = 3})
 --   tr:reset()                       -- policy back to theta0, optimizer cleared, no disk read
 --
--- ref IS theta0: reset copies its weights into the policy, so policy and ref must be two models
--- (e.g. ref = policy:clone() before training). Pairs are {prompt=, chosen=, rejected=} strings
+-- ref is theta0, the policy's reference: ref = policy (or none) takes policy:reference(), a copy
+-- of the weights as they are now that the policy keeps; reset puts the policy back there. Another
+-- model given as ref is copied into the policy by reset. Pairs are {prompt=, chosen=, rejected=} strings
 -- (chosen/rejected get tok.eos_id appended, as TRL does; add_eos = false turns that off) or
 -- {prompt_ids=, chosen_ids=, rejected_ids=} used as given.
 --
@@ -178,22 +179,24 @@ function Trainer:epoch(dataset, opts)
     return train.epoch(self, dataset, opts, "dpo")
 end
 
--- Policy back to theta0 (the reference's weights, in memory) and a fresh optimizer state.
+-- Policy back to theta0 (in memory, no disk read) and a fresh optimizer state.
 function Trainer:reset()
-    self.policy:copy_from(self.ref)
+    if self.ref:is_reference_of(self.policy) then
+        self.policy:reset()
+    else
+        self.policy:copy_from(self.ref)
+    end
     self.opt:reset()
 end
 
 function M.new(o)
     local fname = "apl.dpo.new"
-    if not (o and o.policy and o.ref and o.tok) then error(fname .. ": needs policy, ref and tok", 2) end
-    if rawequal(o.policy, o.ref) then
-        error(fname .. ": policy and ref must be two models (ref = policy:clone())", 2)
-    end
+    if not (o and o.policy and o.tok) then error(fname .. ": needs policy and tok", 2) end
     local d = C.dpo_options(o, fname) -- beta, loss, label_smoothing: defaults and checks (lcompute.c)
     local bs, mbs = train.sizes(o, fname)
     local self = setmetatable({
-        policy = o.policy, ref = o.ref, tok = o.tok, beta = d.beta,
+        policy = o.policy, tok = o.tok, beta = d.beta,
+        ref = (o.ref == nil or rawequal(o.ref, o.policy)) and o.policy:reference() or o.ref,
         loss = d.loss, label_smoothing = d.label_smoothing,
         batch_size = bs, micro_batch_size = mbs, add_eos = o.add_eos ~= false,
         cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,

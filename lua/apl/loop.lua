@@ -79,8 +79,8 @@ M.engine = {
         return ra:totable(), rb:totable()
     end,
     trainer = function(opts) return dpo.new(opts) end,
-    clone = function(m) return m:clone() end,
-    copy = function(dst, src) dst:copy_from(src) end,
+    reference = function(m) return m:reference() end, -- θ0, read-only (model.h)
+    reset = function(m) m:reset() end,                 -- back to θ0
     save = function(m, dir) m:save(dir) end,
     load = function(dir) return apl_model.load(dir) end,
     free = function(m) m:free() end,
@@ -495,18 +495,18 @@ end
 ------------------------------------------------------------------------------------------------
 
 -- What the loop opened is released however it ends (an error, Ctrl-C), so the same process can
--- resume the run: the oracle's ledger lock, the log files, the θ0 copy. A run that did not finish
+-- resume the run: the oracle's ledger lock, the log files, the θ0 view. A run that did not finish
 -- first puts θ0 back into cfg.policy: the policy is trained in place, and a resume with the same
 -- object would otherwise take part-trained weights as its θ0 and acquire another set.
 local function release(s)
-    if s.ref and not s.finished then s.engine.copy(s.policy, s.ref) end
+    if s.ref and not s.finished then s.engine.reset(s.policy) end
     s.run:close()
     if s.own_oracle and s.oracle and s.oracle.close then s.oracle:close() end
     if s.ref then s.engine.free(s.ref); s.ref = nil end
 end
 
 -- Runs the loop; returns {dir=, evals=, acquired=, config=, plots=}. cfg.policy is trained in
--- place (θ0 is kept as a copy); when the run stops early (an error, Ctrl-C) it holds θ0 again.
+-- place (θ0 is its reference, model.h); when the run stops early (an error, Ctrl-C) it holds θ0 again.
 function M.run(cfg)
     local c = merge_defaults(cfg)
     check(c)
@@ -525,7 +525,7 @@ function M.run(cfg)
     local _ <close> = setmetatable({}, { __close = function() release(s) end })
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
     if s.oracle.preflight then s.oracle:preflight() end -- a judge that is down fails before model work
-    s.ref = engine.clone(c.policy)
+    s.ref = engine.reference(c.policy)
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
                                  batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }
     s.test_rows = c.test and M.test_rows(c)

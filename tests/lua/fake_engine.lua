@@ -91,8 +91,8 @@ local function new(opts)
         end
         return tr
     end
-    e.clone = function(m) return { bias = m.bias } end
-    e.copy = function(dst, src) dst.bias = src.bias end
+    e.reference = function(m) m.theta0 = m.bias; return { bias = m.bias } end
+    e.reset = function(m) m.bias = m.theta0 end
     e.free = function() end
     e.save = function(m, dir)
         local f = assert(io.open(dir .. "/bias.txt", "w"))

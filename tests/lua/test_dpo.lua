@@ -250,7 +250,7 @@ end)
 
 T.case("dpo: options are checked", function()
     local tok, m = F.tok(), F.model(1)
-    T.assert_error_match(function() apl.dpo.new { policy = m, ref = m, tok = tok } end, "apl.dpo.new: policy and ref")
+    T.assert_error_match(function() apl.dpo.new { policy = m } end, "apl.dpo.new: needs policy and tok")
     T.assert_error_match(function() apl.dpo.new { policy = m, ref = m:clone(), tok = tok, loss = "kto" } end,
         "apl%.dpo%.new: option 'loss' must be \"sigmoid\", \"ipo\" or \"hinge\", got \"kto\"")
     T.assert_error_match(function() apl.dpo.new { policy = m, ref = m:clone(), tok = tok, beta = "0.1x" } end,

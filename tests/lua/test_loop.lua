@@ -544,7 +544,7 @@ end)
 T.case("an HTTP judge that refuses connections fails its preflight before any model work", function()
     local e = fake_engine()
     local cloned = false
-    e.clone = function(m) cloned = true; return { bias = m.bias } end
+    e.reference = function(m) cloned = true; return { bias = m.bias } end
     local spec = { base_url = "http://127.0.0.1:9/v1", model = "judge", template = "imdb", timeout = 2, backoff = 0.01 }
     local err = T.assert_error_match(function()
         loop.run(config { out = T.tmpdir() .. "/run", engine = e, oracle = spec })
