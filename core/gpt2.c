@@ -80,6 +80,8 @@ static apl_tensor *gpt2_forward(const apl_model *m, const apl_fwd *f)
     return apl_model_head(m, y); // (B, tail or T, V), tied head
 }
 
+/* PEFT's default target_modules for the family */
+static const char *const lora_targets[] = {"c_attn", NULL};
 static const apl_arch_type gpt2_types[] = {{"gpt2", "GPT2LMHeadModel"}, {NULL, NULL}};
 
 const apl_arch apl_arch_gpt2 = {
@@ -89,6 +91,7 @@ const apl_arch apl_arch_gpt2 = {
     .conv1d = 1,
     .embed_slot = WTE,
     .head_slot = WTE,
+    .lora_targets = lora_targets,
     .head_module = "lm_head",
     .specs = gpt2_specs,
     .forward = gpt2_forward,

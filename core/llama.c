@@ -138,6 +138,8 @@ static apl_tensor *llama_forward(const apl_model *m, const apl_fwd *f)
     return apl_model_head(m, y); // (B, tail or T, V)
 }
 
+/* PEFT's default target_modules for the family */
+static const char *const lora_targets[] = {"q_proj", "v_proj", NULL};
 static const apl_arch_type llama_types[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
                                       {"qwen2", "Qwen2ForCausalLM"}, {NULL, NULL}};
 
@@ -147,6 +149,7 @@ const apl_arch apl_arch_llama = {
     .optional_prefix = NULL,
     .embed_slot = EMBED,
     .head_slot = HEAD,
+    .lora_targets = lora_targets,
     .head_module = "lm_head",
     .specs = llama_specs,
     .forward = llama_forward,

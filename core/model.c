@@ -11,6 +11,7 @@
 #include <cJSON.h>
 
 #include "fileio.h"
+#include "lora.h"
 #include "model_impl.h"
 #include "safetensors.h"
 
@@ -50,7 +51,8 @@ apl_tensor *apl_model_proj(const apl_model *m, int layer, int w_slot, int b_slot
     /* HF's Conv1D as a linear layer over the transposed view: libtorch fuses the bias into the
      * matmul (addmm) and multiplies by w as stored, without a copy. */
     if (layer >= 0 && m->arch->conv1d) w = apl_t_transpose(w, 0, 1);
-    return apl_t_linear(x, w, b);
+    apl_tensor *y = apl_t_linear(x, w, b);
+    return m->lora && m->lora_on ? apl_lora_add(m->lora, m, layer, w_slot, x, y) : y;
 }
 
 int apl_model_head_slot(const apl_model *m)
@@ -73,6 +75,7 @@ void apl_model_free(apl_model *m)
         free(m);
         return;
     }
+    apl_lora_free(m->lora);
     apl_model_free(m->theta0);
     free(m->source);
     for (int i = 0; m->p && i < m->n; i++) apl_t_free(m->p[i]);
@@ -453,6 +456,8 @@ apl_status apl_model_clone(const apl_model *m, apl_model **out)
 {
     apl_model *c;
     *out = NULL;
+    if (m->lora)
+        return apl_fail(APL_EINVAL, "clone: the model has LoRA adapters (merge or save them first)");
     apl_status st = model_new(m->config_json, "config", m->n, m->dt, m->dev, &c);
     if (st != APL_OK) return st;
     if ((st = map_params((apl_model *)m, clone_to, m->dt, m->dev, c->p)) != APL_OK)
@@ -472,8 +477,9 @@ apl_status apl_model_to(apl_model *m, apl_dtype dt, apl_device dev)
     apl_tensor **np = calloc((size_t)m->n, sizeof *np);
     if (!np) return apl_fail(APL_ENOMEM, "model.to: out of memory");
     apl_status st = map_params(m, apl_t_to, dt, dev, np);
-    /* θ0 follows the model: a reference on another device is no reference */
-    if (st == APL_OK && m->theta0 && (st = apl_model_to(m->theta0, dt, dev)) != APL_OK)
+    /* the adapters and θ0 follow the model: a reference on another device is no reference */
+    if (st == APL_OK && ((m->lora && (st = apl_lora_to(m->lora, dt, dev)) != APL_OK) ||
+                         (m->theta0 && (st = apl_model_to(m->theta0, dt, dev)) != APL_OK)))
         for (int i = 0; i < m->n; i++) apl_t_free(np[i]);
     if (st == APL_OK) {
         for (int i = 0; i < m->n; i++) apl_t_free(m->p[i]);
@@ -527,12 +533,27 @@ const char *apl_model_tensor_name(const apl_model *m, int i)
     return i >= 0 && i < m->n ? m->spec[i].name : NULL;
 }
 
-int apl_model_num_trainable(const apl_model *m) { return m->n; }
+int apl_model_num_trainable(const apl_model *m)
+{
+    return m->lora ? 2 * apl_lora_count(m) : m->n;
+}
 
-apl_tensor *apl_model_trainable(const apl_model *m, int i) { return apl_model_tensor(m, i); }
+apl_tensor *apl_model_trainable(const apl_model *m, int i)
+{
+    apl_tensor *a = NULL, *b = NULL;
+    if (!m->lora) return apl_model_tensor(m, i);
+    if (apl_lora_tensor(m, i / 2, NULL, &a, &b) != APL_OK) return NULL;
+    return i % 2 ? b : a;
+}
 
 int apl_model_is_view(const apl_model *m) { return m->view_of != NULL; }
 
+int apl_model_train(apl_model *m, int on)
+{
+    int was = m->training;
+    m->training = on != 0;
+    return was;
+}
 int apl_model_is_reference_of(const apl_model *view, const apl_model *m) { return view->view_of == m; }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -542,12 +563,14 @@ apl_status apl_model_reference(apl_model *m, apl_model **view)
 {
     *view = NULL;
     if (m->view_of) return apl_fail(APL_EINVAL, "reference: already a reference view");
-    /* the model keeps one θ0 copy, taken now (again, if asked again) */
-    apl_status st = m->theta0 ? apl_model_copy_from(m->theta0, m) : apl_model_clone(m, &m->theta0);
+    apl_status st = APL_OK;
+    if (!m->lora) /* a full model keeps one θ0 copy, taken now (again, if asked again) */
+        st = m->theta0 ? apl_model_copy_from(m->theta0, m) : apl_model_clone(m, &m->theta0);
     if (st != APL_OK) return st;
     apl_model *v = malloc(sizeof *v);
     if (!v) return apl_fail(APL_ENOMEM, "reference: out of memory");
-    *v = *m->theta0;
+    *v = m->lora ? *m : *m->theta0;
+    v->lora_on = 0;
     v->theta0 = NULL;
     v->view_of = m;
     v->generation = m->generation;
@@ -558,6 +581,7 @@ apl_status apl_model_reference(apl_model *m, apl_model **view)
 apl_status apl_model_reset(apl_model *m)
 {
     if (m->view_of) return apl_fail(APL_EINVAL, "reset: a reference view is read-only");
+    if (m->lora) return apl_lora_reinit(m);
     if (!m->theta0) return apl_fail(APL_EINVAL, "reset: no θ0 was kept (take a reference first)");
     return apl_model_copy_from(m, m->theta0);
 }

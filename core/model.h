@@ -60,20 +60,27 @@ apl_tensor *apl_model_tensor(const apl_model *m, int i); /* borrowed */
 const char *apl_model_tensor_name(const apl_model *m, int i); /* HF name */
 int64_t apl_model_num_params(const apl_model *m);
 
-/* The tensors training changes, in a fixed order (today every parameter). Borrowed, valid until
- * the generation changes. */
+/* The tensors training changes, in a fixed order: the LoRA adapters' A and B when attached
+ * (lora.h), else every parameter. Borrowed, valid until the generation changes. */
 int apl_model_num_trainable(const apl_model *m);
 apl_tensor *apl_model_trainable(const apl_model *m, int i);
 
 /* θ0, the DPO reference and the point training resets to. apl_model_reference gives a read-only
  * view of it that the caller frees (apl_model_free frees the view alone) and that must not
- * outlive m: a copy of m's weights taken now, which m keeps. apl_model_reset puts m back there.
- * A view goes stale (its forward fails) when m's generation changes. */
+ * outlive m: with adapters, m itself with the adapters off (no second copy of the weights);
+ * without, a copy of m's weights taken now, which m keeps. apl_model_reset puts m back there:
+ * adapters re-initialised from their seed, or the copy restored. A view goes stale (its forward
+ * fails) when m's generation changes. */
 apl_status apl_model_reference(apl_model *m, apl_model **view);
 apl_status apl_model_reset(apl_model *m);
 int apl_model_is_view(const apl_model *m);
 int apl_model_is_stale(const apl_model *m); /* a view whose model's generation changed */
 int apl_model_is_reference_of(const apl_model *view, const apl_model *m); /* m's θ0 view */
+
+/* Training mode: set by the trainers around their forward and backward (train.c); only LoRA's
+ * dropout looks at it (apl's models have no other dropout: the method uses none). Returns the
+ * previous mode. */
+int apl_model_train(apl_model *m, int on);
 
 /* Training mode only matters for dropout; apl runs without dropout (the method does not use it). */
 apl_status apl_model_forward(apl_model *m, apl_tensor *ids, apl_tensor *mask, apl_kv_cache *cache,

@@ -48,6 +48,8 @@ typedef struct {
 } apl_arch_type;
 
 /* A model family: adding one is a file with these functions and a line in archs.c. */
+typedef struct apl_lora apl_lora;
+
 typedef struct apl_arch {
     const apl_arch_type *types; /* ends with {NULL, NULL} */
     /* Its config.json fields into c (model_type and hf_class are set already). */
@@ -56,6 +58,7 @@ typedef struct apl_arch {
     int conv1d;                  /* the layers' projection weights are stored (in, out) */
     int embed_slot, head_slot;   /* global slots; a tied head is the embedding (the config says) */
     const char *head_module;     /* HF's module name for the head ("lm_head", "embed_out") */
+    const char *const *lora_targets; /* PEFT's default target_modules for the family, NULL-ended */
     /* Writes the specs (when out is not NULL) in a fixed order; returns their count. */
     int (*specs)(const apl_config *c, apl_pspec *out);
     /* Logits (B, T, V), or NULL with the message set. Runs inside a scope held by model.c. */
@@ -75,6 +78,9 @@ struct apl_model {
     apl_dtype dt;
     apl_device dev;
     uint64_t generation;          /* bumped when the parameter handles are replaced (apl_model_to) */
+    apl_lora *lora;               /* adapters (lora.c), or NULL */
+    int lora_on;
+    int training;                 /* inside a trainer's step: LoRA dropout acts (apl_model_train) */
     apl_model *theta0;            /* a full model's θ0 snapshot, made by apl_model_reference */
     const apl_model *view_of;     /* a reference view: the model it reads; it owns nothing */
 };
@@ -98,13 +104,20 @@ void apl_pspec_add(apl_pspec *out, int *n, int layer, int slot, const char *fmt,
 apl_tensor *apl_model_w(const apl_model *m, int layer, int slot);
 
 /* The one place a projection is computed, for every family: the weight in (layer, w_slot) and the
- * bias in b_slot (-1 or an empty slot: none), x W^T + b, or x W + b for a family storing (in, out).
- * Adapters that change what a projection computes hook in here, and nowhere in the families. */
+ * bias in b_slot (-1 or an empty slot: none), x W^T + b, or x W + b for a family storing (in, out),
+ * plus the adapter's (alpha / r) B A x when one is attached there and on (lora.c). */
 apl_tensor *apl_model_proj(const apl_model *m, int layer, int w_slot, int b_slot, apl_tensor *x);
 /* The head: hidden states (..., C) to logits (..., V), through apl_model_proj at layer -1. */
 apl_tensor *apl_model_head(const apl_model *m, apl_tensor *y);
 /* The head's weight slot, the embedding's when tied. */
 int apl_model_head_slot(const apl_model *m);
+
+/* y plus the adapter's output at (layer, slot) when there is one (lora.c). */
+apl_tensor *apl_lora_add(const apl_lora *l, const apl_model *m, int layer, int slot, apl_tensor *x,
+                         apl_tensor *y);
+/* The adapters' tensors converted (all or nothing), as apl_model_to does the weights. */
+apl_status apl_lora_to(apl_lora *l, apl_dtype dt, apl_device dev);
+void apl_lora_free(apl_lora *l);
 
 /* The rows f->rows picks from the final hidden states h (B, T, C), as (1, R, C), or h itself
  * (with a tail, the last layer kept only those positions): the final norm and the head, V wide,

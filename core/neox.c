@@ -106,6 +106,8 @@ static apl_tensor *neox_forward(const apl_model *m, const apl_fwd *f)
     return apl_model_head(m, y); // (B, tail or T, V)
 }
 
+/* PEFT's default target_modules for the family */
+static const char *const lora_targets[] = {"query_key_value", NULL};
 static const apl_arch_type neox_types[] = {{"gpt_neox", "GPTNeoXForCausalLM"}, {NULL, NULL}};
 
 const apl_arch apl_arch_neox = {
@@ -114,6 +116,7 @@ const apl_arch apl_arch_neox = {
     .optional_prefix = NULL,
     .embed_slot = EMBED,
     .head_slot = HEAD,
+    .lora_targets = lora_targets,
     .head_module = "embed_out",
     .specs = neox_specs,
     .forward = neox_forward,

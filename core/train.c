@@ -253,7 +253,7 @@ apl_status apl_dpo_accumulate(apl_model *policy, const apl_dpo_opts *o, const ap
     float *rc = malloc(sizeof(float) * b->n), *rr = malloc(sizeof(float) * b->n);
     apl_tensor *logps = NULL;
     int mark = apl_scope_push();
-    int was = apl_set_grad_enabled(1);
+    int was = apl_set_grad_enabled(1), was_training = apl_model_train(policy, 1);
     apl_device dev = apl_model_device(policy);
     if (!rc || !rr) { st = apl_fail(APL_ENOMEM, "dpo: out of memory"); goto fail; }
     if ((st = ref_inputs(o, b, rc, rr)) != APL_OK) goto fail;
@@ -266,6 +266,7 @@ apl_status apl_dpo_accumulate(apl_model *policy, const apl_dpo_opts *o, const ap
     st = read_dpo_out(o, logps, losses, rc, rr, b->n, out);
 fail:
     apl_t_free(logps);
+    apl_model_train(policy, was_training);
     apl_set_grad_enabled(was);
     apl_scope_pop(mark);
     free(rc);
@@ -282,7 +283,7 @@ apl_status apl_sft_accumulate(apl_model *m, const apl_seq *prompts, const apl_se
     if (n < 1) return apl_fail(APL_EINVAL, "sft: empty micro-batch");
     apl_tensor *sums = NULL;
     int mark = apl_scope_push();
-    int was = apl_set_grad_enabled(1);
+    int was = apl_set_grad_enabled(1), was_training = apl_model_train(m, 1);
     apl_status st = apl_score_batch(m, prompts, completions, n, pad_id, &sums, NULL);
     if (st != APL_OK) goto fail;
     apl_tensor *nll = apl_t_unary(APL_NEG, apl_t_reduce(APL_SUM, sums, APL_ALL_DIMS, 0));
@@ -290,6 +291,7 @@ apl_status apl_sft_accumulate(apl_model *m, const apl_seq *prompts, const apl_se
     st = apl_t_backward(apl_t_binary_s(APL_MUL, nll, scale));
 fail:
     apl_t_free(sums);
+    apl_model_train(m, was_training);
     apl_set_grad_enabled(was);
     apl_scope_pop(mark);
     return st;

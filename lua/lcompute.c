@@ -312,8 +312,8 @@ static int l_optim_zero_grad(lua_State *L)
     return 0;
 }
 
-/* opt:grads() -> list over the tensors it trains (apl_model_trainable) of their gradient
- * (apl.Tensor) or false */
+/* opt:grads() -> list over the tensors it trains (apl_model_trainable: every parameter, or the
+ * LoRA adapters' A and B) of their gradient (apl.Tensor) or false */
 static int l_optim_grads(lua_State *L)
 {
     check_optim(L, 1);

@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "apl_lua.h"
+#include "lora.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -321,7 +322,7 @@ static int l_model_kv_cache(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* θ0: the reference and the reset point (model.h) */
+/* θ0 and LoRA adapters (lora.h); lua/apl/lora.lua is their face */
 
 /* m:reference() -> a read-only view of θ0 (model.h), holding m */
 static int l_model_reference(lua_State *L)
@@ -348,13 +349,120 @@ static int l_model_reset(lua_State *L)
     return 1;
 }
 
+/* m:_lora_attach(r, alpha, dropout, seed, targets or nil); lora.lua checks the options */
+static int l_model_lora_attach(lua_State *L)
+{
+    apl_model *m = apl_lua_checkmodel(L, 1);
+    apl_lora_opts o = {.r = luaL_checkinteger(L, 2), .alpha = luaL_checknumber(L, 3),
+                       .dropout = luaL_checknumber(L, 4), .seed = (uint64_t)luaL_checkinteger(L, 5)};
+    if (!lua_isnil(L, 6)) {
+        luaL_checktype(L, 6, LUA_TTABLE);
+        o.n_targets = (int)lua_rawlen(L, 6);
+        const char **t = lua_newuserdatauv(L, (size_t)(o.n_targets + 1) * sizeof *t, 0);
+        for (int i = 0; i < o.n_targets; i++) {
+            lua_rawgeti(L, 6, i + 1);
+            t[i] = lua_tostring(L, -1); /* the table keeps it alive */
+            lua_pop(L, 1);
+            if (!t[i]) return apl_lua_error(L, "apl.lora.attach", "targets[%d] is not a string", i + 1);
+        }
+        o.targets = t;
+    }
+    apl_lua_check(L, apl_lora_attach(m, &o), "apl.lora.attach");
+    return 0;
+}
+
+/* m:adapters() -> on; m:adapters(on) -> m */
+static int l_model_adapters(lua_State *L)
+{
+    apl_model *m = apl_lua_checkmodel(L, 1);
+    if (lua_isnone(L, 2)) {
+        lua_pushboolean(L, apl_lora_enabled(m));
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    apl_lua_check(L, apl_lora_set_enabled(m, lua_toboolean(L, 2)), "apl.model.adapters");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* m:lora() -> nil, or {r, alpha, dropout, seed, targets, adapters = { {module, A, B}, ... }} with
+ * A and B sharing the adapters' storage */
+static int l_model_lora(lua_State *L)
+{
+    apl_model *m = apl_lua_checkmodel(L, 1);
+    const apl_lora_opts *o = apl_lora_options(m);
+    if (!o) return lua_pushnil(L), 1;
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)o->r);
+    lua_setfield(L, -2, "r");
+    lua_pushnumber(L, o->alpha);
+    lua_setfield(L, -2, "alpha");
+    lua_pushnumber(L, o->dropout);
+    lua_setfield(L, -2, "dropout");
+    lua_pushinteger(L, (lua_Integer)o->seed);
+    lua_setfield(L, -2, "seed");
+    lua_createtable(L, o->n_targets, 0);
+    for (int i = 0; i < o->n_targets; i++) {
+        lua_pushstring(L, o->targets[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "targets");
+    int n = apl_lora_count(m);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const char *module;
+        apl_tensor *a, *b;
+        apl_lua_check(L, apl_lora_tensor(m, i, &module, &a, &b), "apl.model.lora");
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, module);
+        lua_setfield(L, -2, "module");
+        apl_lua_pushtensor_ref(L, apl_t_share(a), 1, "apl.model.lora");
+        lua_setfield(L, -2, "A");
+        apl_lua_pushtensor_ref(L, apl_t_share(b), 1, "apl.model.lora");
+        lua_setfield(L, -2, "B");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "adapters");
+    return 1;
+}
+
+static int l_model_merge_adapter(lua_State *L)
+{
+    apl_lua_check(L, apl_lora_merge(apl_lua_checkmodel(L, 1)), "apl.model.merge_adapter");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_model_detach_adapter(lua_State *L)
+{
+    apl_lora_detach(apl_lua_checkmodel(L, 1));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* m:lora_default_targets() -> PEFT's target_modules for the family */
+static int l_model_lora_default_targets(lua_State *L)
+{
+    const char *const *t = apl_lora_default_targets(apl_lua_checkmodel(L, 1));
+    lua_newtable(L);
+    for (int i = 0; t[i]; i++) {
+        lua_pushstring(L, t[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static int l_model_tostring(lua_State *L)
 {
     model_box *b = luaL_checkudata(L, 1, MODEL_MT);
     if (!b->m) return lua_pushliteral(L, "apl.Model (freed)"), 1;
+    const apl_lora_opts *o = apl_lora_options(b->m);
     lua_pushfstring(L, "apl.Model(%s, %I params, %s", apl_model_type(b->m),
                     (lua_Integer)apl_model_num_params(b->m), apl_dtype_name(apl_model_dtype(b->m)));
-    lua_pushstring(L, apl_model_is_view(b->m) ? ", θ0 reference)" : ")");
+    if (apl_model_is_view(b->m)) lua_pushliteral(L, ", θ0 reference)");
+    else if (o) lua_pushfstring(L, ", LoRA r=%I on %d modules, %s)", (lua_Integer)o->r,
+                                apl_lora_count(b->m), apl_lora_enabled(b->m) ? "on" : "off");
+    else lua_pushliteral(L, ")");
     lua_concat(L, 2);
     return 1;
 }
@@ -413,7 +521,9 @@ static const luaL_Reg model_methods[] = {
     {"kv_cache", l_model_kv_cache}, {"free", l_model_free},
     {"reference", l_model_reference}, {"reset", l_model_reset},
     {"is_reference_of", l_model_is_reference_of},
-    {NULL, NULL},
+    {"_lora_attach", l_model_lora_attach}, {"adapters", l_model_adapters}, {"lora", l_model_lora},
+    {"merge_adapter", l_model_merge_adapter}, {"detach_adapter", l_model_detach_adapter},
+    {"lora_default_targets", l_model_lora_default_targets}, {NULL, NULL},
 };
 
 static const luaL_Reg cache_methods[] = {

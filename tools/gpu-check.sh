@@ -195,6 +195,16 @@ run_tests() {
     TESTS_RC=$rc
 }
 
+# The LoRA check (issue 15): tests/lua/test_peft.lua, part of the suite, has peft load adapters
+# apl saved and compares the logits; its lines of the log, summed up.
+peft_summary() {
+    local log="$OUTDIR/tests.log" ok notok skipped
+    ok=$(grep -c "^ok .*peft loads apl's adapter" "$log" || true)
+    notok=$(grep -c "^NOT OK .*peft loads apl's adapter" "$log" || true)
+    skipped=$(grep -c "^skipped peft loads apl's adapter" "$log" || true)
+    echo "peft loads apl's LoRA adapters: $ok passed, $notok failed, $skipped skipped"
+}
+
 cuda_ready() {
     "$ROOT/apl" --version | grep -q '^CUDA: available'
 }
@@ -235,6 +245,7 @@ main() {
     run_bench_and_report || rc=$?
     say "$STAGES, all $SECONDS s"
     say "tests: $TESTS_SUMMARY"
+    say "$(peft_summary)"
     say "report: $OUTDIR/gpu-check.json, $OUTDIR/gpu-check.md"
     [ "$TESTS_RC" = 0 ] && [ "$rc" = 0 ]
 }

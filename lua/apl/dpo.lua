@@ -9,9 +9,11 @@
 --   local mean = tr:epoch(dataset, {shuffle_seed = 3})
 --   tr:reset()                       -- policy back to theta0, optimizer cleared, no disk read
 --
--- ref is theta0, the policy's reference: ref = policy (or none) takes policy:reference(), a copy
--- of the weights as they are now that the policy keeps; reset puts the policy back there. Another
--- model given as ref is copied into the policy by reset. Pairs are {prompt=, chosen=, rejected=} strings
+-- ref is theta0, the policy's reference: ref = policy (or none) takes policy:reference(), which
+-- for a model with LoRA adapters is the same weights with the adapters off (no second copy) and
+-- otherwise a copy of the weights as they are now; reset puts the policy back there (the adapters
+-- re-drawn from their seed, or the copy restored). Another model given as ref is copied into the
+-- policy by reset. Pairs are {prompt=, chosen=, rejected=} strings
 -- (chosen/rejected get tok.eos_id appended, as TRL does; add_eos = false turns that off) or
 -- {prompt_ids=, chosen_ids=, rejected_ids=} used as given.
 --

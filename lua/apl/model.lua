@@ -82,4 +82,6 @@ M.load_tensors = core.load_tensors
 M.Model = Model
 M.KVCache = core.KVCache
 
+require "apl.lora" -- m:save_adapter()
+
 return M

@@ -7,6 +7,25 @@ local bpe = require "recipes.lib.bpe_train"
 
 local F = {}
 
+-- Three left-padded rows of lengths 7, 4 and 1 (pad id 0), ids from a fixed sequence started at
+-- x0: ids, mask (B, 7) and each row's real ids.
+F.LENS, F.WIDTH = { 7, 4, 1 }, 7
+function F.padded_batch(vocab, x0)
+    local ids, mask, rows = {}, {}, {}
+    local x = x0
+    for b, n in ipairs(F.LENS) do
+        ids[b], mask[b], rows[b] = {}, {}, {}
+        for t = 1, F.WIDTH do
+            local real = t > F.WIDTH - n
+            x = (x * 37 + 11) % vocab
+            ids[b][t] = real and x or 0
+            mask[b][t] = real and 1 or 0
+            if real then rows[b][#rows[b] + 1] = x end
+        end
+    end
+    return ids, mask, rows
+end
+
 F.CORPUS = { "the movie was good", "the movie was bad", "i liked the film a lot",
              "a dull and boring plot", "great acting and a fine story", "not worth the ticket" }
 

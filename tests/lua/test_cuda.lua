@@ -218,3 +218,34 @@ T.case("cuda: a bf16 SFT step's loss is the CPU's mean completion NLL, and train
     for _ = 1, 5 do last = tr:step(examples) end
     T.ok(last.loss < 0.9 * first.loss, string.format("loss %.3f -> %.3f", first.loss, last.loss))
 end)
+
+-- Issue 15: LoRA adapters follow the model's device and dtype (attached after the move, or moved
+-- with it), the adapted logits match the CPU's, and bf16 DPO steps train A and B alone.
+T.case("cuda: LoRA adapters follow the model to the device and bf16, and train there", function()
+    local dev, tok = device(), F.tok()
+    local cpu = F.model(19)
+    apl.lora.attach(cpu, { r = 4, alpha = 8, seed = 2 })
+    for _, a in ipairs(cpu:lora().adapters) do a.B:copy_(tensor.randn(a.B:shape()) * 0.05) end
+    local moved = F.model(19)
+    apl.lora.attach(moved, { r = 4, alpha = 8, seed = 2 })
+    for i, a in ipairs(moved:lora().adapters) do a.B:copy_(cpu:lora().adapters[i].B) end
+    moved:to(dev)
+    local ad = moved:lora().adapters[1]
+    T.ok(ad.A:device():find(dev, 1, true) == 1 and ad.B:device():find(dev, 1, true) == 1, "adapters on " .. dev)
+    check_logits(moved, cpu, tok, F32_REL, "f32 adapted")
+    moved:adapters(false)
+    cpu:adapters(false)
+    check_logits(moved, cpu, tok, F32_REL, "f32 adapters off")
+    moved:adapters(true)
+    local m = on(dev, F.model(20), "bf16")
+    apl.lora.attach(m, { r = 4, alpha = 8, seed = 2 })
+    T.eq(m:lora().adapters[1].A:dtype(), "bf16")
+    local base = m:parameters()[1].tensor:float():to("cpu"):totable()
+    local tr = apl.dpo.new { policy = m, ref = m, tok = tok, beta = 0.1, lr = 1e-2, batch_size = 4 }
+    local first = tr:step(dpo_pairs())
+    T.eq(first.loss, math.log(2), 1e-2, "fresh adapters: policy = reference")
+    local last
+    for _ = 1, 4 do last = tr:step(dpo_pairs()) end
+    T.ok(last.loss < first.loss - 1e-3, string.format("loss %.4f -> %.4f", first.loss, last.loss))
+    T.eq(m:parameters()[1].tensor:float():to("cpu"):totable(), base, 0, "the base weights never move")
+end)

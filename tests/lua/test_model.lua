@@ -10,22 +10,9 @@ local MAKE = ROOT .. "/tests/ref/make_ckpt.py"
 local TOL = 1e-4
 
 -- Three left-padded rows of lengths 7, 4 and 1 (pad id 0); ids drawn from a fixed sequence.
-local LENS, WIDTH = { 7, 4, 1 }, 7
-local function batch(vocab)
-    local ids, mask, rows = {}, {}, {}
-    local x = 17
-    for b, n in ipairs(LENS) do
-        ids[b], mask[b], rows[b] = {}, {}, {}
-        for t = 1, WIDTH do
-            local real = t > WIDTH - n
-            x = (x * 37 + 11) % vocab
-            ids[b][t] = real and x or 0
-            mask[b][t] = real and 1 or 0
-            if real then rows[b][#rows[b] + 1] = x end
-        end
-    end
-    return ids, mask, rows
-end
+local F = dofile(T.root() .. "/tests/lua/compute_fixture.lua")
+local WIDTH = F.WIDTH
+local function batch(vocab) return F.padded_batch(vocab, 17) end
 
 -- init leaves biases 0 and norm weights 1; noise on every parameter makes each of them count.
 local function random_model(cfg, seed)

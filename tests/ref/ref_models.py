@@ -62,6 +62,17 @@ def load_dir(d):
 
 
 # ------------------------------------------------------------------------------------------------
+# An optional hook on every projection (tests/ref/ref_lora.py adds LoRA deltas there): called as
+# PROJ_HOOK(module, x, y) with the module's Hugging Face path ("transformer.h.0.attn.c_attn",
+# "lm_head"), its input x (T, in) and output y (T, out); returns the output to use. None: off.
+PROJ_HOOK = None
+
+
+def proj(module, x, y):
+    return y if PROJ_HOOK is None else PROJ_HOOK(module, x, y)
+
+
+# ------------------------------------------------------------------------------------------------
 # Building blocks (x is (T, C), one sequence)
 
 
@@ -144,14 +155,17 @@ def gpt2(cfg, w, ids):
     for i in range(cfg["n_layer"]):
         p = lambda n: g("h.%d.%s" % (i, n))
         a = layer_norm(x, p("ln_1.weight"), p("ln_1.bias"), eps)
-        qkv = a @ p("attn.c_attn.weight") + p("attn.c_attn.bias")  # Conv1D: (in, out)
+        h = "transformer.h.%d." % i
+        qkv = proj(h + "attn.c_attn", a, a @ p("attn.c_attn.weight") + p("attn.c_attn.bias"))  # Conv1D: (in, out)
         q, k, v = (qkv[:, j * C:(j + 1) * C].reshape(T, H, D).transpose(1, 0, 2) for j in range(3))
-        x = x + causal_attention(q, k, v) @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
+        o = causal_attention(q, k, v)
+        x = x + proj(h + "attn.c_proj", o, o @ p("attn.c_proj.weight") + p("attn.c_proj.bias"))
         m = layer_norm(x, p("ln_2.weight"), p("ln_2.bias"), eps)
-        m = act(cfg.get("activation_function", "gelu_new"), m @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"))
-        x = x + m @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
+        m = act(cfg.get("activation_function", "gelu_new"),
+                proj(h + "mlp.c_fc", m, m @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias")))
+        x = x + proj(h + "mlp.c_proj", m, m @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias"))
     x = layer_norm(x, g("ln_f.weight"), g("ln_f.bias"), eps)
-    return x @ g("wte.weight").T
+    return proj("lm_head", x, x @ g("wte.weight").T)
 
 
 def gpt_neox(cfg, w, ids):
@@ -161,7 +175,7 @@ def gpt_neox(cfg, w, ids):
     eps = cfg.get("layer_norm_eps", 1e-5)
     freqs = inv_freq(R, cfg.get("rotary_emb_base", 10000))
     T = len(ids)
-    lin = lambda x, n, bias=True: x @ w[n + ".weight"].T + (w[n + ".bias"] if bias else 0)
+    lin = lambda x, n, bias=True: proj(n, x, x @ w[n + ".weight"].T + (w[n + ".bias"] if bias else 0))
     x = w["gpt_neox.embed_in.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
         pre = "gpt_neox.layers.%d." % i
@@ -185,7 +199,7 @@ def gpt_neox(cfg, w, ids):
             x = x + mlp(x)
     x = layer_norm(x, w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], eps)
     head = w["gpt_neox.embed_in.weight"] if cfg.get("tie_word_embeddings", False) else w["embed_out.weight"]
-    return x @ head.T
+    return proj("embed_out", x, x @ head.T)
 
 
 def llama(cfg, w, ids):
@@ -199,7 +213,7 @@ def llama(cfg, w, ids):
     T = len(ids)
 
     def lin(x, n, bias):
-        return x @ w[n + ".weight"].T + (w[n + ".bias"] if bias else 0)
+        return proj(n, x, x @ w[n + ".weight"].T + (w[n + ".bias"] if bias else 0))
 
     x = w["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
@@ -218,7 +232,7 @@ def llama(cfg, w, ids):
         x = x + lin(g * lin(m, pre + "mlp.up_proj", mb), pre + "mlp.down_proj", mb)
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else w["lm_head.weight"]
-    return x @ head.T
+    return proj("lm_head", x, x @ head.T)
 
 
 ARCHS = {"gpt2": gpt2, "gpt_neox": gpt_neox, "llama": llama, "mistral": llama, "qwen2": llama}
