@@ -32,6 +32,7 @@ local score = require "apl.score"
 local dpo = require "apl.dpo"
 local apl_model = require "apl.model"
 local oracle = require "apl.oracle"
+local lora = require "apl.lora"
 
 local M = {}
 
@@ -56,6 +57,9 @@ M.defaults = {
     baseline = "initial",    -- "initial": θ0's completions; "reference": the test rows' references
     n_test = 1024,           -- §5.5: "Each evaluation is done against 1024 test prompts"
     online = false,
+    -- false: full fine-tuning. {r =, alpha =, dropout =, targets =, seed =}: LoRA adapters on the
+    -- policy (apl.lora.attach; the seed defaults to the run's), θ0 is the policy with them off.
+    lora = false,
     -- gen_batch_size: rows per forward in generation (apl.generate's batch_size)
 }
 
@@ -81,7 +85,9 @@ M.engine = {
     trainer = function(opts) return dpo.new(opts) end,
     reference = function(m) return m:reference() end, -- θ0, read-only (model.h)
     reset = function(m) m:reset() end,                 -- back to θ0
-    save = function(m, dir) m:save(dir) end,
+    -- an adapted policy is saved as its adapter (PEFT's format), the base stays where it was
+    save = function(m, dir) if m:lora() then m:save_adapter(dir) else m:save(dir) end end,
+    lora = function(m, opts) lora.ensure(m, opts) end,
     load = function(dir) return apl_model.load(dir) end,
     free = function(m) m:free() end,
     oracle_lua = function(fn, opts) return oracle.lua(fn, opts) end,
@@ -194,6 +200,8 @@ local function check(c)
     local _, _, why = lengths.range(c.max_new_tokens)
     need(not why, why)
     need(math.tointeger(c.n_test) and c.n_test >= 1, "n_test must be an integer >= 1")
+    need(c.lora == false or type(c.lora) == "table", "lora must be false or a table of apl.lora.attach options")
+    if c.lora then lora.check(c.lora, "apl.loop: lora") end
     if c.waypoints ~= nil then
         local ok = type(c.waypoints) == "table" and #c.waypoints > 0
         for i, w in ipairs(ok and c.waypoints or {}) do
@@ -525,6 +533,12 @@ function M.run(cfg)
     local _ <close> = setmetatable({}, { __close = function() release(s) end })
     s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
     if s.oracle.preflight then s.oracle:preflight() end -- a judge that is down fails before model work
+    if c.lora then
+        local o = {}
+        for k, v in pairs(c.lora) do o[k] = v end
+        o.seed = o.seed or c.seed
+        engine.lora(c.policy, o)
+    end
     s.ref = engine.reference(c.policy)
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
                                  batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }

@@ -29,6 +29,12 @@ local function show_lengths(m)
     return type(m) == "table" and string.format("%d-%d", m[1], m[2]) or tostring(m)
 end
 
+-- A problem found while checking the arguments: the message, and exit status 2 as for a bad flag.
+local function refuse(msg)
+    io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", msg, "\n")
+    os.exit(2)
+end
+
 -- The protocol flags, for any recipe. d: waypoints (the default list, or nil for "after every
 -- step"), max_new_tokens (N or {lo, hi}), n_test (1024).
 function M.protocol_flags(d)
@@ -41,6 +47,9 @@ function M.protocol_flags(d)
         { "max-new-tokens", "N|A-B", "completion length, or a range drawn per completion",
           default = show_lengths(d.max_new_tokens), lengths = true },
         { "online", nil, "no reset: one gradient step per batch, Adam kept (Appendix D)", flag = true, default = false },
+        { "lora-r", "N", "train LoRA adapters of rank N, not every weight (θ0: adapters off)", integer = true, min = 1 },
+        { "lora-alpha", "A", "LoRA's scale is alpha / r (default alpha: 2·r)", number = true },
+        { "lora-targets", "LIST", "modules to adapt, e.g. c_attn,c_proj (default: PEFT's for the family)" },
         { "print-config", nil, "print the loop's knobs as JSON and exit", flag = true, default = false },
     }
 end
@@ -93,7 +102,22 @@ function M.protocol(a, default_waypoints, knobs)
     knobs.seed = a.seed or knobs.seed
     knobs.acquisition = a.acquisition or knobs.acquisition
     knobs.n_test, knobs.max_new_tokens, knobs.online = a.n_test, a.max_new_tokens, a.online
+    knobs.lora = M.lora(a)
     return knobs
+end
+
+-- The loop's lora knob from --lora-r, --lora-alpha and --lora-targets: false without --lora-r.
+function M.lora(a)
+    if not a.lora_r then
+        if a.lora_alpha or a.lora_targets then refuse("--lora-alpha and --lora-targets need --lora-r") end
+        return false
+    end
+    local targets
+    if a.lora_targets then
+        targets = {}
+        for t in a.lora_targets:gmatch("[^,]+") do targets[#targets + 1] = t end
+    end
+    return { r = a.lora_r, alpha = a.lora_alpha or 2 * a.lora_r, targets = targets }
 end
 
 -- With --print-config: writes the knobs (plain values only) as JSON and exits, before anything
@@ -108,11 +132,6 @@ function M.print_config(a, knobs)
     os.exit(0)
 end
 
--- A problem found while checking the arguments: the message, and exit status 2 as for a bad flag.
-local function refuse(msg)
-    io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", msg, "\n")
-    os.exit(2)
-end
 
 -- The positions a model folder's config.json allows (n_positions for GPT-2,
 -- max_position_embeddings for the others), or nil when it does not say.

@@ -420,6 +420,34 @@ T.case("real tiny model: online variant resumes with the policy and Adam's momen
     real_resume_case(true)
 end)
 
+-- Issue 15: with the lora knob the loop trains adapters only; θ0 (the reference, the reset point)
+-- is the policy with them off, the base weights never move, and the run resumes the same way.
+T.case("real tiny model: lora = {...} trains adapters alone, saves them, and resumes", function()
+    local tok, theta0, dir = tiny_setup()
+    local policy = theta0()
+    local base = {}
+    for _, p in ipairs(policy:parameters()) do base[p.name] = p.tensor:clone() end
+    local knob = { r = 2, alpha = 8, targets = { "c_attn", "c_fc" } }
+    loop.run(tiny_config(tok, policy, { budget = 8, online = true, lora = knob, out = dir .. "/lora" }))
+    for _, p in ipairs(policy:parameters()) do
+        T.eq((p.tensor - base[p.name]):abs():max():item(), 0, p.name .. " moved")
+    end
+    local l, saved = policy:lora(), runfolder.open(dir .. "/lora")
+    T.eq({ l.r, l.alpha, l.seed, #l.adapters }, { 2, 8, saved.config.seed, 2 }, 0, "attached with the knob, the run's seed")
+    T.ok(l.adapters[1].B:abs():max():item() > 0, "the adapters trained")
+    T.eq(saved.config.lora, knob, 0, "config.json keeps the knob")
+    T.ok(runfolder.exists(dir .. "/lora/policy/step-2/adapter_model.safetensors"), "the online policy is its adapter")
+    -- a resume with the same object accepts its adapters (back at θ0) and ends where it was
+    local trained = policy:forward({ { 1, 2, 3 } })
+    loop.run(tiny_config(tok, policy, { budget = 8, online = true, lora = knob, resume = dir .. "/lora" }))
+    T.eq((policy:forward({ { 1, 2, 3 } }) - trained):abs():max():item(), 0, 0, "the same adapters again")
+    T.assert_error_match(function()
+        loop.run(tiny_config(tok, policy, { budget = 8, lora = { r = 4 }, out = dir .. "/other" }))
+    end, "has adapters already, with other options")
+    T.assert_error_match(function() loop.run(tiny_config(tok, theta0(), { lora = { rank = 2 } })) end,
+        "apl%.loop: lora: unknown option 'rank'")
+end)
+
 -- Runs fn with io.write going to a file; returns fn's result and the text written.
 local function captured(fn)
     local path = T.tmpdir() .. "/out.txt"
