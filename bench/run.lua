@@ -28,6 +28,7 @@ M.AREAS = {
     { key = "model_load", script = "model_load.lua" },
     { key = "tokenizer", script = "tokenizer.lua" },
     { key = "compute", script = "compute.lua", rounds = 3 },
+    { key = "lora", script = "lora.lua" },
     { key = "oracle", script = "oracle.lua" },
 }
 
@@ -52,6 +53,10 @@ M.ROWS = {
     { name = "dpo_step_trl", label = "DPO step vs TRL-style peer", area = "compute", better = "lower",
       apl_of = "dpo_step" },
     { name = "sft_step", label = "SFT step", area = "compute", better = "lower" },
+    -- LoRA (r = 16, attention and MLP) against the full step, both apl's (bench/lora.lua)
+    { name = "dpo_step_lora", label = "DPO step, LoRA vs full", area = "lora", better = "lower" },
+    { name = "dpo_step_lora_rss", label = "DPO step peak RSS, LoRA vs full", area = "lora",
+      better = "lower", target = 0.6, target_text = "<= 0.6x the full step" },
     { name = "oracle_labels_per_s", label = "oracle labels", area = "oracle", better = "higher" },
     -- peak: measured in every compute round; the figure is the best repetition of all rounds
     { name = "matmul_peak", label = "fp32 matmul peak", area = "machine", better = "higher", peak = true },
@@ -484,6 +489,8 @@ function M.markdown(res)
     trow("generation tokens/s >= 2x baseline", by.generation, ratio_of(by.generation))
     trow("log-prob scoring tokens/s >= 1.2x baseline", by.logprob, ratio_of(by.logprob))
     trow("DPO step time <= 0.9x baseline", by.dpo_step, ratio_of(by.dpo_step))
+    trow("DPO step with LoRA (r = 16, attention and MLP): peak RSS <= 0.6x the full step", by.dpo_step_lora_rss,
+        ratio_of(by.dpo_step_lora_rss))
     trow("tokenizer encode >= js-tiktoken on one thread", by.tokenizer_encode, ratio_of(by.tokenizer_encode))
     local o = by.oracle_labels_per_s
     trow("oracle: 128 labels, 1 s latency, 16 in flight, <= 10 s", o,
