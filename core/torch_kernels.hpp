@@ -12,7 +12,7 @@
 #ifndef APL_TORCH_KERNELS_HPP
 #define APL_TORCH_KERNELS_HPP
 
-#include <ATen/ATen.h>
+#include "torch_compat.hpp" // ATen, and GradMode, which libtorch 2.x declares apart
 
 #include <optional>
 
