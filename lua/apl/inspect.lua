@@ -17,26 +17,36 @@ local tokenizer = require "apl.tokenizer"
 local score = require "apl.score"
 local generate = require "apl.generate"
 local printed = require("apl.show").printed
+local lora = require "apl.lora"
+local fs = require "apl.fs"
+local C = require "apl.core.compute"
 
 local M = {}
 local Session = {}
 Session.__index = Session
 
--- opts: policy, ref (models), tok, beta (0.2).
+-- opts: policy, ref (models; ref defaults to the policy's θ0), tok, beta (DPO's default, 0.2).
 function M.session(opts)
-    if not (opts.policy and opts.ref and opts.tok) then
-        error("apl.inspect.session: needs policy, ref and tok", 2)
-    end
-    return setmetatable({ policy = opts.policy, ref = opts.ref, tok = opts.tok, beta = opts.beta or 0.2 }, Session)
+    if not (opts.policy and opts.tok) then error("apl.inspect.session: needs policy and tok", 2) end
+    local ref = opts.ref == nil and opts.policy:reference() or opts.ref
+    local beta = C.dpo_options({ beta = opts.beta }, "apl.inspect.session").beta
+    return setmetatable({ policy = opts.policy, ref = ref, tok = opts.tok, beta = beta }, Session)
 end
 
--- Loads the policy from policy_dir, θ0 from ref_dir (both Hugging Face folders) and the
--- tokenizer from ref_dir (or opts.tok, a folder). opts: beta, dtype, device, tok.
+-- Loads θ0 from ref_dir (a Hugging Face folder) and the policy from policy_dir: a model folder,
+-- or a LoRA adapter (a LoRA run's saved policy), attached to θ0's weights, whose reference is
+-- then the same model with the adapter off. The tokenizer comes from ref_dir (or opts.tok, a
+-- folder). opts: beta, dtype, device, tok.
 function M.load(policy_dir, ref_dir, opts)
     opts = opts or {}
     local mopts = { dtype = opts.dtype, device = opts.device }
+    local tok = tokenizer.load(opts.tok or ref_dir)
+    if fs.exists(policy_dir .. "/adapter_config.json") then
+        local policy = lora.load(apl_model.load(ref_dir, mopts), policy_dir)
+        return M.session { policy = policy, tok = tok, beta = opts.beta }
+    end
     return M.session { policy = apl_model.load(policy_dir, mopts), ref = apl_model.load(ref_dir, mopts),
-                       tok = tokenizer.load(opts.tok or ref_dir), beta = opts.beta }
+                       tok = tok, beta = opts.beta }
 end
 
 -- β·(log πθ − log π0) of each token of completion, with the token's text; like the implicit

@@ -33,6 +33,7 @@ local dpo = require "apl.dpo"
 local apl_model = require "apl.model"
 local oracle = require "apl.oracle"
 local lora = require "apl.lora"
+local C = require "apl.core.compute"
 
 local M = {}
 
@@ -45,7 +46,7 @@ M.defaults = {
     oversample = 8,          -- J: the hybrid ranks J·S prompts by entropy before generating
     entropy_samples = 8,     -- N: samples per prompt for predictive entropy
     epochs = 50,
-    beta = 0.2,
+    beta = C.dpo_options({}).beta, -- DPO's β, where its default lives (lcompute.c): the paper's 0.2
     lr = 1e-6,
     minibatch = 64,
     temperature = { train = 0.7, test = 0.25, oracle = 0.05, entropy = 1.0 },

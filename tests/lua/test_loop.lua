@@ -439,6 +439,12 @@ T.case("real tiny model: lora = {...} trains adapters alone, saves them, and res
     T.ok(runfolder.exists(dir .. "/lora/policy/step-2/adapter_model.safetensors"), "the online policy is its adapter")
     -- a resume with the same object accepts its adapters (back at θ0) and ends where it was
     local trained = policy:forward({ { 1, 2, 3 } })
+    -- apl.inspect loads the saved adapter onto θ0's folder; its reference is the adapter off
+    theta0():save(dir .. "/base")
+    local s = apl.inspect.load(dir .. "/lora/policy/step-2", dir .. "/base", { tok = dir .. "/tok" })
+    -- (1e-7 apart: the trained adapters require gradients, so their forward takes autograd's kernels)
+    T.eq((s.policy:forward({ { 1, 2, 3 } }) - trained):abs():max():item(), 0, 1e-6, "the saved adapter")
+    T.eq((s.ref:forward({ { 1, 2, 3 } }) - theta0():forward({ { 1, 2, 3 } })):abs():max():item(), 0, 0, "θ0")
     loop.run(tiny_config(tok, policy, { budget = 8, online = true, lora = knob, resume = dir .. "/lora" }))
     T.eq((policy:forward({ { 1, 2, 3 } }) - trained):abs():max():item(), 0, 0, "the same adapters again")
     T.assert_error_match(function()
