@@ -13,6 +13,8 @@
  *   apl_ledger_append(l, "{\"key\":\"...\",\"answer\":\"A\"}");
  *   apl_ledger_free(l);
  *
+ * The ledger is a journal (journal.h) opened with APL_JOURNAL_APPEND | APL_JOURNAL_LOCK: what
+ * follows is the journal's behaviour, with "ledger entry" as the noun in its messages.
  * Ownership: the ledger owns the loaded lines (valid until apl_ledger_free) and an exclusive lock
  * on the file (flock), released by apl_ledger_free or by the kernel when the process dies.
  * Loading: every line must be a JSON object. A last line that has no newline and does not parse
