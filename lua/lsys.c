@@ -17,6 +17,14 @@
  *   sys.run(argv [, {stdout = path, stderr = path}]) -> exit code (128 + n for signal n);
  *                                     execvp, no shell
  *
+ * Crash-safe JSONL (core/journal.h: one JSON object a line, fsynced before append returns; a torn
+ * last line is skipped and named in the warning, any other bad line raises naming path:line):
+ *   local j, lines, warning = sys.journal_open(path [, {lock =, lenient =, noun =}])
+ *   j:append(line)  or  j:append({line1, line2})      -- one write, one fsync; j:close()
+ *   local lines, warning = sys.journal_read(path [, {lenient =, noun =}])  -- missing: {}; no change
+ *   lock: an exclusive flock (the label ledger); lenient: corrupt lines are skipped and counted in
+ *   the warning instead of raising (caches); noun: what a line is called in messages.
+ *
  * Hashes (core/hash.h; Lua integers are the 64-bit words, wrapping):
  *   sys.mix64(z) -> splitmix64's finaliser of z   (apl.rng's streams)
  *   sys.fnv1a(s [, h]) -> FNV-1a 64 of the bytes of s, from h (default: the offset basis)
@@ -41,6 +49,7 @@
 #include "blas.h"
 #include "fileio.h"
 #include "hash.h"
+#include "journal.h"
 
 static int l_sys_version_info(lua_State *L)
 {
@@ -400,6 +409,113 @@ static int l_sys_run(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Journals */
+
+#define JOURNAL_MT "apl.Journal"
+
+typedef struct { apl_journal *j; } journal_box;
+
+/* The options table at idx (or none): flags and the noun; unknown keys raise. */
+static unsigned journal_opts(lua_State *L, int idx, int may_lock, const char **noun,
+                             const char *fname)
+{
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "lenient") && strcmp(k, "noun") && !(may_lock && !strcmp(k, "lock")))
+                apl_lua_error(L, fname, "unknown option '%s'", k);
+            lua_pop(L, 1);
+        }
+    }
+    unsigned flags = 0;
+    if (may_lock && apl_lua_opt_bool(L, idx, "lock", 0, fname)) flags |= APL_JOURNAL_LOCK;
+    if (apl_lua_opt_bool(L, idx, "lenient", 0, fname)) flags |= APL_JOURNAL_LENIENT;
+    *noun = apl_lua_opt_str(L, idx, "noun", NULL, fname);
+    return flags;
+}
+
+/* Pushes the journal's lines as a list, then its warning or nil. */
+static void push_lines(lua_State *L, const apl_journal *j)
+{
+    size_t n = apl_journal_count(j);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, apl_journal_line(j, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (apl_journal_warning(j)) lua_pushstring(L, apl_journal_warning(j));
+    else lua_pushnil(L);
+}
+
+static int l_sys_journal_open(lua_State *L)
+{
+    const char *fname = "apl.sys.journal_open", *noun;
+    const char *path = luaL_checkstring(L, 1);
+    unsigned flags = journal_opts(L, 2, 1, &noun, fname) | APL_JOURNAL_APPEND;
+    journal_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->j = NULL;
+    luaL_setmetatable(L, JOURNAL_MT);
+    apl_lua_check(L, apl_journal_open(path, flags, noun, &b->j), fname);
+    push_lines(L, b->j);
+    return 3;
+}
+
+static int l_sys_journal_read(lua_State *L)
+{
+    const char *fname = "apl.sys.journal_read", *noun;
+    const char *path = luaL_checkstring(L, 1);
+    unsigned flags = journal_opts(L, 2, 0, &noun, fname);
+    apl_journal *j;
+    apl_lua_check(L, apl_journal_open(path, flags, noun, &j), fname);
+    push_lines(L, j); /* lua_pushstring could raise only on memory, leaking j: accepted */
+    apl_journal_free(j);
+    return 2;
+}
+
+static int l_journal_append(lua_State *L)
+{
+    const char *fname = "apl.sys.journal:append";
+    journal_box *b = luaL_checkudata(L, 1, JOURNAL_MT);
+    if (!b->j) return apl_lua_error(L, fname, "journal is closed");
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *line = lua_tostring(L, 2);
+        apl_lua_check(L, apl_journal_append(b->j, &line, 1), fname);
+        return 0;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (n == 0) return 0;
+    const char **lines = lua_newuserdatauv(L, (size_t)n * sizeof *lines, 0); /* collected */
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+            return apl_lua_error(L, fname, "lines[%lld] is not a string", (long long)i);
+        lines[i - 1] = lua_tostring(L, -1); /* kept alive by the table at 2 */
+        lua_pop(L, 1);
+    }
+    apl_lua_check(L, apl_journal_append(b->j, lines, (size_t)n), fname);
+    return 0;
+}
+
+/* __gc, __close and :close(): closes the file (and drops its lock); safe twice. */
+static int l_journal_close(lua_State *L)
+{
+    journal_box *b = luaL_checkudata(L, 1, JOURNAL_MT);
+    apl_journal_free(b->j);
+    b->j = NULL;
+    return 0;
+}
+
+static int l_journal_tostring(lua_State *L)
+{
+    journal_box *b = luaL_checkudata(L, 1, JOURNAL_MT);
+    if (b->j) lua_pushfstring(L, "apl.Journal(%s)", apl_journal_path(b->j));
+    else lua_pushliteral(L, "apl.Journal(closed)");
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Hashes */
 
 static uint64_t opt_hash(lua_State *L, int idx)
@@ -465,8 +581,26 @@ int luaopen_apl_core_sys(lua_State *L)
         { "mix64", l_sys_mix64 },
         { "fnv1a", l_sys_fnv1a },
         { "fnv1a_ids", l_sys_fnv1a_ids },
+        { "journal_open", l_sys_journal_open },
+        { "journal_read", l_sys_journal_read },
         { NULL, NULL },
     };
+    static const luaL_Reg journal_methods[] = {
+        { "append", l_journal_append },
+        { "close", l_journal_close },
+        { NULL, NULL },
+    };
+    if (luaL_newmetatable(L, JOURNAL_MT)) {
+        luaL_newlib(L, journal_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_journal_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_journal_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_journal_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
     luaL_newlib(L, fns);
     return 1;
 }

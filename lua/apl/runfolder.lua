@@ -2,7 +2,7 @@
 --
 --   local runfolder = require "apl.runfolder"
 --   local run = runfolder.create("runs/imdb-certainty-s1", config)   -- fails if it holds a run
---   run:append("acquired", { step = 1, prompt = "...", ... })        -- one line, flushed
+--   run:append("acquired", { step = 1, prompt = "...", ... })        -- one line, fsynced
 --   local run = runfolder.open("runs/imdb-certainty-s1")              -- resume, report, inspect
 --   for _, r in ipairs(run:read("eval")) do print(r.labels, r.winrate) end
 --
@@ -16,6 +16,7 @@ Run.__index = Run
 
 local fs = require "apl.fs"
 local secrets = require "apl.secrets"
+local sys = require "apl.core.sys"
 local read_all = fs.read
 
 M.exists = fs.exists
@@ -27,31 +28,48 @@ end
 
 function Run:path(name) return self.dir .. "/" .. name end
 
--- Appends one JSON line to <name>.jsonl and flushes, so a crash loses at most the line being
--- written.
-function Run:append(name, record)
-    local f = self.files[name]
-    if not f then
-        f = assert(io.open(self:path(name .. ".jsonl"), "a"))
-        self.files[name] = f
+-- A journal's warning (a torn last line skipped), said once per run and file.
+function Run:warn(warning)
+    if warning and not self.warned[warning] then
+        self.warned[warning] = true
+        io.stderr:write("apl.runfolder: ", warning, "\n")
     end
-    f:write(cjson.encode(record), "\n")
-    f:flush()
 end
 
--- Records of <name>.jsonl. A line cut short by a crash can only be the last one; it is dropped.
+-- Re-raises a journal's error as the run folder's, keeping its path:line.
+local function journal_call(fn, ...)
+    local ok, a, b, c = pcall(fn, ...)
+    if not ok then error("apl.runfolder: " .. tostring(a):gsub("^apl%.sys%.journal_%w+: ", ""), 3) end
+    return a, b, c
+end
+
+-- Appends one JSON line to <name>.jsonl (a journal, apl.core.sys): on disk (fsynced) when this
+-- returns, so a crash loses at most the line being written, which the next read skips.
+function Run:append(name, record)
+    local j = self.files[name]
+    if not j then
+        local _, warning
+        j, _, warning = journal_call(sys.journal_open, self:path(name .. ".jsonl"), { noun = "record" })
+        self:warn(warning)
+        self.files[name] = j
+    end
+    j:append(cjson.encode(record))
+end
+
+-- Records of <name>.jsonl (none when it is missing). A line cut short by a crash can only be the
+-- last one: it is skipped, and named on stderr and in the second result; any other bad line
+-- raises naming path:line.
 function Run:read(name)
     local path = self:path(name .. ".jsonl")
-    local text = read_all(path)
-    local out, lines = {}, {}
-    if not text then return out end
-    for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    local lines, warning = journal_call(sys.journal_read, path, { noun = "record" })
+    self:warn(warning)
+    local out = {}
     for i, l in ipairs(lines) do
         local ok, r = pcall(cjson.decode, l)
-        if ok then out[#out + 1] = r
-        elseif i < #lines then error(string.format("apl.runfolder: %s:%d: invalid JSON", path, i), 2) end
+        if not ok then error(string.format("apl.runfolder: %s: record %d: %s", path, i, r), 2) end
+        out[i] = r
     end
-    return out
+    return out, warning
 end
 
 -- Replaces <name>.jsonl with records (used when a resumed run drops an unfinished step).
@@ -88,13 +106,13 @@ function M.create(dir, config)
     check_config(dir, config)
     M.mkdir(dir)
     write_config(dir, config)
-    return setmetatable({ dir = dir, config = config, files = {} }, Run)
+    return setmetatable({ dir = dir, config = config, files = {}, warned = {} }, Run)
 end
 
 function M.open(dir)
     local text = read_all(dir .. "/config.json")
     if not text then error("apl.runfolder: " .. dir .. " is not a run folder (no config.json)", 2) end
-    return setmetatable({ dir = dir, config = cjson.decode(text), files = {} }, Run)
+    return setmetatable({ dir = dir, config = cjson.decode(text), files = {}, warned = {} }, Run)
 end
 
 return M
