@@ -18,8 +18,8 @@
 -- {prompt_ids=, chosen_ids=, rejected_ids=} used as given.
 --
 -- Reference log-probs are computed once per sequence and kept in memory keyed by a hash of the
--- token ids, and appended to cache_file (JSONL {"key":..,"logp":..}) when given, which a new
--- trainer reads back: later epochs, reset rounds and resumed runs never repeat the reference
+-- token ids, and appended to cache_file (JSONL {"key":..,"logp":..}, fsynced; a torn or corrupt
+-- line is skipped and reported in tr.cache_warning) when given, which a new trainer reads back: later epochs, reset rounds and resumed runs never repeat the reference
 -- forward. tr.ref_forwards counts the sequences the reference has scored.
 --
 -- Options: beta (0.2), lr (1e-6), loss ("sigmoid" | "ipo" | "hinge"), label_smoothing (0),
@@ -29,38 +29,53 @@
 -- Step metrics use TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins,
 -- rewards/accuracies, logps/chosen, logps/rejected, and grad_norm (before clipping).
 local C = require "apl.core.compute"
+local cjson_safe = require "cjson.safe"
+local sys = require "apl.core.sys"
 local score = require "apl.score"
 local train = require "apl.train"
 
 local M = {}
 local Trainer = {}
 Trainer.__index = Trainer
+local SEP = { -1 } -- after each part of a key: no token id is -1
 
--- FNV-1a over the ids (Lua integers wrap modulo 2^64), with the lengths in the key.
+-- The key of a sequence: FNV-1a 64 over the ids, one whole word each, with -1 (no id) after the
+-- prompt and after the completion, and the lengths. Existing caches hold these keys: changing
+-- them would orphan every one (tests/lua/test_dpo.lua checks them against the first Lua loop).
 local function hash_ids(prompt, completion)
-    local h = 0xcbf29ce484222325
-    for _, ids in ipairs({ prompt, completion }) do
-        for i = 1, #ids do h = (h ~ ids[i]) * 0x100000001b3 end
-        h = (h ~ -1) * 0x100000001b3 -- separator: no id is -1
-    end
+    local h
+    for _, ids in ipairs({ prompt, completion }) do h = sys.fnv1a_ids(SEP, sys.fnv1a_ids(ids, h)) end
     return string.format("%016x:%d:%d", h, #prompt, #completion)
 end
+M.hash_ids = hash_ids
 
-function Trainer:load_cache()
-    local f = io.open(self.cache_file, "r")
-    if not f then return end
-    for line in f:lines() do
-        local k, v = line:match('^{"key":"([^"]+)","logp":([^}]+)}$')
-        if k and tonumber(v) then self.ref_cache[k] = tonumber(v) end
+-- The cache is a journal (apl.core.sys): lines {"key":..,"logp":..}, each on disk before the
+-- step goes on. It is lenient: a torn last line (a killed run) or any corrupt line only costs
+-- recomputing that sequence, so it is skipped and reported, never an error that loses a run.
+function Trainer:open_cache()
+    local ok, j, lines, warning = pcall(sys.journal_open, self.cache_file, { lenient = true, noun = "cache line" })
+    if not ok then error("apl.dpo.new: cache_file: " .. tostring(j):gsub("^apl%.sys%.journal_open: ", ""), 3) end
+    self.cache_journal, self.cache_warning = j, warning
+    if warning then io.stderr:write("apl.dpo: ", warning, "\n") end
+    local decode = cjson_safe.decode
+    for _, line in ipairs(lines) do
+        local r = decode(line)
+        if r and type(r.key) == "string" and math.type(r.logp) then self.ref_cache[r.key] = r.logp end
     end
-    f:close()
 end
 
+-- Appends entries {key, logp} in one write and one fsync. A non-finite log-prob has no JSON
+-- spelling: it stays in memory only.
 function Trainer:save_cache(entries)
-    if not self.cache_file or #entries == 0 then return end
-    local f = assert(io.open(self.cache_file, "a"))
-    for _, e in ipairs(entries) do f:write(string.format('{"key":"%s","logp":%.9g}\n', e[1], e[2])) end
-    f:close()
+    if not self.cache_journal or #entries == 0 then return end
+    local lines = {}
+    for _, e in ipairs(entries) do
+        local v = e[2]
+        if v == v and v ~= math.huge and v ~= -math.huge then
+            lines[#lines + 1] = string.format('{"key":"%s","logp":%.9g}', e[1], v)
+        end
+    end
+    self.cache_journal:append(lines)
 end
 
 local function ids_of(tok, pair, text_key, ids_key, add_eos, i)
@@ -74,15 +89,24 @@ local function ids_of(tok, pair, text_key, ids_key, add_eos, i)
     return ids
 end
 
--- {p=, c=, r=} token ids for each pair.
+-- {p=, c=, r=, kc=, kr=} for each pair: token ids and the keys of prompt + chosen and prompt +
+-- rejected. Made once per pair table and kept (weakly) for the trainer's life: later steps,
+-- epochs and reset rounds neither re-tokenise nor re-hash. A pair is read once: change a pair's
+-- text and it must be a new table.
 function Trainer:encode(batch)
-    local out = {}
+    local out, memo = {}, self.encoded
     for i, pr in ipairs(batch) do
-        out[i] = {
-            p = ids_of(self.tok, pr, "prompt", "prompt_ids", self.add_eos, i),
-            c = ids_of(self.tok, pr, "chosen", "chosen_ids", self.add_eos, i),
-            r = ids_of(self.tok, pr, "rejected", "rejected_ids", self.add_eos, i),
-        }
+        local e = memo[pr]
+        if not e then
+            e = {
+                p = ids_of(self.tok, pr, "prompt", "prompt_ids", self.add_eos, i),
+                c = ids_of(self.tok, pr, "chosen", "chosen_ids", self.add_eos, i),
+                r = ids_of(self.tok, pr, "rejected", "rejected_ids", self.add_eos, i),
+            }
+            e.kc, e.kr = hash_ids(e.p, e.c), hash_ids(e.p, e.r)
+            memo[pr] = e
+        end
+        out[i] = e
     end
     return out
 end
@@ -93,7 +117,6 @@ function Trainer:unscored(enc)
     local both, lone, seen = {}, {}, {}
     local function new(k) return self.ref_cache[k] == nil and not seen[k] end
     for _, e in ipairs(enc) do
-        e.kc, e.kr = hash_ids(e.p, e.c), hash_ids(e.p, e.r)
         if e.kc ~= e.kr and new(e.kc) and new(e.kr) then
             both[#both + 1] = e
         else
@@ -202,10 +225,11 @@ function M.new(o)
         loss = d.loss, label_smoothing = d.label_smoothing,
         batch_size = bs, micro_batch_size = mbs, add_eos = o.add_eos ~= false,
         cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,
+        encoded = setmetatable({}, { __mode = "k" }),
     }, Trainer)
     if self.add_eos and not o.tok.eos_id then self.add_eos = false end
     self.opt = train.optim(o.policy, o, 1e-6)
-    if self.cache_file then self:load_cache() end
+    if self.cache_file then self:open_cache() end
     return self
 end
 

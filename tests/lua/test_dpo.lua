@@ -212,6 +212,118 @@ T.case("dpo: reference log-probs are computed once, cached in memory and in cach
     T.eq(tr2.ref_forwards, 0, "a new trainer reads the cache file")
 end)
 
+-- The key of a sequence as the first cache files wrote it: FNV-1a 64 in a Lua loop (integers
+-- wrapping modulo 2^64), one word per id, -1 after each part, then the lengths. Cache files hold
+-- these keys; a trainer computing others would silently never hit an existing cache.
+local function old_key(prompt, completion)
+    local h = 0xcbf29ce484222325
+    for _, ids in ipairs({ prompt, completion }) do
+        for i = 1, #ids do h = (h ~ ids[i]) * 0x100000001b3 end
+        h = (h ~ -1) * 0x100000001b3
+    end
+    return string.format("%016x:%d:%d", h, #prompt, #completion)
+end
+
+T.case("dpo: cache keys are the first Lua FNV loop's, for given ids and through a cache file", function()
+    for _, row in ipairs {
+        { {}, {} }, { { 0 }, {} }, { {}, { 0 } }, { { 1, 2, 3 }, { 4 } }, { { 1, 2 }, { 3, 4 } },
+        { { 50256, 0, 7 }, { 2 ^ 40 // 1, 0x7fffffffffffffff } }, { { 5 }, { 5, 5, 5, 5 } },
+    } do
+        T.eq(apl.dpo.hash_ids(row[1], row[2]), old_key(row[1], row[2]))
+    end
+    T.ok(apl.dpo.hash_ids({ 1, 2 }, { 3 }) ~= apl.dpo.hash_ids({ 1 }, { 2, 3 }), "part boundaries count")
+    -- Through the trainer: every key it writes is old_key of the pair's token ids.
+    local tok, ref = F.tok(), F.model(6)
+    local data, want = {}, {}
+    for i, p in ipairs(PAIRS) do
+        data[i] = { prompt = p[1], chosen = p[2], rejected = p[3] }
+        local ids = tok:encode(p[1])
+        for _, c in ipairs { p[2], p[3] } do
+            local cids = tok:encode(c)
+            cids[#cids + 1] = tok.eos_id
+            want[old_key(ids, cids)] = true
+        end
+    end
+    local file = T.tmpdir() .. "/ref_logps.jsonl"
+    local tr = apl.dpo.new { policy = ref:clone(), ref = ref, tok = tok, batch_size = 4, cache_file = file }
+    tr:step(data)
+    local n = 0
+    for line in io.lines(file) do
+        local r = cjson.decode(line)
+        T.ok(want[r.key], "key " .. r.key .. " is the old loop's")
+        T.ok(type(r.logp) == "number" and r.logp < 0, line)
+        n = n + 1
+    end
+    T.eq(n, 2 * #PAIRS)
+end)
+
+T.case("dpo: a torn or corrupt line in the reference cache is skipped and reported; training goes on", function()
+    local tok, ref = F.tok(), F.model(6)
+    local data = {}
+    for i, p in ipairs(PAIRS) do data[i] = { prompt = p[1], chosen = p[2], rejected = p[3] } end
+    local file = T.tmpdir() .. "/ref_logps.jsonl"
+    local function trainer()
+        return apl.dpo.new { policy = ref:clone(), ref = ref, tok = tok, batch_size = 4, lr = 1e-3, cache_file = file }
+    end
+    local tr = trainer()
+    local m1 = tr:step(data)
+    T.eq(tr.ref_forwards, 8)
+    local text = io.open(file):read("a")
+    local lines = {}
+    for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    T.eq(#lines, 8, "every entry on disk when the step returned")
+    -- A run killed while appending: the last entry cut mid-line.
+    local f = assert(io.open(file, "wb"))
+    f:write(table.concat(lines, "\n", 1, 7), "\n", lines[8]:sub(1, 12))
+    f:close()
+    local tr2 = trainer()
+    T.ok(tr2.cache_warning and tr2.cache_warning:find("ref_logps.jsonl:8: truncated last line skipped", 1, true),
+        tostring(tr2.cache_warning))
+    T.eq(tr2:step(data).loss, m1.loss, 1e-6)
+    T.eq(tr2.ref_forwards, 1, "only the cut entry is scored again")
+    local tr3 = trainer()
+    T.eq(tr3.cache_warning, nil, "the cut line was replaced by a whole one")
+    tr3:step(data)
+    T.eq(tr3.ref_forwards, 0)
+    -- A corrupt line in the middle (an old cache's crash, appended over): skipped, named, not fatal.
+    f = assert(io.open(file, "wb"))
+    f:write(lines[1], "\n", '{"key":"ab{"key":"x","logp":-1}', "\n", table.concat(lines, "\n", 2, 8), "\n")
+    f:close()
+    local tr4 = trainer()
+    T.ok(tr4.cache_warning and tr4.cache_warning:find("ref_logps.jsonl:2: corrupt cache line skipped", 1, true),
+        tostring(tr4.cache_warning))
+    tr4:step(data)
+    T.eq(tr4.ref_forwards, 0, "every whole line was read")
+end)
+
+T.case("dpo: an epoch tokenises and hashes each pair once, however many epochs and resets", function()
+    local tok, ref = F.tok(), F.model(6)
+    local calls = 0
+    local counting = setmetatable({ encode = function(_, s) calls = calls + 1; return tok:encode(s) end },
+        { __index = tok })
+    local data = {}
+    for i = 1, 6 do
+        local p = PAIRS[(i - 1) % #PAIRS + 1]
+        data[i] = { prompt = p[1], chosen = p[2], rejected = p[3] .. " " .. i }
+    end
+    local tr = apl.dpo.new { policy = ref:clone(), ref = ref, tok = counting, batch_size = 4, micro_batch_size = 2,
+                             lr = 1e-3 }
+    local e1 = tr:epoch(data, { shuffle_seed = 1 })
+    T.eq(calls, 3 * #data, "prompt, chosen and rejected once per pair")
+    tr:epoch(data, { shuffle_seed = 2 })
+    tr:reset()
+    T.eq(tr:epoch(data, { shuffle_seed = 1 }), e1, 1e-6)
+    T.eq(calls, 3 * #data, "no pair tokenised again")
+    -- The keys are the ones a fresh encoding gives.
+    local e = tr:encode({ data[1] })[1]
+    local p, c = tok:encode(data[1].prompt), tok:encode(data[1].chosen)
+    c[#c + 1] = tok.eos_id
+    T.eq(e.kc, old_key(p, c))
+    -- A new pair table is a new pair.
+    tr:step({ { prompt = PAIRS[1][1], chosen = PAIRS[1][2], rejected = " other" } })
+    T.eq(calls, 3 * #data + 3)
+end)
+
 T.case("dpo: reference log-probs of packed pairs, lone sequences and chosen == rejected equal a plain forward", function()
     local tok, ref = F.tok(), F.model(8)
     local tr = apl.dpo.new { policy = ref:clone(), ref = ref, tok = tok, batch_size = 4 }
