@@ -4,7 +4,8 @@
 --   ./apl tests/platform/arm64_smoke.lua check DIR    on arm64 (qemu-user): the same computations
 --
 -- For a GPT-2 and a Llama (RoPE, grouped-query heads) model: the logits of a forward, a greedy
--- generation, and one DPO step (its loss and the updated weights). Both sides load the same
+-- generation, one DPO step (its loss and the updated weights), and one DPO step of LoRA adapters
+-- on every projection (the reference: the adapters off; the updated A and B). Both sides load the same
 -- checkpoint files, so only the arithmetic differs (OpenBLAS kernels, no AVX-512 kernels on
 -- arm64). Ends with "N passed, N failed".
 local cjson = require "cjson"
@@ -24,6 +25,9 @@ local CORPUS = { "the movie was good", "the movie was bad", "i liked the film a 
                  "a dull and boring plot", "great acting and a fine story", "not worth the ticket" }
 local PROMPTS = { "the movie", "a dull", "great acting" }
 local PAIRS = { { "the movie was", " good", " bad" }, { "i liked", " the film a lot", " nothing" } }
+
+local LORA_TARGETS = { gpt2 = { "c_attn", "c_proj", "c_fc", "lm_head" },
+                       llama = { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" } }
 
 local function flat(t) return t:reshape({ t:numel() }):float():totable() end
 
@@ -58,6 +62,17 @@ local function results(kind, tok)
     r.dpo_loss = tr:step(batch).loss
     r.weights = {}
     for _, p in ipairs(m:parameters()) do r.weights[#r.weights + 1] = flat(p.tensor) end
+    local adapted = checkpoint(kind, tok)
+    apl.lora.attach(adapted, { r = 4, targets = LORA_TARGETS[kind], seed = 3 })
+    local ltr = apl.dpo.new { policy = adapted, ref = adapted, tok = tok, beta = 0.2, lr = 0.1, eps = 1,
+                              batch_size = #batch }
+    ltr:step(batch) -- B = 0 before it: the first step moves B alone; the second moves A too
+    r.lora_loss = ltr:step(batch).loss
+    r.adapters = {}
+    for _, a in ipairs(adapted:lora().adapters) do
+        r.adapters[#r.adapters + 1] = flat(a.A)
+        r.adapters[#r.adapters + 1] = flat(a.B)
+    end
     return r
 end
 
@@ -89,6 +104,11 @@ local function compare(want, got)
     d = 0
     for i, w in ipairs(want.weights) do d = math.max(d, max_diff(w, got.weights[i] or {})) end
     check(d <= TOL, k .. ": weights after the DPO step equal x86's", string.format("max diff %.2e", d))
+    d = math.abs(want.lora_loss - got.lora_loss)
+    check(d <= TOL, k .. ": LoRA DPO loss equals x86's", string.format("%.6f vs %.6f", got.lora_loss, want.lora_loss))
+    d = #want.adapters == #got.adapters and 0 or math.huge
+    for i, w in ipairs(want.adapters) do d = math.max(d, max_diff(w, got.adapters[i] or {})) end
+    check(d <= TOL, k .. ": LoRA A and B after two steps equal x86's", string.format("max diff %.2e", d))
 end
 
 if mode == "write" then bpe.write(dir .. "/tok", CORPUS, { merges = 40 }) end
