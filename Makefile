@@ -68,7 +68,7 @@ OBJ      := $(patsubst %.c,build/%.o,$(CORE_C) $(LUA_C)) $(patsubst %.cpp,build/
 CORE_OBJ := $(patsubst %.c,build/%.o,$(CORE_C)) $(patsubst %.cpp,build/%.o,$(CORE_CXX))
 CTESTS   := $(patsubst tests/c/%.c,build/tests/%,$(sort $(wildcard tests/c/test_*.c)))
 
-.PHONY: all deps c-tests test demo bench install clean
+.PHONY: all deps c-tests test demo study bench install clean
 # a failed link or compile leaves no half-written target that a later make would take as built
 .DELETE_ON_ERROR:
 all: apl
@@ -103,6 +103,10 @@ test: apl $(CTESTS)
 
 demo: apl
 	./apl recipes/demo.lua
+
+# the CPU-scale study of issue 17 (recipes/study.lua): ~45 minutes on 2 cores, run it alone
+study: apl
+	./apl recipes/study.lua
 
 bench: apl
 	./apl bench/run.lua $(if $(QUICK),--quick)

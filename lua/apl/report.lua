@@ -126,11 +126,22 @@ function M.preferred_prob(r)
     return r.label == 1 and r.bt_prob or 1 - r.bt_prob
 end
 
--- Preferred-completion probabilities split into wrong (< 0.5), right (> 0.5) and ties (= 0.5).
-function M.bt_split(acquired)
+-- The probability the policy gave, when the pair was acquired, to the completion that truth(r)
+-- (1 for a, 2 for b, nil for no preference) names: a judge's noiseless preference, where the
+-- label may be a noisy one. nil without a bt_prob or a preference.
+function M.truth_prob(r, truth)
+    local w = r.bt_prob and truth(r)
+    if w ~= 1 and w ~= 2 then return nil end
+    return w == 1 and r.bt_prob or 1 - r.bt_prob
+end
+
+-- Preferred-completion probabilities split into wrong (< 0.5), right (> 0.5) and ties (= 0.5);
+-- with truth (see M.truth_prob), right and wrong against it instead of the label.
+function M.bt_split(acquired, truth)
     local right, wrong, ties = {}, {}, 0
     for _, r in ipairs(acquired) do
-        local p = M.preferred_prob(r)
+        local p
+        if truth then p = M.truth_prob(r, truth) else p = M.preferred_prob(r) end
         if p and p > 0.5 then right[#right + 1] = p
         elseif p and p < 0.5 then wrong[#wrong + 1] = p
         elseif p then ties = ties + 1 end
@@ -139,13 +150,15 @@ function M.bt_split(acquired)
 end
 
 -- One Figure 3 panel: the histogram of preferred-completion probabilities in 10 bins over 0–1,
--- wrong predictions red and right ones green. opts: title, ymax (shared across panels).
+-- wrong predictions red and right ones green. opts: title, ymax (shared across panels), truth
+-- (right and wrong against truth(r), see M.truth_prob, rather than the label).
 function M.bt_panel(acquired, opts)
-    local right, wrong, ties = M.bt_split(acquired)
+    local right, wrong, ties = M.bt_split(acquired, opts.truth)
     local title = opts.title
     if ties > 0 then title = string.format("%s; %d at 0.5", title, ties) end
     return plot.histogram_svg { title = title, range = { 0, 1 }, bins = 10, overlay = true, ymax = opts.ymax,
-        xlabel = "BT probability of the oracle-preferred completion", ylabel = "acquired pairs",
+        xlabel = opts.truth and "BT probability of the truly preferred completion"
+            or "BT probability of the oracle-preferred completion", ylabel = "acquired pairs",
         groups = { { name = "wrong", values = wrong, color = RED }, { name = "right", values = right, color = GREEN } } }
 end
 
@@ -384,8 +397,8 @@ local function pooled_pairs(runs, ds, col, step)
     return out
 end
 
-local function bin_max(acquired)
-    local right, wrong = M.bt_split(acquired)
+local function bin_max(acquired, truth)
+    local right, wrong = M.bt_split(acquired, truth)
     local top = 1
     for _, v in ipairs { right, wrong } do
         for _, c in ipairs(plot.bin_counts(v, 10, 0, 1)) do top = math.max(top, c) end
@@ -394,7 +407,8 @@ local function bin_max(acquired)
 end
 
 -- Figure 3: per (dataset, acquisition function) one panel of the acquired pairs pooled over
--- seeds (and over steps, or only step opts.step), on one count scale. Returns the SVG text.
+-- seeds (and over steps, or only step opts.step), on one count scale. opts.truth: right and
+-- wrong against truth(r) (M.truth_prob), not the label. Returns the SVG text.
 function M.figure3(t, runs, opts)
     opts = opts or {}
     local pooled, top = {}, 1
@@ -403,7 +417,7 @@ function M.figure3(t, runs, opts)
             if t.seeds[ds][col] then
                 local acquired = pooled_pairs(runs, ds, col, opts.step)
                 pooled[#pooled + 1] = { ds = ds, col = col, acquired = acquired }
-                top = math.max(top, bin_max(acquired))
+                top = math.max(top, bin_max(acquired, opts.truth))
             end
         end
     end
@@ -411,7 +425,7 @@ function M.figure3(t, runs, opts)
     for i, p in ipairs(pooled) do
         local title = string.format("%s, %s: %s%d seed%s", p.ds, p.col, opts.step and ("batch " .. opts.step .. ", ") or "",
             t.seeds[p.ds][p.col], t.seeds[p.ds][p.col] == 1 and "" or "s")
-        panels[i] = M.bt_panel(p.acquired, { title = title, ymax = top })
+        panels[i] = M.bt_panel(p.acquired, { title = title, ymax = top, truth = opts.truth })
     end
     return plot.grid_svg { panels = panels, cols = math.min(#t.columns, 4) }
 end
@@ -437,6 +451,103 @@ function M.run_plots(dir)
                                xlabel = "labels acquired", ylabel = "win-rate", ylim = { 0.4, 0.6 }, hline = 0.5, series = { s } },
         bt = fs.write(dir .. "/bt_hist.svg", M.bt_panel(r.acquired, { title = "Acquired pairs (" .. name .. ")" })),
     }
+end
+
+------------------------------------------------------------------------------------------------
+-- Paired differences to a baseline function (a study's question: does certainty beat random?)
+
+-- P(|T| < t) for Student's t with df (a positive integer) degrees of freedom, in closed form
+-- (Abramowitz & Stegun 26.7.3 and 26.7.4, with θ = atan(t / √df)).
+function M.t_abs_cdf(t, df)
+    t = math.abs(t)
+    local th = math.atan(t / math.sqrt(df))
+    local c2, s = math.cos(th) ^ 2, math.sin(th)
+    if df % 2 == 0 then
+        local term, sum = 1, 1
+        for k = 2, df - 2, 2 do term = term * c2 * (k - 1) / k; sum = sum + term end
+        return s * sum
+    end
+    if df == 1 then return 2 * th / math.pi end
+    local term, sum = 1, 1
+    for k = 3, df - 2, 2 do term = term * c2 * (k - 1) / k; sum = sum + term end
+    return 2 / math.pi * (th + s * math.cos(th) * sum)
+end
+
+-- The two-sided quantile t with P(|T| < t) = level (default 0.95: the 97.5% point, which a 95%
+-- confidence interval mean ± t·se uses), by bisection on t_abs_cdf.
+function M.t_quantile(df, level)
+    level = level or 0.95
+    if not (math.tointeger(df) and df >= 1) then error("apl.report.t_quantile: df must be an integer >= 1", 2) end
+    if not (level > 0 and level < 1) then error("apl.report.t_quantile: level must be in (0, 1)", 2) end
+    local lo, hi = 0, 1
+    while M.t_abs_cdf(hi, df) < level do hi = hi * 2 end
+    for _ = 1, 200 do
+        local mid = (lo + hi) / 2
+        if M.t_abs_cdf(mid, df) < level then lo = mid else hi = mid end
+        if hi - lo < 1e-12 then break end
+    end
+    return (lo + hi) / 2
+end
+
+-- Mean, standard error and level-CI of paired differences d (a list): {n, mean, se, df, lo, hi};
+-- lo and hi are nil with fewer than two differences (no spread to estimate).
+function M.paired_ci(d, level)
+    local n = #d
+    local out = { n = n, diffs = d }
+    if n == 0 then return out end
+    local sum = 0
+    for _, v in ipairs(d) do sum = sum + v end
+    out.mean = sum / n
+    if n < 2 then return out end
+    local ss = 0
+    for _, v in ipairs(d) do ss = ss + (v - out.mean) ^ 2 end
+    out.sd = math.sqrt(ss / (n - 1))
+    out.se, out.df = out.sd / math.sqrt(n), n - 1
+    local half = M.t_quantile(out.df, level) * out.se
+    out.lo, out.hi = out.mean - half, out.mean + half
+    return out
+end
+
+-- Per dataset, acquisition function (but base) and label count: the win-rate differences
+-- (function − base) of the seeds run with both, paired by seed, and their CI (M.paired_ci).
+-- runs: loaded (M.load). Returns rows {dataset, column, labels, n, mean, se, df, lo, hi, diffs,
+-- seeds} in Table 2's order.
+function M.paired(runs, base, level)
+    base = base or "random"
+    local by = {}   -- by[ds][col][seed][labels] = winrate
+    for _, r in ipairs(runs) do
+        local ds, col, seed = M.dataset(r.config), M.label(r.config), r.config.seed
+        if seed ~= nil then
+            by[ds] = by[ds] or {}
+            by[ds][col] = by[ds][col] or {}
+            local at = {}
+            for _, e in ipairs(r.evals) do at[math.tointeger(acquired(e)) or acquired(e)] = e.winrate end
+            by[ds][col][seed] = at
+        end
+    end
+    local t = M.table2(runs)
+    local rows = {}
+    for i, l in ipairs(t.rows) do
+        local ds = t.row_dataset[i]
+        local b = by[ds] and by[ds][base]
+        for _, col in ipairs(t.columns) do
+            local f = by[ds] and by[ds][col]
+            if b and f and col ~= base then
+                local seeds, d = {}, {}
+                for seed, at in pairs(f) do
+                    if at[l] and b[seed] and b[seed][l] then seeds[#seeds + 1] = seed end
+                end
+                table.sort(seeds)
+                for k, seed in ipairs(seeds) do d[k] = f[seed][l] - b[seed][l] end
+                if #d > 0 then
+                    local c = M.paired_ci(d, level)
+                    c.dataset, c.column, c.labels, c.seeds = ds, col, l, seeds
+                    rows[#rows + 1] = c
+                end
+            end
+        end
+    end
+    return rows
 end
 
 ------------------------------------------------------------------------------------------------
