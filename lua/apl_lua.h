@@ -50,9 +50,6 @@ int apl_lua_opt_bool(lua_State *L, int idx, const char *k, int def, const char *
 /* A string option that must be one of names (NULL-terminated): its index, def when absent. */
 int apl_lua_opt_enum(lua_State *L, int idx, const char *k, const char *const names[], int def,
                      const char *fname);
-/* apl_lua_opt_str without a function name in its errors, for lsys.c's last callers
- * (issue 18); remove once they pass their names. */
-const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def);
 
 /* dtype and device names, for every binding that takes them. dtypes: the shim's names (f32, f16,
  * bf16, f64, i64, i32, u8, bool) and torch's (float32, half, long, ...); devices: "cpu", "cuda",

@@ -144,11 +144,6 @@ int apl_lua_opt_enum(lua_State *L, int idx, const char *k, const char *const nam
     return apl_lua_error(L, fname, "option '%s' must be %s, got \"%s\"", k, list, s);
 }
 
-const char *apl_lua_optstr_field(lua_State *L, int idx, const char *k, const char *def)
-{
-    return apl_lua_opt_str(L, idx, k, def, NULL);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* dtypes and devices */
 

@@ -357,7 +357,7 @@ static int l_sys_write(lua_State *L)
  * absent. */
 static int open_output(lua_State *L, int idx, const char *k)
 {
-    const char *path = lua_istable(L, idx) ? apl_lua_optstr_field(L, idx, k, NULL) : NULL;
+    const char *path = apl_lua_opt_str(L, idx, k, NULL, "apl.sys.run");
     if (!path) return -1;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) sys_error(L, "run", path, errno);
@@ -369,6 +369,7 @@ static int open_output(lua_State *L, int idx, const char *k)
  * ignores Ctrl-C while the child runs: the child gets it and decides. */
 static int l_sys_run(lua_State *L)
 {
+    lua_settop(L, 2); /* the options stay at 2 (nil when absent) under what is pushed below */
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
     if (n < 1 || n > 4096) return luaL_error(L, "apl.sys.run: argv must hold 1 to 4096 strings");
@@ -380,8 +381,8 @@ static int l_sys_run(lua_State *L)
         lua_pop(L, 1);
     }
     argv[n] = NULL;
-    const char *out_path = lua_istable(L, 2) ? apl_lua_optstr_field(L, 2, "stdout", NULL) : NULL;
-    const char *err_path = lua_istable(L, 2) ? apl_lua_optstr_field(L, 2, "stderr", NULL) : NULL;
+    const char *out_path = apl_lua_opt_str(L, 2, "stdout", NULL, "apl.sys.run");
+    const char *err_path = apl_lua_opt_str(L, 2, "stderr", NULL, "apl.sys.run");
     int out = open_output(L, 2, "stdout");
     int err = err_path && out_path && strcmp(err_path, out_path) == 0 ? dup(out) : open_output(L, 2, "stderr");
     struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
