@@ -1,8 +1,9 @@
 -- bench/render.lua — the benchmark's tables as text and Markdown: numbers formatted, the results
--- table and the derived figures (MFU, bandwidth bound) as rows of strings.
+-- table and the derived figures (MFU, bandwidth bound) as rows of strings, and BENCHMARKS.md.
 --
 --   local R = dofile(root .. "/bench/render.lua")
 --   io.write(R.render_text(R.table_rows(results.rows)))   -- R.render_md for BENCHMARKS.md
+local F = dofile((package.apl_root or ".") .. "/bench/flops.lua")
 local R = {}
 
 function R.fmt(v, unit)
@@ -97,5 +98,142 @@ end
 
 -- Rows of strings (the first the header) as a Markdown table: apl.report's, one writer for both.
 R.render_md = require("apl.report").markdown_rows
+
+local fmt, int = R.fmt, R.int
+
+-- ---------------------------------------------------------------------------------------------
+-- BENCHMARKS.md
+
+-- The sections of the current file that people wrote (the GPU figures, measured elsewhere by
+-- tools/gpu-check.sh): from the heading above the first HAND_WRITTEN marker to the end. They are
+-- kept when the generated part is rewritten.
+R.HAND_WRITTEN = "<!-- Written by hand"
+function R.hand_written(path)
+    local f = io.open(path)
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    local mark = s:find(R.HAND_WRITTEN, 1, true)
+    if not mark then return "" end
+    local start
+    for pos in s:sub(1, mark):gmatch("()\n## ") do start = pos + 1 end
+    return start and "\n" .. s:sub(start) or ""
+end
+
+function R.markdown(res)
+    local by = {}
+    for _, r in ipairs(res.rows) do by[r.name] = r end
+    local m, d = res.machine, res.derived
+    local out = {}
+    local function w(...) out[#out + 1] = table.concat({ ... }) end
+    w("# Benchmarks\n\n")
+    w("`apl` against a plain PyTorch-Python peer (`bench/baseline.py`) on the same machine, the same ",
+      "libtorch (Debian's 1.13, CPU) and the same thread count, so the ratios measure the engine, not the BLAS. ",
+      "This file is generated: `make bench && ./apl bench/run.lua --write-md` (tables from `bench/results.json`).\n\n")
+    w("## Latest run\n\n")
+    w("- command: `", res.command, "`", res.quick and " (QUICK: not the full configuration)" or "", "\n")
+    w("- date: ", res.date, "; ", string.format("%.0f s", res.wall_s or 0), " in all\n")
+    w("- machine: ", m.cpu or "unknown CPU", ", ", int(m.cores), " cores, ",
+      m.mem_gb and string.format("%.0f GB", m.mem_gb) or "? GB", " RAM, ", m.kernel or "", "\n")
+    w("- threads: ", int(res.threads), " for apl (`APL_THREADS`) and for the baseline (`torch.set_num_threads`)\n")
+    local py_version, torch_version = tostring(m.python):match("^(%S+)%s+(%S+)$")
+    w("- apl: libtorch ", tostring(m.torch), ", BLAS ", tostring(m.blas), ", ", tostring(m.lua),
+      "; baseline: Python ", py_version or tostring(m.python), ", torch ", torch_version or "?", "\n")
+    if res.note and res.note ~= "" then w("- note: ", res.note, "\n") end
+    if res.partial then w("- this run was cut short: the figures below are the ones that finished\n") end
+    if res.quick then
+        w("- QUICK run: scoring, DPO and SFT use the smaller shapes listed at the end; the full ",
+          "configuration (`make bench`) is not measured yet in this file\n")
+    end
+    w("\n")
+    w(R.render_md(R.table_rows(res.rows)), "\n")
+    w("Ratios are apl / baseline: above 1 is better for rates, below 1 is better for times. ",
+      "Figures are medians of the repetitions after one warm-up (for the compute rows, of three alternating rounds of apl and baseline processes); the spread is half the range of the ",
+      "repetitions as a share of the median (apl / baseline). Peaks (matmul, bandwidth) are the best repetition, measured before each compute round.\n\n")
+    w("## Derived figures\n\n")
+    w(R.render_md(R.derived_rows(d, by)), "\n")
+    local c = F.GPT2
+    local db, dt = d.dpo_shape and d.dpo_shape[1], d.dpo_shape and d.dpo_shape[2]
+    local sb, st = d.sft_shape and d.sft_shape[1], d.sft_shape and d.sft_shape[2]
+    w("How they are computed (GPT-2 124M: L = ", c.n_layer, ", C = ", c.n_embd, ", V = ", c.vocab, "):\n\n")
+    w("- matmul parameters P = 12·L·C² + V·C = ", string.format("%.1f M", F.matmul_params(c) / 1e6),
+      " (the four projections of each block and the tied lm_head).\n")
+    w("- forward FLOPs of B sequences of T tokens: B·T·(2·P + 4·L·T·C) (the attention term counts the full T×T, ",
+      "not halved for the causal mask).\n")
+    w("- SFT step = 3 × forward (forward + backward) on B = ", int(sb), ", T = ", int(st), ": ",
+      string.format("%.0f GFLOP", d.sft_gflop or 0), ".\n")
+    w("- DPO step = 3 × forward of the policy + 1 × forward of the reference, both on the 2B = ",
+      int(db and 2 * db), " chosen and rejected sequences of T = ", int(dt),
+      " (the reference log-probs are recomputed every step, not cached): ", string.format("%.0f GFLOP", d.dpo_gflop or 0),
+      ". That is the work TRL's concatenated forward does, and the MFU row divides it by each side's time, ",
+      "so both figures count work not done: the peer runs the head only at completion positions, and apl ",
+      "also packs each pair into one row (the prompt once): ", string.format("%.0f GFLOP", d.dpo_gflop_apl or 0),
+      ", which the next row divides by its time (the hardware utilisation).\n")
+    w("- MFU = FLOPs / step time / peak, where peak is the better of apl's and torch's fp32 matmul ",
+      "(n×n by n×n, 2·n³ FLOPs) measured in the same run: ", fmt(d.peak_gflops), " GFLOP/s.\n")
+    w("- generation bound = batch × bandwidth / weight bytes: every decoding step reads all ",
+      string.format("%.1f M", F.n_params(c) / 1e6), " fp32 parameters (", string.format("%.0f MB", (d.weight_bytes or 0) / 1e6),
+      ") once; bandwidth from a 256 MiB tensor copy (read + write) in the same run: ", fmt(d.bandwidth_gbs), " GB/s. ",
+      "The measured time includes the prompt's prefill.\n\n")
+    w("## Targets\n\n")
+    w("| target (from the issues) | measured | status |\n|---|---|---|\n")
+    local function trow(label, r, measured)
+        w("| ", label, " | ", measured or "not measured yet", " | ",
+          r and r.met ~= nil and (r.met and "met" or "**not met**") or "not measured yet", " |\n")
+    end
+    local function ratio_of(r) return r and r.ratio and string.format("%.2fx", r.ratio) or nil end
+    trow("generation tokens/s >= 2x baseline", by.generation, ratio_of(by.generation))
+    trow("log-prob scoring tokens/s >= 1.2x baseline", by.logprob, ratio_of(by.logprob))
+    trow("DPO step time <= 0.9x baseline", by.dpo_step, ratio_of(by.dpo_step))
+    trow("DPO step with LoRA (r = 16, attention and MLP): peak RSS <= 0.6x the full step", by.dpo_step_lora_rss,
+        ratio_of(by.dpo_step_lora_rss))
+    trow("tokenizer encode >= js-tiktoken on one thread", by.tokenizer_encode, ratio_of(by.tokenizer_encode))
+    local o = by.oracle_labels_per_s
+    trow("oracle: 128 labels, 1 s latency, 16 in flight, <= 10 s", o,
+        o and o.seconds_for_128 and string.format("%.1f s%s", o.seconds_for_128,
+            (o.n_labels and o.n_labels ~= 128 or res.quick) and " (scaled from the quick run's rate)" or "") or nil)
+    local l = by.model_load_rss
+    trow("model load peak RSS <= 1.2x checkpoint size (counted: peak minus the RSS before loading)", l,
+        l and l.target_value and string.format("%.2fx (%.0f MB added, %.0f MB absolute peak, %.0f MB file)",
+            l.target_value, l.apl_added_mb, l.apl, l.ckpt_mb) or nil)
+    local limit = res.quick and 180 or 900
+    w("| `", res.command, "` finishes in under ", int(limit / 60), " minutes on 2 cores | ",
+      string.format("%.0f s", res.wall_s or 0), " on ", int(m.cores), " cores | ",
+      (res.wall_s or math.huge) < limit and "met" or "**not met**", " |\n")
+    w("\n")
+    local missing = R.missing(res.rows)
+    if #missing > 0 then w("\\* not measured in this run:\n\n- ", table.concat(missing, "\n- "), "\n\n") end
+    w(R.METHOD)
+    return table.concat(out)
+end
+
+R.METHOD = [[
+## What is measured
+
+Every area runs in its own process (`./apl bench/<area>.lua`, `bench/baseline.py`), so each peak
+RSS is that benchmark's own.
+
+| benchmark | configuration | baseline (`bench/baseline.py`, `/usr/bin/python3`) |
+|---|---|---|
+| model load | GPT-2 124M safetensors (random fp32 weights): time to a usable model; peak RSS of the process after one 8-token forward has read every weight | json header, `numpy.memmap` (copy-on-write) + `torch.from_numpy` per tensor on a model built on the meta device, the same forward |
+| tokenizer encode | GPT-2 byte-level BPE on the same corpus, one thread, MB/s | js-tiktoken (node) |
+| generation | GPT-2 124M, batch 8, 16-token prompts, 64 new tokens, greedy | HF-style: KV cache grown with `torch.cat` each step, `inference_mode`, the prefill's head at the last position only |
+| log-prob scoring | GPT-2 124M forward, summed response log-probs, tokens/s | hidden states sliced to the response positions before the tied head, `log_softmax` over the vocabulary, `gather`, `inference_mode` |
+| DPO step | B = 4 pairs, T = 128, policy + reference forwards, sigmoid loss, Adam lr 1e-6 | TRL's concatenated chosen+rejected batch with the head at completion positions only, reference forward under `no_grad` every step, `Adam(foreach=True)` |
+| DPO step vs TRL-style peer | apl's DPO step, as above | TRL's own way: the head and a full-vocabulary `log_softmax` at every position, the default (for-loop) Adam |
+| DPO step, LoRA vs full | GPT-2 124M, LoRA r = 16 on `c_attn`, `c_proj`, `c_fc` (attention and MLP), B = 4 pairs, T = 128: step time and the peak RSS of a process that does only that | apl's full DPO step in a process of its own (the policy, its θ0 copy, Adam over every weight) |
+| SFT step | cross-entropy on response tokens, Adam | the same in plain torch, the head at response positions only, `Adam(foreach=True)` |
+| oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
+| matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
+
+The peer's process runs with glibc's `MALLOC_MMAP_MAX_=0` and `MALLOC_TRIM_THRESHOLD_=2147483647`,
+the heap settings apl makes with `mallopt` (`bench/baseline.py` restarts itself once with them).
+
+`make bench QUICK=1` (`./apl bench/run.lua --quick`) changes: 2 timed repetitions instead of 3
+(after the same one warm-up), a 1024³ matmul instead of 2048³, log-prob scoring on B = 4, T = 64,
+the DPO step on 1 pair of T = 64, the SFT step on B = 2, T = 64, 32 oracle pairs instead of 128
+(the 128-label time is then scaled from the measured rate), one js-tiktoken pass. Generation stays
+GPT-2 124M, batch 8, 16-token prompts, 64 new tokens. Its figures are for smoke-testing.
+]]
 
 return R
