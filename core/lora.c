@@ -125,8 +125,8 @@ static apl_status unmatched(const apl_model *m, const char *target)
         for (int i = 0; i < m->n; i++) {
             if (m->spec[i].layer != (pass ? -1 : 0) || !module_of(m, &m->spec[i], mod, sizeof mod)) continue;
             const char *last = strrchr(mod, '.') ? strrchr(mod, '.') + 1 : mod;
-            if (!listed(names, last))
-                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "", last);
+            size_t n = strlen(names);
+            if (!listed(names, last)) snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "", last);
         }
     return apl_fail(APL_EINVAL, "lora: target \"%s\" matches no module of this %s model (%s)", target,
                     m->cfg.model_type, names);
@@ -149,7 +149,8 @@ static apl_status find_modules(apl_model *m, apl_lora *l)
 
 static apl_status check_opts(const apl_lora_opts *o)
 {
-    if (o->r < 1 || o->r > 65536) return apl_fail(APL_EINVAL, "lora: r must be in [1, 65536], got %lld", (long long)o->r);
+    if (o->r < 1 || o->r > 65536)
+        return apl_fail(APL_EINVAL, "lora: r must be in [1, 65536], got %lld", (long long)o->r);
     if (!(o->alpha > 0) || !isfinite(o->alpha)) return apl_fail(APL_EINVAL, "lora: alpha must be > 0");
     if (!(o->dropout >= 0 && o->dropout < 1)) return apl_fail(APL_EINVAL, "lora: dropout must be in [0, 1)");
     if (o->targets && o->n_targets < 1) return apl_fail(APL_EINVAL, "lora: targets is empty");

@@ -27,7 +27,8 @@
  * apl_optim_new takes the model's trainable tensors (apl_model_trainable: every parameter, or
  * only the LoRA adapters' A and B, lora.h) and marks them as requiring gradients. After
  * apl_model_to or attaching, detaching or merging adapters (which replace the handles) step,
- * reset and zero_grad fail with APL_EINVAL: make a new optimizer. apl_optim_free never touches the model, so the two may be freed in either order.
+ * reset and zero_grad fail with APL_EINVAL: make a new optimizer. apl_optim_free never touches
+ * the model, so the two may be freed in either order.
  * Statuses: APL_EINVAL (bad option or batch), APL_ENOMEM, APL_ETORCH.
  */
 #ifndef APL_TRAIN_H

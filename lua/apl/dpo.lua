@@ -19,8 +19,9 @@
 --
 -- Reference log-probs are computed once per sequence and kept in memory keyed by a hash of the
 -- token ids, and appended to cache_file (JSONL {"key":..,"logp":..}, fsynced; a torn or corrupt
--- line is skipped and reported in tr.cache_warning) when given, which a new trainer reads back: later epochs, reset rounds and resumed runs never repeat the reference
--- forward. tr.ref_forwards counts the sequences the reference has scored.
+-- line is skipped and reported in tr.cache_warning) when given, which a new trainer reads back:
+-- later epochs, reset rounds and resumed runs never repeat the reference forward.
+-- tr.ref_forwards counts the sequences the reference has scored.
 --
 -- Options: beta (0.2), lr (1e-6), loss ("sigmoid" | "ipo" | "hinge"), label_smoothing (0),
 -- batch_size (64), micro_batch_size (= batch_size; gradients accumulate, the update is the one
