@@ -51,7 +51,9 @@
 --   processes of one thread run 2 arms in the time 1 × 2 runs ~1.1: M.JOBS = 2. Prediction:
 --   8 seeds × (120 + 120 + 170 + 200) s / 2 processes ≈ 41 min of runs under that load, ~22 min
 --   from the CPU times alone on an idle machine, plus the preparation (47 s measured) and the
---   report (< 1 min). The smoke (--smoke: 2 seeds × 2 functions, 2 steps): 22 s. The pilot's
+--   report (< 1 min). End to end through this script (--seeds 2 --acquisitions random,certainty,
+--   two sweeps side by side, load 4–6): 4 runs in 283 s (random 107 s, certainty 170 s per run),
+--   report 0 s. The smoke (--smoke: 2 seeds × 2 functions, 2 steps): 22 s. The pilot's
 --   logs show win-rates; no knob was set or changed on them (the design above predates them).
 local fs = require "apl.fs"
 local report = require "apl.report"
