@@ -147,7 +147,7 @@ FUZZ_SRC_config      := core/config.c core/archs.c core/gpt2.c core/neox.c core/
 FUZZ_LDFLAGS_config  := -no-pie -Wl,--unresolved-symbols=ignore-in-object-files
 FUZZ_SRC_tokenizer   := core/tokenizer.c core/tokenizer_load.c core/tokenizer_text.c core/fileio.c core/status.c
 FUZZ_SRC_http_header := core/oracle_http.c core/status.c
-FUZZ_SRC_ledger      := core/ledger.c core/journal.c core/fileio.c core/status.c
+FUZZ_SRC_ledger      := core/journal.c core/fileio.c core/status.c
 FUZZ_LIBS := -lcjson -lpcre2-8 -lcurl -ldl -lm -lpthread
 
 define FUZZ_RULE

@@ -8,7 +8,6 @@
  *   h:submit(id, json_body, est_tokens)
  *   for _, r in ipairs(h:wait(0.25)) do ... r.id, r.status, r.body, r.error, r.tries end
  *   h:outstanding(); h:stats() -> {requests, retries, in_flight, queued}
- *   local l, lines, warning = core.ledger_open(path); l:append(json); l:close()
  *   core.key(s1, s2, ...) -> 16 hex digits;  core.now() -> seconds;  core.sleep(s)
  *
  * The transport knows no protocol: the judge backends (lua/apl/judges/<name>.lua) build the bodies,
@@ -26,13 +25,11 @@
 #include "oracle_http.h"
 
 #define HTTP_MT "apl.OracleHTTP"
-#define LEDGER_MT "apl.Ledger"
 
 typedef struct {
     apl_http *h;
     char *key_env; /* the variable holding the key (never the key): to redact it from replies */
 } http_box;
-typedef struct { apl_ledger *l; } ledger_box;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Transport */
@@ -195,45 +192,6 @@ static int l_oracle_http_tostring(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Ledger */
-
-static int l_oracle_ledger_open(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    ledger_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->l = NULL;
-    luaL_setmetatable(L, LEDGER_MT);
-    apl_lua_check(L, apl_ledger_open(path, &b->l), "apl.oracle: ledger");
-    size_t n = apl_ledger_count(b->l);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, apl_ledger_line(b->l, i));
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    if (apl_ledger_warning(b->l)) lua_pushstring(L, apl_ledger_warning(b->l));
-    else lua_pushnil(L);
-    return 3;
-}
-
-static int l_oracle_ledger_append(lua_State *L)
-{
-    ledger_box *b = luaL_checkudata(L, 1, LEDGER_MT);
-    const char *line = luaL_checkstring(L, 2);
-    if (!b->l) return apl_lua_error(L, "apl.oracle.label", "ledger is closed");
-    apl_lua_check(L, apl_ledger_append(b->l, line), "apl.oracle.label");
-    return 0;
-}
-
-/* __gc, __close and :close(): releases the file and its lock; safe twice. */
-static int l_oracle_ledger_close(lua_State *L)
-{
-    ledger_box *b = luaL_checkudata(L, 1, LEDGER_MT);
-    apl_ledger_free(b->l);
-    b->l = NULL;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Small utilities */
 
 static int l_oracle_key(lua_State *L)
@@ -271,10 +229,8 @@ int luaopen_apl_core_oracle(lua_State *L)
         {"submit", l_oracle_http_submit}, {"wait", l_oracle_http_wait},
         {"outstanding", l_oracle_http_outstanding}, {"stats", l_oracle_http_stats},
         {"free", l_oracle_http_free}, {NULL, NULL}};
-    static const luaL_Reg ledger_methods[] = {
-        {"append", l_oracle_ledger_append}, {"close", l_oracle_ledger_close}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
-        {"http_new", l_oracle_http_new}, {"ledger_open", l_oracle_ledger_open},
+        {"http_new", l_oracle_http_new},
         {"key", l_oracle_key}, {"now", l_oracle_now}, {"sleep", l_oracle_sleep}, {NULL, NULL}};
 
     luaL_newmetatable(L, HTTP_MT);
@@ -286,15 +242,6 @@ int luaopen_apl_core_oracle(lua_State *L)
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, l_oracle_http_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, LEDGER_MT);
-    luaL_newlib(L, ledger_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_oracle_ledger_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_oracle_ledger_close);
-    lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 
     luaL_newlib(L, funcs);

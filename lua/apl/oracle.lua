@@ -33,6 +33,7 @@
 -- budget: the most judge answers with a label the ledger may hold (both_orders uses two per
 -- pair); pairs over it come back unlabelled, "label budget exhausted". Failures are not charged.
 local core = require "apl.core.oracle"
+local sys = require "apl.core.sys"
 local cjson = require "cjson"
 local prompts = require "apl.prompts"
 local rng = require "apl.rng"
@@ -119,9 +120,11 @@ local function check_known(opts, kind, fname)
     end
 end
 
+-- The ledger is a journal (apl.core.sys) that this oracle alone holds (an exclusive lock): each
+-- line on disk before its label is handed out; a torn last line (a killed run) skipped and reported.
 local function open_ledger(self, path, fname)
-    local ok, l, lines, warning = pcall(core.ledger_open, path)
-    if not ok then error(fname .. ": " .. tostring(l):gsub("^apl%.oracle: ", ""), 3) end
+    local ok, l, lines, warning = pcall(sys.journal_open, path, { lock = true, noun = "ledger entry" })
+    if not ok then error(fname .. ": ledger: " .. tostring(l):gsub("^apl%.sys%.journal_open: ", ""), 3) end
     if warning then io.stderr:write(fname, ": ", warning, "\n") end
     for i, line in ipairs(lines) do
         local ok, e = pcall(cjson.decode, line) -- the C reader checked the JSON; this is belt and braces

@@ -1,12 +1,13 @@
-/* test_oracle.c — the oracle's C core without a server: ledger files, keys, Retry-After header
- * lines, header and option checks, and retries against a port nobody listens on. tests/lua/test_oracle.lua covers
- * the rest against a real HTTP server. */
+/* test_oracle.c — the oracle's C core without a server: ledger files (journals opened as ledger.h
+ * says), keys, Retry-After header lines, header and option checks, and retries against a port
+ * nobody listens on. tests/lua/test_oracle.lua covers the rest against a real HTTP server. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "journal.h"
 #include "ledger.h"
 #include "oracle_http.h"
 
@@ -17,35 +18,43 @@ static void write_file(const char *path, const char *s)
     fclose(f);
 }
 
+/* The ledger as ledger.h opens it: a journal with APPEND | LOCK and the noun "ledger entry". */
+static apl_status ledger_open(const char *path, apl_journal **l)
+{
+    return apl_journal_open(path, APL_JOURNAL_APPEND | APL_JOURNAL_LOCK, "ledger entry", l);
+}
+
+static apl_status ledger_append(apl_journal *l, const char *line) { return apl_journal_append(l, &line, 1); }
+
 static void test_ledger(const char *dir)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/labels.jsonl", dir);
-    apl_ledger *l;
-    CHECK(apl_ledger_open(path, &l) == APL_OK, "%s", apl_last_error());
-    CHECK(apl_ledger_append(l, "{\"key\":\"a\"}") == APL_OK, "%s", apl_last_error());
-    CHECK(apl_ledger_append(l, "x\ny") == APL_EINVAL, "a line with a newline is refused");
-    apl_ledger_free(l);
+    apl_journal *l;
+    CHECK(ledger_open(path, &l) == APL_OK, "%s", apl_last_error());
+    CHECK(ledger_append(l, "{\"key\":\"a\"}") == APL_OK, "%s", apl_last_error());
+    CHECK(ledger_append(l, "x\ny") == APL_EINVAL, "a line with a newline is refused");
+    apl_journal_free(l);
 
     write_file(path, "{\"key\":\"a\"}\n\n{\"key\":\"b\"}\n{\"key\":");
-    CHECK(apl_ledger_open(path, &l) == APL_OK, "%s", apl_last_error());
-    CHECK(apl_ledger_count(l) == 2, "%zu lines", apl_ledger_count(l));
-    CHECK(strcmp(apl_ledger_line(l, 1), "{\"key\":\"b\"}") == 0, "%s", apl_ledger_line(l, 1));
-    CHECK(apl_ledger_line(l, 2) == NULL, "past the end");
-    CHECK(apl_ledger_warning(l) && strstr(apl_ledger_warning(l), "labels.jsonl:4: truncated"),
-          "%s", apl_ledger_warning(l));
-    apl_ledger_free(l);
+    CHECK(ledger_open(path, &l) == APL_OK, "%s", apl_last_error());
+    CHECK(apl_journal_count(l) == 2, "%zu lines", apl_journal_count(l));
+    CHECK(strcmp(apl_journal_line(l, 1), "{\"key\":\"b\"}") == 0, "%s", apl_journal_line(l, 1));
+    CHECK(apl_journal_line(l, 2) == NULL, "past the end");
+    CHECK(apl_journal_warning(l) && strstr(apl_journal_warning(l), "labels.jsonl:4: truncated"),
+          "%s", apl_journal_warning(l));
+    apl_journal_free(l);
 
     write_file(path, "{\"key\":\"a\"}\n{\"key\"\n{\"key\":\"b\"}\n");
-    CHECK(apl_ledger_open(path, &l) == APL_EFORMAT && !l, "corrupt middle line");
-    CHECK(strstr(apl_last_error(), "labels.jsonl:2: corrupt"), "%s", apl_last_error());
+    CHECK(ledger_open(path, &l) == APL_EFORMAT && !l, "corrupt middle line");
+    CHECK(strstr(apl_last_error(), "labels.jsonl:2: corrupt ledger entry"), "%s", apl_last_error());
 
     /* a raw NUL inside a string (found by fuzz_ledger): the entry would be handed out cut there */
     static const char nul[] = "{\"key\":\"a\"}\n{\"key\":\"a\0b\"}\n";
     FILE *f = fopen(path, "wb");
     CHECK(f && fwrite(nul, 1, sizeof nul - 1, f) == sizeof nul - 1, "write %s", path);
     if (f) fclose(f);
-    CHECK(apl_ledger_open(path, &l) == APL_EFORMAT && !l, "a NUL inside an entry");
+    CHECK(ledger_open(path, &l) == APL_EFORMAT && !l, "a NUL inside an entry");
     CHECK(strstr(apl_last_error(), "labels.jsonl:2: corrupt"), "%s", apl_last_error());
 }
 

@@ -1,4 +1,4 @@
-/* fuzz_ledger.c — loading the label ledger (core/ledger.c over core/journal.c) from any bytes:
+/* fuzz_ledger.c — loading the label ledger (a journal opened as ledger.h says) from any bytes:
  * every line it keeps is a JSON object without a newline, and a bad line is an error or (the last
  * one) a warning. The same bytes are first read as a lenient, read-only journal (DPO's cache):
  * it never fails on content, keeps only objects, and keeps at least what the strict ledger keeps. */
@@ -6,7 +6,6 @@
 
 #include "fuzz.h"
 #include "journal.h"
-#include "ledger.h"
 
 static void check_line(const char *line)
 {
@@ -22,14 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apl_journal *cache;
     FUZZ_ASSERT(apl_journal_open(path, APL_JOURNAL_LENIENT, "cache line", &cache) == APL_OK);
     for (size_t i = 0; i < apl_journal_count(cache); i++) check_line(apl_journal_line(cache, i));
-    apl_ledger *l;
-    if (apl_ledger_open(path, &l) != APL_OK) {
+    apl_journal *l;
+    if (apl_journal_open(path, APL_JOURNAL_APPEND | APL_JOURNAL_LOCK, "ledger entry", &l) != APL_OK) {
         apl_journal_free(cache);
         return 0;
     }
-    FUZZ_ASSERT(apl_ledger_count(l) == apl_journal_count(cache));
-    for (size_t i = 0; i < apl_ledger_count(l); i++) check_line(apl_ledger_line(l, i));
-    apl_ledger_free(l);
+    FUZZ_ASSERT(apl_journal_count(l) == apl_journal_count(cache));
+    for (size_t i = 0; i < apl_journal_count(l); i++) check_line(apl_journal_line(l, i));
+    apl_journal_free(l);
     apl_journal_free(cache);
     return 0;
 }

@@ -3,6 +3,7 @@
 local T = require "tests.lib.test"
 local cjson = require "cjson"
 local core = require "apl.core.oracle"
+local sys = require "apl.core.sys"
 local oracle = require "apl.oracle"
 local prompts = require "apl.prompts"
 local root = T.root()
@@ -166,21 +167,24 @@ end)
 -- ------------------------------------------------------------------------------------------
 -- Ledger
 
+-- The ledger as apl.oracle opens it: a journal it alone holds, its lines called ledger entries.
+local function ledger_open(path) return sys.journal_open(path, { lock = true, noun = "ledger entry" }) end
+
 T.case("oracle ledger: append, reload, cut last line skipped, corrupt line named", function()
     local path = T.tmpdir() .. "/ledger.jsonl"
-    local l, lines, warning = core.ledger_open(path)
+    local l, lines, warning = ledger_open(path)
     T.eq(#lines, 0)
     T.eq(warning, nil)
     l:append('{"key":"k1"}')
     l:append('{"key":"k2"}')
     T.assert_error_match(function() l:append('{"key":\n"k3"}') end, "one non%-empty line")
-    T.assert_error_match(function() core.ledger_open(path) end, "in use by another process")
+    T.assert_error_match(function() ledger_open(path) end, "in use by another process")
     l:close()
     l:close() -- twice is fine
 
     -- A process killed mid-write leaves a cut last line: skipped, reported, cut from the file.
     write(path, read(path) .. '{"key":"k3","ans')
-    l, lines, warning = core.ledger_open(path)
+    l, lines, warning = ledger_open(path)
     T.eq(lines, { '{"key":"k1"}', '{"key":"k2"}' })
     T.ok(warning and warning:find("ledger.jsonl:3: truncated last line skipped", 1, true), warning)
     l:append('{"key":"k4"}')
@@ -189,27 +193,27 @@ T.case("oracle ledger: append, reload, cut last line skipped, corrupt line named
 
     -- A complete object that lost only its newline is kept.
     write(path, '{"key":"k1"}\n{"key":"k2"}')
-    l, lines, warning = core.ledger_open(path)
+    l, lines, warning = ledger_open(path)
     T.eq(#lines, 2)
     T.eq(warning, nil)
     l:close()
     T.eq(read(path), '{"key":"k1"}\n{"key":"k2"}\n')
 
     write(path, '{"key":"k1"}\nnot json\n{"key":"k2"}\n')
-    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry")
+    T.assert_error_match(function() ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry")
     write(path, '{"key":"k1"}\n[1,2]\n')
-    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt")
+    T.assert_error_match(function() ledger_open(path) end, "ledger%.jsonl:2: corrupt")
     -- Trailing text after an object (or after a NUL) is named here with file:line, not met later
     -- by the Lua JSON decoder without one.
     write(path, '{"key":"k1"}\n{"key":"k2"} trailing garbage\n{"key":"k3"}\n')
-    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry %(not one JSON object%)")
+    T.assert_error_match(function() ledger_open(path) end, "ledger%.jsonl:2: corrupt ledger entry %(not one JSON object%)")
     write(path, '{"key":"k1"}\0{"key":"k2"}\n')
-    T.assert_error_match(function() core.ledger_open(path) end, "ledger%.jsonl:1: corrupt")
+    T.assert_error_match(function() ledger_open(path) end, "ledger%.jsonl:1: corrupt")
     write(path, '{"key":"k1"}   \r\n')
-    local l2, lines2 = core.ledger_open(path)
+    local l2, lines2 = ledger_open(path)
     T.eq(#lines2, 1, "blanks after the object are fine")
     l2:close()
-    T.assert_error_match(function() core.ledger_open(T.tmpdir() .. "/no/such/dir/l.jsonl") end,
+    T.assert_error_match(function() ledger_open(T.tmpdir() .. "/no/such/dir/l.jsonl") end,
         "No such file")
 end)
 
