@@ -15,7 +15,6 @@
 
 #include <stddef.h>
 
-#include "status.h"
 
 #define APL_LEDGER_KEY_LEN 16
 
