@@ -1,6 +1,7 @@
 -- recipes/study.lua — a CPU-scale study of the paper's question: at an equal label budget, does
 -- an acquisition function (entropy, certainty, hybrid) beat random? `make study` runs it (about
--- 45 minutes on 2 cores, alone on the machine); --smoke runs a tiny version in seconds.
+-- 25 minutes on 2 cores, alone on the machine: v1's 32 runs took 24 min); --smoke runs a tiny
+-- version in seconds. v1's STUDY.md, figures and tables are in study/v1/.
 --
 --   apl recipes/study.lua [--seeds N] [--acquisitions LIST] [--jobs 1|2] [--out DIR] [--md FILE]
 --   apl recipes/study.lua --smoke          # the pipeline on a tiny budget (tests)
