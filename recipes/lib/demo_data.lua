@@ -20,6 +20,7 @@ local sentiment = require "apl.sentiment"
 
 local M = {}
 
+-- The word lists templates draw from ({slot}: W[slot], or {adj}, {other}, {verb}, {end} by mood).
 local W = {
     noun = { "movie", "film", "story", "plot", "acting", "cast", "ending", "script", "music",
              "director", "hero", "villain", "dialogue", "camera work", "pacing", "first half" },
@@ -56,13 +57,26 @@ local TEMPLATES = {
 
 local CONTRARY = "the {noun} was {other} but the {noun} was {adv} {adj} ."
 
-local function fill(template, r, mood)
+-- A template with each {slot} drawn from words (default W) for mood "pos" or "neg": {adj},
+-- {verb} and {end} of the mood, {other} an adjective of the other one.
+function M.fill(template, r, mood, words)
+    words = words or W
     local other = mood == "pos" and "neg" or "pos"
     return (template:gsub("{(%w+)}", function(slot)
-        local list = W[slot] or (slot == "adj" and W[mood .. "_adj"]) or (slot == "other" and W[other .. "_adj"])
-            or (slot == "verb" and W[mood .. "_verb"]) or (slot == "end" and W[mood .. "_end"])
+        local list = words[slot] or (slot == "adj" and words[mood .. "_adj"])
+            or (slot == "other" and words[other .. "_adj"]) or (slot == "verb" and words[mood .. "_verb"])
+            or (slot == "end" and words[mood .. "_end"])
         return list[r:int(1, #list)]
     end))
+end
+local fill = M.fill
+
+-- W and extra slots, for a task that needs more (recipes/lib/study_data.lua).
+function M.words(extra)
+    local out = {}
+    for k, v in pairs(W) do out[k] = v end
+    for k, v in pairs(extra) do out[k] = v end
+    return out
 end
 
 -- One review: an opening sentence, one or two more, sometimes a contrary detail.
@@ -111,7 +125,7 @@ local function say(fmt, ...) io.write(string.format(fmt, ...), "\n"); io.flush()
 
 -- Builds dir/<name> with make(tmp) unless it is there; a half-made one (an interrupted first
 -- run) is never mistaken for a finished one, because only a complete folder gets its name.
-local function cached(dir, name, make)
+function M.cached(dir, name, make)
     local final = dir .. "/" .. name
     if runfolder.exists(final) then return final end
     local tmp = final .. ".tmp"
@@ -121,6 +135,7 @@ local function cached(dir, name, make)
     assert(os.rename(tmp, final))
     return final
 end
+local cached = M.cached
 
 -- SFT examples: each review split after its first 1–3 words, so the model learns to continue
 -- review openings like the loop's prompts.
@@ -136,17 +151,19 @@ local function sft_examples(reviews, seed)
     return out
 end
 
-local function train_model(tmp, tok_dir, reviews)
+-- A GPT-2 of config o.model (seed 1) SFT-trained on examples {prompt=, completion=} with the
+-- tokenizer in tok_dir (o.lr, o.batch_size, o.epochs), saved in tmp with the tokenizer's files;
+-- o.who prefixes the progress lines.
+function M.train_sft(tmp, tok_dir, examples, o)
     local tok = tokenizer.load(tok_dir)
     local cfg = {}
-    for k, v in pairs(M.MODEL) do cfg[k] = v end
+    for k, v in pairs(o.model) do cfg[k] = v end
     cfg.vocab_size = tok:vocab_size()
     local model = apl_model.init(cfg, { seed = 1 })
-    local tr = sft.new { model = model, tok = tok, lr = M.SFT.lr, batch_size = M.SFT.batch_size }
-    local examples = sft_examples(reviews, 1)
-    for e = 1, M.SFT.epochs do
+    local tr = sft.new { model = model, tok = tok, lr = o.lr, batch_size = o.batch_size }
+    for e = 1, o.epochs do
         local m = tr:epoch(examples, { shuffle_seed = e })
-        say("demo: SFT epoch %d/%d  loss %.3f", e, M.SFT.epochs, m.loss)
+        say("%s: SFT epoch %d/%d  loss %.3f", o.who, e, o.epochs, m.loss)
     end
     model:save(tmp)
     model:free()
@@ -172,7 +189,8 @@ function M.prepare(dir)
     end)
     local model = cached(dir, "sft", function(tmp)
         say("demo: training the tiny model (%d layers, %d wide) on %d reviews", M.MODEL.n_layer, M.MODEL.n_embd, #texts)
-        train_model(tmp, tok, reviews)
+        M.train_sft(tmp, tok, sft_examples(reviews, 1), { model = M.MODEL, lr = M.SFT.lr,
+            batch_size = M.SFT.batch_size, epochs = M.SFT.epochs, who = "demo" })
     end)
     return { tok = tok, data = data, model = model }
 end

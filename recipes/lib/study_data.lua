@@ -12,39 +12,18 @@
 -- half negative, a fifth with a contrary detail. The sentiment words are apl.sentiment's, which is
 -- what lets the study's judge (recipes/lib/study_judge.lua) score the policy's completions.
 local bpe_train = require "recipes.lib.bpe_train"
-local fs = require "apl.fs"
-local apl_model = require "apl.model"
-local tokenizer = require "apl.tokenizer"
-local sft = require "apl.sft"
+local demo_data = require "recipes.lib.demo_data"
 local rng = require "apl.rng"
 local runfolder = require "apl.runfolder"
-local sentiment = require "apl.sentiment"
 
 local M = {}
 
-local W = {
+-- The demo's word lists (apl.sentiment's words) and the slots the openings add.
+local W = demo_data.words {
     subj = { "this movie", "the film", "this film", "the new movie", "this sequel", "the remake" },
     when = { "last night", "on sunday", "yesterday", "this week", "at the festival", "on tv" },
     who = { "friends", "wife", "brother", "parents", "kids" },
-    noun = { "movie", "film", "story", "plot", "acting", "cast", "ending", "script", "music",
-             "director", "hero", "villain", "dialogue", "camera work", "pacing", "first half" },
-    adv = { "very", "really", "quite", "truly", "so", "rather", "pretty" },
-    pos_adj = { "good", "great", "wonderful", "brilliant", "funny", "beautiful", "moving",
-                "charming", "clever", "delightful", "superb", "fresh", "excellent", "touching",
-                "lovely", "enjoyable", "warm", "gripping", "fun", "smart", "sweet", "strong" },
-    neg_adj = { "bad", "boring", "dull", "awful", "terrible", "slow", "silly", "weak", "poor",
-                "messy", "predictable", "lifeless", "painful", "bland", "tedious", "clumsy",
-                "forgettable", "flat", "cheap", "annoying", "mediocre", "wooden" },
-    pos_verb = { "loved", "enjoyed", "adored", "liked" },
-    neg_verb = { "hated", "disliked", "regretted" },
-    pos_end = { "i would recommend it .", "a real gem .", "one of the best this year .",
-                "i want to see it again .", "worth every minute ." },
-    neg_end = { "skip this one .", "a waste of time .", "one of the worst this year .",
-                "i want my money back .", "not worth a minute ." },
 }
-
-for _, w in ipairs(W.pos_adj) do assert(sentiment.score(w) > 0, w) end
-for _, w in ipairs(W.neg_adj) do assert(sentiment.score(w) < 0, w) end
 
 -- Openings: no sentiment word, each ends where an adjective phrase must follow.
 local OPENINGS = {
@@ -65,14 +44,7 @@ local SENTENCES = {
 }
 local CONTRARY = "the {noun} was {other} but the {noun} was {adv} {adj} ."
 
-local function fill(template, r, mood)
-    local other = mood == "pos" and "neg" or "pos"
-    return (template:gsub("{(%w+)}", function(slot)
-        local list = W[slot] or (slot == "adj" and W[mood .. "_adj"]) or (slot == "other" and W[other .. "_adj"])
-            or (slot == "verb" and W[mood .. "_verb"]) or (slot == "end" and W[mood .. "_end"])
-        return list[r:int(1, #list)]
-    end))
-end
+local function fill(template, r, mood) return demo_data.fill(template, r, mood, W) end
 
 function M.prompt(r) return fill(OPENINGS[r:int(1, #OPENINGS)], r, "pos") end
 
@@ -110,40 +82,6 @@ M.MODEL = { model_type = "gpt2", n_layer = 4, n_embd = 128, n_head = 4, n_positi
 M.SFT = { reviews = 6000, epochs = 2, lr = 1e-3, batch_size = 32, merges = 400 }
 M.SMALL = { reviews = 600, epochs = 1 }   -- prepare{small = true}: the smoke's policy, in seconds
 
-local function say(fmt, ...) io.write(string.format(fmt, ...), "\n"); io.flush() end
-
--- dir/<name>, made by make(tmp) unless there; only a finished folder gets its name.
-local function cached(dir, name, make)
-    local final = dir .. "/" .. name
-    if runfolder.exists(final) then return final end
-    local tmp = final .. ".tmp"
-    fs.rmtree(tmp, dir)
-    runfolder.mkdir(tmp)
-    make(tmp)
-    assert(os.rename(tmp, final))
-    return final
-end
-
-local function train_model(tmp, tok_dir, reviews, opts)
-    local tok = tokenizer.load(tok_dir)
-    local cfg = {}
-    for k, v in pairs(M.MODEL) do cfg[k] = v end
-    cfg.vocab_size = tok:vocab_size()
-    local model = apl_model.init(cfg, { seed = 1 })
-    local tr = sft.new { model = model, tok = tok, lr = M.SFT.lr, batch_size = M.SFT.batch_size }
-    local examples = {}
-    for i, rv in ipairs(reviews) do examples[i] = { prompt = rv.prompt, completion = rv.completion } end
-    for e = 1, opts.epochs do
-        local m = tr:epoch(examples, { shuffle_seed = e })
-        say("study: SFT epoch %d/%d  loss %.3f", e, opts.epochs, m.loss)
-    end
-    model:save(tmp)
-    model:free()
-    for _, name in ipairs { "vocab.json", "merges.txt" } do
-        fs.write(tmp .. "/" .. name, assert(fs.read(tok_dir .. "/" .. name)))
-    end
-end
-
 -- Makes (or finds) dir/tok and dir/sft. opts.small: M.SMALL's corpus and epochs (the smoke).
 function M.prepare(dir, opts)
     opts = opts or {}
@@ -152,13 +90,18 @@ function M.prepare(dir, opts)
     local reviews = M.reviews { n = n, seed = 1 }
     local texts = {}
     for i, rv in ipairs(reviews) do texts[i] = rv.prompt .. rv.completion end
-    local tok = cached(dir, "tok", function(tmp)
-        say("study: learning a %d-merge byte-level BPE tokenizer on %d reviews", M.SFT.merges, #texts)
+    local tok = demo_data.cached(dir, "tok", function(tmp)
+        io.write(string.format("study: learning a %d-merge byte-level BPE tokenizer on %d reviews\n",
+            M.SFT.merges, #texts))
         bpe_train.write(tmp, texts, { merges = M.SFT.merges })
     end)
-    local model = cached(dir, "sft", function(tmp)
-        say("study: SFT of the policy (%d layers, %d wide) on %d reviews", M.MODEL.n_layer, M.MODEL.n_embd, #texts)
-        train_model(tmp, tok, reviews, { epochs = opts.small and M.SMALL.epochs or M.SFT.epochs })
+    local model = demo_data.cached(dir, "sft", function(tmp)
+        io.write(string.format("study: SFT of the policy (%d layers, %d wide) on %d reviews\n", M.MODEL.n_layer,
+            M.MODEL.n_embd, #texts))
+        local examples = {}
+        for i, rv in ipairs(reviews) do examples[i] = { prompt = rv.prompt, completion = rv.completion } end
+        demo_data.train_sft(tmp, tok, examples, { model = M.MODEL, lr = M.SFT.lr, batch_size = M.SFT.batch_size,
+            epochs = opts.small and M.SMALL.epochs or M.SFT.epochs, who = "study" })
     end)
     return { tok = tok, model = model }
 end
