@@ -123,8 +123,9 @@ copy_tree() {
 README_INSTALL='apt-get update -qq && apt-get install -y -qq make >/dev/null && make deps'
 # What the host's test run has besides `make deps` (.ci/run installs the same there), so that
 # nothing that runs on the host is skipped here: git (make gpu-bundle archives the clone),
-# Chromium (the report page's test), the reference BLAS (the BLAS warning's tests).
-TEST_PKGS="git chromium libblas3"
+# Chromium (the report page's test), the reference BLAS (the BLAS warning's tests), iproute2
+# (apl.dist's two-machine test, in network namespaces).
+TEST_PKGS="git chromium libblas3 iproute2"
 
 setup_debian13() {
     in_root "$1" "cd /src && $README_INSTALL && apt-get install -y -qq --no-install-recommends $TEST_PKGS >/dev/null"
@@ -184,7 +185,7 @@ leg_debian13_cuda() {
 # and, under qemu-user, runs the result. Compiling in the emulator would take ~10x longer.
 
 ARM64_PKGS="libc6-dev libstdc++-12-dev libgomp1 libtorch-dev liblua5.4-dev lua5.4 lua-cjson \
-libcjson-dev libcurl4-openssl-dev libpcre2-dev libreadline-dev libopenblas0-pthread pkg-config"
+libcjson-dev libcurl4-openssl-dev libpcre2-dev libreadline-dev libopenblas0-pthread pkg-config libgloo-dev"
 
 setup_arm64() {
     in_root "$1" "apt-get update -qq && apt-get install -y -qq --no-install-recommends $ARM64_PKGS >/dev/null"
