@@ -32,6 +32,15 @@ endif
 TORCH_CUDA := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed
 TORCH_LIBS += $(if $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),$(TORCH_CUDA))
 
+# apl.dist (core/torch_dist.cpp): the c10d headers declare the Gloo process group only with
+# USE_C10D_GLOO, and it needs Gloo's own headers (Debian: libgloo-dev, which make deps installs);
+# the NCCL one only with USE_C10D_NCCL, on a CUDA libtorch with NCCL's headers (libnccl-dev with
+# make deps CUDA=1). A build without them runs single-process and says why when asked for more.
+GLOO_H   := $(wildcard $(SYSROOT)/usr/include/gloo/algorithm.h $(if $(LIBTORCH),$(LIBTORCH)/include/gloo/algorithm.h))
+NCCL_H   := $(wildcard $(SYSROOT)/usr/include/nccl.h $(if $(LIBTORCH),$(LIBTORCH)/include/nccl.h))
+DIST_DEFS := $(if $(GLOO_H),-DUSE_C10D_GLOO) \
+             $(if $(and $(NCCL_H),$(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so)),-DUSE_C10D_NCCL)
+
 # Evaluated once, when first used (not for `make deps`, which runs before pkg-config exists).
 PKG_ENV  := $(if $(SYSROOT),PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/$(TRIPLET)/pkgconfig:$(SYSROOT)/usr/share/pkgconfig)
 LUA_INC   = $(eval LUA_INC := $(shell $(PKG_ENV) pkg-config --cflags lua5.4))$(LUA_INC)
@@ -41,7 +50,7 @@ DEP_LIBS  = $(LUA_LIBS) -lcjson -lpcre2-8 -lcurl -lreadline -lm -lpthread -ldl
 # -fopenmp: core/smallm.c shares its columns among libtorch's OpenMP threads (libtorch already
 # brings the runtime, so this adds no library).
 CFLAGS   += $(OPT) -g -std=gnu11 -Wall -Wextra -fPIC -fopenmp -Icore $(LUA_INC) -I$(SYSROOT)/usr/include/cjson
-CXXFLAGS += $(OPT) -g -std=c++17 -Wall -Wextra -fPIC -Icore $(TORCH_INC) -Wno-unused-parameter
+CXXFLAGS += $(OPT) -g -std=c++17 -Wall -Wextra -fPIC -Icore $(TORCH_INC) -Wno-unused-parameter $(DIST_DEFS)
 LDFLAGS  += -rdynamic -fopenmp
 
 # Cross builds (make CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ SYSROOT=/path/to/arm64/root):

@@ -11,6 +11,9 @@
 //     <ATen/core/grad_mode.h> declares them (Debian 13's build stopped there).
 //   - scaled_dot_product_attention: 2.0 added it, 2.1 its `scale` argument. Before 2.1 apl
 //     computes the same attention by hand.
+//   - c10d (torch_dist.cpp): the process groups derive from c10d::ProcessGroup in 1.13 and from
+//     c10d::Backend since 2.0; TCPStoreOptions gained useLibUV in 2.2 (on by default since 2.4,
+//     and the Debian builds may lack libuv): apl keeps the plain socket server everywhere.
 #ifndef APL_TORCH_COMPAT_HPP
 #define APL_TORCH_COMPAT_HPP
 
@@ -20,6 +23,13 @@
 
 #define APL_TORCH_AT_LEAST(major, minor) \
     (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+#ifdef APL_COMPAT_C10D // torch_dist.cpp only: the c10d headers are heavy
+#if APL_TORCH_AT_LEAST(2, 0)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 namespace apl_compat {
 
@@ -38,6 +48,23 @@ inline at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::
     return scores.softmax(-1, acc).to(q.scalar_type()).matmul(v);
 #endif
 }
+
+#ifdef APL_COMPAT_C10D
+#if APL_TORCH_AT_LEAST(2, 0)
+using CommBackend = c10d::Backend;
+#else
+using CommBackend = c10d::ProcessGroup;
+#endif
+
+inline void plain_tcp_store(c10d::TCPStoreOptions &so)
+{
+#if APL_TORCH_AT_LEAST(2, 2)
+    so.useLibUV = false;
+#else
+    (void)so;
+#endif
+}
+#endif
 
 } // namespace apl_compat
 

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "train.h"
 
 struct apl_optim {
@@ -12,6 +13,7 @@ struct apl_optim {
     apl_tensor **mom, **vel; /* owned, f32, same shapes */
     int64_t step;
     uint64_t generation;     /* the model's, when params were taken */
+    int dist;                /* sum the gradients over the process group before each step */
 };
 
 /* The borrowed parameter handles die when the model replaces them (apl_model_to): refuse to
@@ -91,7 +93,9 @@ apl_status apl_optim_step(apl_optim *opt, double *grad_norm)
 {
     apl_adam_opts a = {opt->o.lr, opt->o.beta1, opt->o.beta2, opt->o.eps, opt->o.weight_decay};
     if (check_model(opt) != APL_OK) return APL_EINVAL;
-    apl_status st = apl_clip_grad_norm(opt->params, opt->n, opt->o.grad_clip, grad_norm);
+    apl_status st = APL_OK;
+    if (opt->dist) st = apl_dist_all_reduce_grads(opt->params, opt->n, 0);
+    if (st == APL_OK) st = apl_clip_grad_norm(opt->params, opt->n, opt->o.grad_clip, grad_norm);
     if (st == APL_OK) st = apl_adam_step(opt->params, opt->mom, opt->vel, opt->n, opt->step + 1, &a);
     if (st == APL_OK) opt->step++;
     apl_status zst = apl_optim_zero_grad(opt);
@@ -110,6 +114,15 @@ apl_status apl_optim_reset(apl_optim *opt)
 }
 
 int64_t apl_optim_steps(const apl_optim *opt) { return opt->step; }
+
+apl_status apl_optim_set_dist(apl_optim *opt, int on)
+{
+    if (on && !apl_dist_joined())
+        return apl_fail(APL_EINVAL, "optimizer: gradients can be summed over ranks only once this "
+                        "process has joined a process group (apl.dist)");
+    opt->dist = on != 0;
+    return APL_OK;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* DPO */

@@ -60,6 +60,10 @@ apl_status apl_optim_step(apl_optim *opt, double *grad_norm);
 apl_status apl_optim_reset(apl_optim *opt);
 apl_status apl_optim_zero_grad(apl_optim *opt);
 int64_t apl_optim_steps(const apl_optim *opt);
+/* On: every step first sums the gradients over the ranks of the process group (dist.h's
+ * apl_dist_all_reduce_grads), so that each rank, having accumulated its shard of a minibatch,
+ * takes the update of the whole minibatch. Every rank must then step together. */
+apl_status apl_optim_set_dist(apl_optim *opt, int on);
 
 /* ------------------------------------------------------------------------------------------ */
 /* DPO */

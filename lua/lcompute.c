@@ -331,6 +331,14 @@ static int l_optim_grads(lua_State *L)
     return 1;
 }
 
+/* opt:set_dist(on): sum gradients over the process group before each step (train.h) */
+static int l_optim_set_dist(lua_State *L)
+{
+    apl_optim *opt = check_optim(L, 1)->opt;
+    apl_lua_check(L, apl_optim_set_dist(opt, lua_toboolean(L, 2)), "apl.Optim:set_dist");
+    return 0;
+}
+
 static int l_optim_steps(lua_State *L)
 {
     lua_pushinteger(L, apl_optim_steps(check_optim(L, 1)->opt));
@@ -440,6 +448,7 @@ int luaopen_apl_core_compute(lua_State *L)
     static const luaL_Reg optim_methods[] = {
         {"step", l_optim_step}, {"reset", l_optim_reset}, {"zero_grad", l_optim_zero_grad},
         {"steps", l_optim_steps}, {"grads", l_optim_grads}, {"free", l_optim_free},
+        {"set_dist", l_optim_set_dist},
         {NULL, NULL},
     };
     static const luaL_Reg funcs[] = {

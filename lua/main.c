@@ -28,6 +28,7 @@
 
 #include "apl_lua.h"
 #include "blas.h"
+#include "launch.h"
 #include "repl.h"
 
 /* The binding modules (lua/l*.c), all linked in; apl_lua.h declares apl.tensor's. */
@@ -36,6 +37,7 @@ int luaopen_apl_core_tokenizer(lua_State *L);
 int luaopen_apl_core_compute(lua_State *L);
 int luaopen_apl_core_oracle(lua_State *L);
 int luaopen_apl_core_sys(lua_State *L);
+int luaopen_apl_core_dist(lua_State *L);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Before anything else */
@@ -107,6 +109,7 @@ typedef struct {
     int interactive; /* -i */
     int version, help;
     int threads;     /* --threads N; 0: APL_THREADS or the number of cores */
+    int nproc;       /* --nproc N: launch N ranks (launch.c); 0: run here */
     int script;      /* argv index of the script (or "-"), 0 when none */
     int first_arg;   /* argv index where options end */
 } options;
@@ -116,6 +119,8 @@ static const char *usage_text =
     "  -e code        run code (may be repeated)\n"
     "  -i             open the REPL after running the script or code\n"
     "  --threads N    libtorch CPU threads (default: APL_THREADS, else the number of cores)\n"
+    "  --nproc N      run the script as N processes of one run on this machine (apl.dist):\n"
+    "                 RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set as torchrun does\n"
     "  -v, --version  print versions, the BLAS libtorch calls, threads and CUDA, then exit\n"
     "  -h, --help     print this help\n"
     "  --             stop handling options\n"
@@ -126,7 +131,7 @@ static const char *usage_text =
     "BLAS warning); APL_PROGRESS_INTERVAL (seconds between progress lines off a terminal);\n"
     "OMP_WAIT_POLICY (default PASSIVE) and OPENBLAS_CORETYPE (default: from the CPU's features).\n";
 
-static int parse_threads(const char *s)
+static int parse_count(const char *s)
 {
     char *end;
     errno = 0;
@@ -150,8 +155,14 @@ static int parse_args(int argc, char **argv, options *o)
             if (++i == argc) { fprintf(stderr, "apl: -e needs an argument\n%s", usage_text); return 2; }
         } else if (strcmp(a, "--threads") == 0 || strncmp(a, "--threads=", 10) == 0) {
             const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : "");
-            if (!(o->threads = parse_threads(v))) {
+            if (!(o->threads = parse_count(v))) {
                 fprintf(stderr, "apl: --threads wants a count in 1..4096, got '%s'\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--nproc") == 0 || strncmp(a, "--nproc=", 8) == 0) {
+            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : "");
+            if (!(o->nproc = parse_count(v))) {
+                fprintf(stderr, "apl: --nproc wants a count in 1..4096, got '%s'\n", v);
                 return 2;
             }
         } else {
@@ -188,7 +199,7 @@ static void set_threads(const options *o)
 {
     int n = o->threads;
     const char *env = getenv("APL_THREADS");
-    if (!n && env && *env && !(n = parse_threads(env)))
+    if (!n && env && *env && !(n = parse_count(env)))
         fprintf(stderr, "apl: ignoring APL_THREADS='%s' (want a count in 1..4096)\n", env);
     apl_set_num_threads(n ? n : core_count());
 }
@@ -242,6 +253,7 @@ static void open_engine(lua_State *L)
     preload(L, "apl.core.compute", luaopen_apl_core_compute);
     preload(L, "apl.core.oracle", luaopen_apl_core_oracle);
     preload(L, "apl.core.sys", luaopen_apl_core_sys);
+    preload(L, "apl.core.dist", luaopen_apl_core_dist);
     lua_pop(L, 1);
 }
 
@@ -325,7 +337,11 @@ int apl_report(lua_State *L, int st)
 {
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        fprintf(stderr, "apl: %s\n", msg ? msg : "(error object is not a string)");
+        /* one of several ranks (apl.dist) says which it is */
+        const char *rank = getenv("RANK"), *world = getenv("WORLD_SIZE");
+        if (rank && world && atoi(world) > 1) fprintf(stderr, "apl [rank %s]: ", rank);
+        else fputs("apl: ", stderr);
+        fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
         fflush(stderr);
         lua_pop(L, 1);
     }
@@ -448,6 +464,25 @@ static void keep_freed_memory(void)
     mallopt(M_TRIM_THRESHOLD, INT_MAX);
 }
 
+/* apl --nproc N ...: the ranks run this command line without --nproc N (launch.c). */
+static int launch(int argc, char **argv, const options *o)
+{
+    if (!o->script) {
+        fprintf(stderr, "apl: --nproc needs a script to run\n%s", usage_text);
+        return 2;
+    }
+    char **child = calloc((size_t)argc + 1, sizeof *child);
+    if (!child) return 1;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && i < o->first_arg && strcmp(argv[i], "--nproc") == 0) i++; /* and its count */
+        else if (!(i > 0 && i < o->first_arg && strncmp(argv[i], "--nproc=", 8) == 0)) child[n++] = argv[i];
+    }
+    int rc = apl_launch(o->nproc, child);
+    free(child);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     keep_freed_memory();
@@ -458,6 +493,7 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
+    if (o.nproc) return launch(argc, argv, &o);
     set_threads(&o);
     warn_reference_blas();
     lua_State *L = luaL_newstate();

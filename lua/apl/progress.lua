@@ -7,9 +7,11 @@
 --
 -- On a terminal the line is redrawn in place (at most 10 times a second); elsewhere (a log
 -- file, a pipe) a plain line is printed at most every `interval` seconds (default 5, or
--- APL_PROGRESS_INTERVAL). APL_QUIET=1 silences it. total may be nil or 0 when unknown.
+-- APL_PROGRESS_INTERVAL). APL_QUIET=1 silences it, and so does being a rank other than 0 of
+-- several (apl.dist): rank 0's line stands for all. total may be nil or 0 when unknown.
 -- C loops report through the same object via apl_lua_progress_cb (lua/lprogress.c).
 local sys = require "apl.core.sys"
+local dist = require "apl.dist"
 
 local M = {}
 local Progress = {}
@@ -88,7 +90,7 @@ function M.new(phase, total)
     return setmetatable({
         phase = phase, total = total, n = 0, extra = nil,
         t0 = now, last = tty and now - interval or now, interval = interval,
-        tty = tty, quiet = os.getenv("APL_QUIET") == "1", finished = false,
+        tty = tty, quiet = os.getenv("APL_QUIET") == "1" or not dist.is_root(), finished = false,
     }, Progress)
 end
 

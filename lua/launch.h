@@ -1,0 +1,8 @@
+/* launch.h — apl --nproc N (launch.c). */
+#ifndef APL_LAUNCH_H
+#define APL_LAUNCH_H
+
+/* Starts N ranks of `/proc/self/exe argv[1..]` and waits for them; returns the exit status. */
+int apl_launch(int nproc, char **argv);
+
+#endif
