@@ -91,7 +91,8 @@ root_for() {
     dir=$CACHE/$name-$key
     if [ ! -e "$dir/.apl-ready" ]; then
         mkdir -p "$CACHE"
-        rm -rf "${CACHE:?}/$name"-*
+        # exactly NAME-<key>: debian13-* would also take debian13-cuda-*
+        rm -rf "${CACHE:?}/$name"-????????????
         say "making $name ($suite, $arch) in $dir"
         debootstrap --variant=minbase --arch="$arch" --components=main,contrib,non-free \
             --include=ca-certificates "$suite" "$dir.tmp" "$url" >"$CACHE/$name.debootstrap.log" 2>&1 ||
