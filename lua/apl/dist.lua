@@ -122,6 +122,10 @@ local function join()
     return p
 end
 
+-- Joins now (the first collective otherwise does): for what must be joined before it starts,
+-- such as an optimizer that sums gradients over the ranks (opt:set_dist).
+function M.join() join() end
+
 function M.rank() return where().rank end
 function M.world_size() return where().world_size end
 function M.local_rank() return where().local_rank end
