@@ -29,11 +29,16 @@ end
 F.CORPUS = { "the movie was good", "the movie was bad", "i liked the film a lot",
              "a dull and boring plot", "great acting and a fine story", "not worth the ticket" }
 
-function F.tok()
+-- The tokenizer, trained once per process into F.tok_dir. A test's child processes load their
+-- parent's folder (F.tok(dir)): no training, and no temporary folder that the runner, which
+-- removes its own, would leave behind.
+function F.tok(dir)
     if not F._tok then
-        local dir = T.tmpdir()
-        bpe.write(dir, F.CORPUS, { merges = 40 })
-        F._tok = apl.tokenizer.load(dir)
+        if not dir then
+            dir = T.tmpdir()
+            bpe.write(dir, F.CORPUS, { merges = 40 })
+        end
+        F._tok, F.tok_dir = apl.tokenizer.load(dir), dir
     end
     return F._tok
 end
@@ -92,6 +97,15 @@ function F.ref_greedy(m, p, k, eos)
         for v = 2, #last do if last[v] > last[best] then best = v end end
         ids[#ids + 1], out[#out + 1] = best - 1, best - 1
         if best - 1 == eos then break end
+    end
+    return out
+end
+
+-- All parameters of a model as one flat Lua list (tiny models only).
+function F.flat_params(m)
+    local out = {}
+    for _, p in ipairs(m:parameters()) do
+        for _, v in ipairs(p.tensor:reshape({ p.tensor:numel() }):float():totable()) do out[#out + 1] = v end
     end
     return out
 end

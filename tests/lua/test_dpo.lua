@@ -106,14 +106,7 @@ T.case("dpo: parameter gradients match finite differences (f64 tiny model, left 
     end
 end)
 
--- All parameters of a model as one flat Lua list (tiny models only).
-local function flat_params(m)
-    local out = {}
-    for _, p in ipairs(m:parameters()) do
-        for _, v in ipairs(p.tensor:reshape({ p.tensor:numel() }):float():totable()) do out[#out + 1] = v end
-    end
-    return out
-end
+local flat_params = F.flat_params
 
 T.case("dpo: micro-batches accumulate to the update of one batch", function()
     local tok = F.tok()
