@@ -23,14 +23,21 @@
 -- later epochs, reset rounds and resumed runs never repeat the reference forward.
 -- tr.ref_forwards counts the sequences the reference has scored.
 --
+-- Several processes (apl.dist): every rank steps with the same whole minibatch and computes its
+-- block of it (apl.train says how the update stays the one of a single process). Each rank scores
+-- the reference on the new sequences of its block and the ranks exchange them, so every rank's
+-- cache holds them all and tr.ref_forwards counts them all; rank 0 alone reads and appends
+-- cache_file and sends what it read to the others. The metrics are the whole minibatch's.
+--
 -- Options: beta (0.2), lr (1e-6), loss ("sigmoid" | "ipo" | "hinge"), label_smoothing (0),
 -- batch_size (64), micro_batch_size (= batch_size; gradients accumulate, the update is the one
 -- a single batch gives), weight_decay (0, decoupled), grad_clip (none), beta1/beta2/eps (Adam's),
--- cache_file, add_eos.
+-- cache_file, add_eos, dist (apl.train: false for a trainer one rank uses alone).
 -- Step metrics use TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins,
 -- rewards/accuracies, logps/chosen, logps/rejected, and grad_norm (before clipping).
 local C = require "apl.core.compute"
 local cjson_safe = require "cjson.safe"
+local dist = require "apl.dist"
 local sys = require "apl.core.sys"
 local score = require "apl.score"
 local train = require "apl.train"
@@ -53,16 +60,24 @@ M.hash_ids = hash_ids
 -- The cache is a journal (apl.core.sys): lines {"key":..,"logp":..}, each on disk before the
 -- step goes on. It is lenient: a torn last line (a killed run) or any corrupt line only costs
 -- recomputing that sequence, so it is skipped and reported, never an error that loses a run.
+-- With several ranks, rank 0 alone opens it; the others get its entries, warning or error.
 function Trainer:open_cache()
-    local ok, j, lines, warning = pcall(sys.journal_open, self.cache_file, { lenient = true, noun = "cache line" })
-    if not ok then error("apl.dpo.new: cache_file: " .. tostring(j):gsub("^apl%.sys%.journal_open: ", ""), 3) end
-    self.cache_journal, self.cache_warning = j, warning
-    if warning then io.stderr:write("apl.dpo: ", warning, "\n") end
-    local decode = cjson_safe.decode
-    for _, line in ipairs(lines) do
-        local r = decode(line)
-        if r and type(r.key) == "string" and math.type(r.logp) then self.ref_cache[r.key] = r.logp end
+    local function read()
+        local ok, j, lines, warning = pcall(sys.journal_open, self.cache_file, { lenient = true, noun = "cache line" })
+        if not ok then return nil, tostring(j):gsub("^apl%.sys%.journal_open: ", "") end
+        self.cache_journal = j
+        if warning then io.stderr:write("apl.dpo: ", warning, "\n") end
+        local cache, decode = {}, cjson_safe.decode
+        for _, line in ipairs(lines) do
+            local r = decode(line)
+            if r and type(r.key) == "string" and math.type(r.logp) then cache[r.key] = r.logp end
+        end
+        return cache, warning
     end
+    local cache, warning
+    if self.dist then cache, warning = dist.from_root(read) else cache, warning = read() end
+    if not cache then error("apl.dpo.new: cache_file: " .. warning, 3) end
+    self.ref_cache, self.cache_warning = cache, warning
 end
 
 -- Appends entries {key, logp} in one write and one fsync. A non-finite log-prob has no JSON
@@ -112,13 +127,17 @@ function Trainer:encode(batch)
     return out
 end
 
--- The sequences of enc the reference has not scored: pairs with both unseen (scored packed, the
--- prompt once) and lone sequences {key, prompt ids, completion ids}.
-function Trainer:unscored(enc)
+-- The sequences of enc[first..last] the reference has not scored: pairs with both unseen (scored
+-- packed, the prompt once) and lone sequences {key, prompt ids, completion ids}. A sequence
+-- belongs to the first pair that has it, even one before first: the ranks' blocks together
+-- score exactly the sequences one process scores, each once.
+function Trainer:unscored(enc, first, last)
     local both, lone, seen = {}, {}, {}
     local function new(k) return self.ref_cache[k] == nil and not seen[k] end
-    for _, e in ipairs(enc) do
-        if e.kc ~= e.kr and new(e.kc) and new(e.kr) then
+    for i = 1, last do
+        local e = enc[i]
+        if i < first then -- an earlier block's: seen, not ours to score
+        elseif e.kc ~= e.kr and new(e.kc) and new(e.kr) then
             both[#both + 1] = e
         else
             if new(e.kc) then lone[#lone + 1] = { e.kc, e.p, e.c } end
@@ -130,14 +149,13 @@ function Trainer:unscored(enc)
     return both, lone
 end
 
--- Fills e.rc, e.rr (reference log-probs) for each encoded pair, scoring only unseen sequences.
-function Trainer:ref_logps(enc)
-    local both, lone = self:unscored(enc)
-    local new = {}
-    local function keep(k, v)
-        self.ref_cache[k] = v
-        new[#new + 1] = { k, v }
-    end
+-- Fills e.rc, e.rr (reference log-probs) for each encoded pair. Scores the unseen sequences of
+-- the block first..last (default all); distributed, the other ranks score the rest, and every
+-- rank gets every rank's new log-probs.
+function Trainer:ref_logps(enc, first, last)
+    local both, lone = self:unscored(enc, first or 1, last or #enc)
+    local new = {} -- {key, logp}
+    local function keep(k, v) new[#new + 1] = { k, v } end
     if #both > 0 then
         local p, c, r = {}, {}, {}
         for i, e in ipairs(both) do p[i], c[i], r[i] = e.p, e.c, e.r end
@@ -153,10 +171,14 @@ function Trainer:ref_logps(enc)
             "dpo: reference"):totable()
         for i, s in ipairs(lone) do keep(s[1], lp[i]) end
     end
-    if #new > 0 then
-        self.ref_forwards = self.ref_forwards + #new
-        self:save_cache(new)
+    if self.dist then -- every rank's new entries, in rank order, on every rank
+        local all = {}
+        for _, part in ipairs(dist.all_gather_object(new)) do table.move(part, 1, #part, #all + 1, all) end
+        new = all
     end
+    for _, kv in ipairs(new) do self.ref_cache[kv[1]] = kv[2] end
+    self.ref_forwards = self.ref_forwards + #new
+    self:save_cache(new)
     for _, e in ipairs(enc) do e.rc, e.rr = self.ref_cache[e.kc], self.ref_cache[e.kr] end
 end
 
@@ -165,32 +187,32 @@ local METRICS = { "loss", "rewards/chosen", "rewards/rejected", "rewards/margins
 
 -- Forward and backward over a minibatch of pairs (any size; micro-batches accumulate into the
 -- policy's gradients, scaled so that they sum to the minibatch mean's); returns the metrics.
+-- Distributed, this rank's block alone, with the same scale: the ranks' gradients sum to the
+-- minibatch mean's. The whole minibatch is encoded on every rank (its keys tell which rank scores
+-- a shared sequence; a bad pair raises on every rank alike).
 function Trainer:accumulate(batch)
     if #batch == 0 then error("apl.dpo: a step needs at least one pair", 3) end
     local enc = self:encode(batch)
-    self:ref_logps(enc)
-    local sum = {}
-    for _, k in ipairs(METRICS) do sum[k] = 0 end
-    for _, mb in train.slices(enc, self.micro_batch_size) do
+    local first, last = train.shard(self, #enc)
+    self:ref_logps(enc, first, last)
+    local sum = { 0, 0, 0, 0, 0, 0, 0 } -- METRICS' order
+    for _, mb in train.slices(table.move(enc, first, last, 1, {}), self.micro_batch_size) do
         local p, c, r, rc, rr = {}, {}, {}, {}, {}
         for i, e in ipairs(mb) do p[i], c[i], r[i], rc[i], rr[i] = e.p, e.c, e.r, e.rc, e.rr end
         local out = C.dpo_accumulate(self.policy, p, c, r, rc, rr, {
             beta = self.beta, loss = self.loss, label_smoothing = self.label_smoothing,
             scale = 1 / #enc, pad_id = self.tok.pad_id or self.tok.eos_id,
         })
-        sum.loss = sum.loss + out.loss_sum
+        sum[1] = sum[1] + out.loss_sum
         for i = 1, #mb do
             local wc, wr = out.reward_chosen[i], out.reward_rejected[i]
-            sum["rewards/chosen"] = sum["rewards/chosen"] + wc
-            sum["rewards/rejected"] = sum["rewards/rejected"] + wr
-            sum["rewards/margins"] = sum["rewards/margins"] + (wc - wr)
-            sum["rewards/accuracies"] = sum["rewards/accuracies"] + (wc > wr and 1 or 0)
-            sum["logps/chosen"] = sum["logps/chosen"] + out.logp_chosen[i]
-            sum["logps/rejected"] = sum["logps/rejected"] + out.logp_rejected[i]
+            sum[2], sum[3], sum[4] = sum[2] + wc, sum[3] + wr, sum[4] + (wc - wr)
+            sum[5] = sum[5] + (wc > wr and 1 or 0)
+            sum[6], sum[7] = sum[6] + out.logp_chosen[i], sum[7] + out.logp_rejected[i]
         end
     end
     local m = {}
-    for k, v in pairs(sum) do m[k] = v / #enc end
+    for i, v in ipairs(train.sum(self, sum)) do m[METRICS[i]] = v / #enc end
     return m
 end
 
@@ -219,17 +241,16 @@ function M.new(o)
     local fname = "apl.dpo.new"
     if not (o and o.policy and o.tok) then error(fname .. ": needs policy and tok", 2) end
     local d = C.dpo_options(o, fname) -- beta, loss, label_smoothing: defaults and checks (lcompute.c)
-    local bs, mbs = train.sizes(o, fname)
     local self = setmetatable({
         policy = o.policy, tok = o.tok, beta = d.beta,
         ref = (o.ref == nil or rawequal(o.ref, o.policy)) and o.policy:reference() or o.ref,
         loss = d.loss, label_smoothing = d.label_smoothing,
-        batch_size = bs, micro_batch_size = mbs, add_eos = o.add_eos ~= false,
+        add_eos = o.add_eos ~= false,
         cache_file = o.cache_file, ref_cache = {}, ref_forwards = 0,
         encoded = setmetatable({}, { __mode = "k" }),
     }, Trainer)
     if self.add_eos and not o.tok.eos_id then self.add_eos = false end
-    self.opt = train.optim(o.policy, o, 1e-6)
+    train.setup(self, o.policy, o, 1e-6, fname)
     if self.cache_file then self:open_cache() end
     return self
 end

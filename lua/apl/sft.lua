@@ -8,7 +8,9 @@
 -- same gradient). Completions get tok.eos_id appended (add_eos = false turns that off), so the
 -- model learns to stop. Examples may be pre-tokenized: {prompt_ids=, completion_ids=}.
 -- Options: lr (1e-5), batch_size (64), micro_batch_size (= batch_size), weight_decay (0),
--- grad_clip (none), beta1/beta2/eps (Adam's), add_eos (true).
+-- grad_clip (none), beta1/beta2/eps (Adam's), add_eos (true), dist (apl.train: false for a trainer
+-- one rank uses alone). With several processes (apl.dist) every rank steps with the same whole
+-- minibatch and computes its block, scaled by the whole minibatch's completion tokens.
 local C = require "apl.core.compute"
 local score = require "apl.score"
 local train = require "apl.train"
@@ -42,12 +44,15 @@ function Trainer:step(examples)
     local tokens = 0
     for _, c in ipairs(comps) do tokens = tokens + #c end
     if tokens == 0 then error("apl.sft: the completions have no tokens", 2) end
+    local lo, hi = train.shard(self, #examples) -- this rank's block, scaled by the whole's tokens
+    prompts, comps = table.move(prompts, lo, hi, 1, {}), table.move(comps, lo, hi, 1, {})
     local nll = 0
     for first, p in train.slices(prompts, self.micro_batch_size) do
         local c = table.move(comps, first, first + #p - 1, 1, {})
         nll = nll + C.sft_accumulate(self.model, p, c, {
             scale = 1 / tokens, pad_id = self.tok.pad_id or self.tok.eos_id })
     end
+    nll = train.sum(self, { nll })[1]
     return { loss = nll / tokens, grad_norm = self.opt:step(), tokens = tokens }
 end
 
@@ -58,12 +63,11 @@ end
 function M.new(o)
     local fname = "apl.sft.new"
     if not (o and o.model and o.tok) then error(fname .. ": needs model and tok", 2) end
-    local bs, mbs = train.sizes(o, fname)
     local self = setmetatable({
-        model = o.model, tok = o.tok, batch_size = bs, micro_batch_size = mbs,
+        model = o.model, tok = o.tok,
         add_eos = o.add_eos ~= false and o.tok.eos_id ~= nil,
     }, Trainer)
-    self.opt = train.optim(o.model, o, 1e-5)
+    train.setup(self, o.model, o, 1e-5, fname)
     return self
 end
 

@@ -1,31 +1,57 @@
 -- apl.train — what the DPO and SFT trainers share: the optimizer options, minibatch slicing,
--- epochs with a progress line, and averaging per-step metrics.
+-- data parallelism over apl.dist's ranks, epochs with a progress line, and averaging metrics.
 --
 --   local train = require "apl.train"
---   local opt = train.optim(model, o, 1e-6)                -- Adam from {lr=, weight_decay=, ...}
+--   train.setup(trainer, model, o, 1e-6, "apl.dpo.new")   -- batch sizes, dist, Adam (trainer.opt)
 --   for chunk in train.slices(list, 4) do ... end          -- consecutive slices of at most 4
+--   local first, last = train.shard(trainer, #batch)       -- this rank's block of a minibatch
+--   local sums = train.sum(trainer, {loss_sum, n})         -- summed over the ranks
 --   local mean = train.epoch(trainer, data, {shuffle_seed = 1}, "dpo")   -- calls trainer:step
+--
+-- Data parallelism: in a run of several processes (apl.dist) every rank calls tr:step with the
+-- same whole minibatch. Each computes the gradients of its block (train.shard), scaled by the
+-- whole minibatch, and opt:step all-reduces them (a sum) before clipping and Adam, so every rank
+-- applies the update one process computes on the whole minibatch. Option dist = false makes a
+-- trainer that one rank uses alone: it computes everything itself and waits for no other rank.
 local C = require "apl.core.compute"
+local dist = require "apl.dist"
 local progress = require "apl.progress"
 local rng = require "apl.rng"
 
 local M = {}
 
--- Adam over model from the trainer's options: lr (default_lr), weight_decay, grad_clip, and
--- Adam's beta1, beta2, eps (0.9, 0.999, 1e-8).
-function M.optim(model, o, default_lr)
-    return C.optim(model, { lr = o.lr or default_lr, weight_decay = o.weight_decay,
-                            grad_clip = o.grad_clip, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps })
-end
-
--- Batch sizes from the constructor's options; micro_batch_size defaults to batch_size.
-function M.sizes(o, fname)
+-- Sets trainer.batch_size and trainer.micro_batch_size (default batch_size), trainer.dist (the
+-- trainer works with the other ranks) and trainer.opt: Adam over model from lr (default_lr),
+-- weight_decay, grad_clip, and Adam's beta1, beta2, eps (0.9, 0.999, 1e-8).
+function M.setup(trainer, model, o, default_lr, fname)
     local bs = o.batch_size or 64
     local mbs = o.micro_batch_size or bs
     if math.type(bs) ~= "integer" or bs < 1 or math.type(mbs) ~= "integer" or mbs < 1 then
         error(fname .. ": batch_size and micro_batch_size must be integers >= 1", 3)
     end
-    return bs, mbs
+    if o.dist ~= nil and type(o.dist) ~= "boolean" then
+        error(fname .. ": option 'dist' must be a boolean, got " .. type(o.dist), 3)
+    end
+    trainer.batch_size, trainer.micro_batch_size = bs, mbs
+    trainer.dist = o.dist ~= false and dist.active()
+    trainer.opt = C.optim(model, { lr = o.lr or default_lr, weight_decay = o.weight_decay,
+                                   grad_clip = o.grad_clip, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps })
+    if trainer.dist then
+        dist.join()
+        trainer.opt:set_dist(true)
+    end
+end
+
+-- This rank's block first..last of a minibatch of n items (last < first when it has none: it
+-- still steps, with no gradient of its own); 1..n for a trainer that is not distributed.
+function M.shard(trainer, n)
+    if not trainer.dist then return 1, n end
+    return dist.shard(n)
+end
+
+-- A list of numbers summed over the ranks (one collective); the list itself when not distributed.
+function M.sum(trainer, list)
+    return trainer.dist and dist.all_reduce_numbers(list) or list
 end
 
 -- Iterates over consecutive slices of list with at most k items: first index, slice.
