@@ -50,6 +50,8 @@ if dist.is_root() then
 end
 local tr2 = dpo_trainer { cache_file = cache }
 r.reread = { warning = tr2.cache_warning, loss = tr2:step(DATA).loss, ref_forwards = tr2.ref_forwards }
+-- A cache file rank 0 cannot open: the error on every rank.
+r.bad_cache = select(2, pcall(dpo_trainer, { cache_file = out .. "/no/such/folder/ref_logps.jsonl" }))
 
 -- SFT: two steps.
 local sft = apl.sft.new { model = F.model(3), tok = tok, lr = 1e-2, eps = 1, batch_size = 7, micro_batch_size = 2 }

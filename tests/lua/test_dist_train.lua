@@ -78,7 +78,7 @@ T.case("2 processes: DPO on 7 pairs (uneven blocks, micro-batches of 2), two ste
     T.eq({ a.ref_forwards, b.ref_forwards }, { 16, 16 }, "each rank counts every rank's reference forwards")
 end)
 
-T.case("2 processes: the reference cache is written once, by rank 0, and read by rank 0 for both", function()
+T.case("2 processes: the reference cache is written once, by rank 0, and read (or failed) by rank 0 for both", function()
     local R = run()
     local function entries(path)
         local out, n = {}, 0
@@ -99,9 +99,12 @@ T.case("2 processes: the reference cache is written once, by rank 0, and read by
     T.ok(single.warning:find("ref_logps.jsonl:17: truncated last line skipped", 1, true), single.warning)
     for r = 0, 1 do
         local x = R[r].reread
-        T.eq(x.warning, single.warning:gsub("/single/", "/multi/"), "rank " .. r .. "'s cache_warning")
+        T.eq(x.warning, (single.warning:gsub("/single/", "/multi/")), "rank " .. r .. "'s cache_warning")
         T.eq(x.ref_forwards, 0, "rank " .. r .. " read every entry")
         T.eq(x.loss, single.loss, 1e-5)
+        local bad = R[r].bad_cache
+        T.ok(tostring(bad):find("^apl%.dpo%.new: cache_file: .*/multi/no/such/folder/ref_logps%.jsonl"),
+            "rank " .. r .. " raises rank 0's error: " .. tostring(bad))
     end
 end)
 
