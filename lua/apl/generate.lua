@@ -11,12 +11,15 @@
 --
 -- opts: n (1), max_new_tokens (64), temperature (1; 0 = greedy), top_k (0 = off), top_p (1 = off),
 -- seed (0), stop (a string or list of strings, besides EOS), batch_size (16 rows per forward),
--- eos_id (tok.eos_id), length_seed (seed). Prompts are strings or lists of token ids.
+-- eos_id (tok.eos_id), length_seed (seed), index_offset (0). Prompts are strings or lists of
+-- token ids.
 --
 -- max_new_tokens = {lo, hi} gives every (prompt, sample) row its own limit, drawn uniformly from
 -- lo..hi by (length_seed, prompt index, sample), or by (length_seed, the prompt's ids, sample) with
 -- lengths_by_prompt = true (apl.entropy sets it): the authors' code draws each completion's length
--- this way (direct/utils.py LengthSampler, 16–24 tokens for IMDB). The rows are sampled up to hi
+-- this way (direct/utils.py LengthSampler, 16–24 tokens for IMDB). prompts[i]'s index is
+-- index_offset + i, so a block of a longer list (a rank's share, apl.loop) draws the lengths the
+-- whole list would. The rows are sampled up to hi
 -- and cut at their own limit, as the authors' code does; since each row has its own generator,
 -- the cut row is exactly what stopping at the limit gives. Two calls with one length_seed give a
 -- prompt's samples the same limits (the loop uses that to give the policy and the baseline of a
@@ -115,8 +118,9 @@ local function generate(model, tok, prompts, opts)
         stops = stop_ids, pad_id = tok.pad_id or eos,
     })
     local out = {}
+    local offset = opts.index_offset or 0
     for i = 1, #prompt_ids do
-        local samples, key = {}, opts.lengths_by_prompt and table.concat(prompt_ids[i], " ") or i
+        local samples, key = {}, opts.lengths_by_prompt and table.concat(prompt_ids[i], " ") or offset + i
         for s = 1, n do
             local row = rows[(i - 1) * n + s]
             if lo < hi then row = cut(row, lengths.draw(length_seed, key, s, lo, hi)) end

@@ -65,6 +65,9 @@ T.case("generate: max_new_tokens = {lo, hi} cuts each row at its own seeded limi
     for i, samples in ipairs(shared) do
         for s, c in ipairs(samples) do T.eq(#c.ids, #ranged[i][s].ids, 0, "length_seed fixes the lengths") end
     end
+    local o = { n = 3, temperature = 0.9, eos_id = -1, max_new_tokens = { 5, 12 }, seed = 4, index_offset = 2 }
+    T.eq(apl.generate(m, tok, { prompts[3], prompts[4] }, o), { ranged[3], ranged[4] }, 1e-4, -- another batch: float noise
+        "index_offset: a block of the list draws the whole list's lengths (a rank's share)")
     T.assert_error_match(function() gen { max_new_tokens = { 12, 5 } } end,
         "apl.generate: max_new_tokens must be an integer >= 1 or a range")
 end)
