@@ -17,6 +17,7 @@
 -- active-preference-learning, sh/run-imdb2.sh and direct/), and say so.
 local data = require "apl.data"
 local recipe = require "apl.recipe"
+local dist = require "apl.dist"
 
 -- §5.6 Table 2 / Figure 2: win-rates at 128, 256, 512 and 768 labels; the budget ends there.
 local WAYPOINTS = { 128, 256, 512, 768 }
@@ -63,6 +64,7 @@ knobs.out = a.out or string.format("runs/imdb-%s-s%d", a.acquisition, a.seed)
 knobs.resume, knobs.args = a.resume, a
 local result = apl.loop.run(knobs)
 
--- Results -------------------------------------------------------------------------------------
+-- Results (rank 0 prints them) ----------------------------------------------------------------
+if not dist.is_root() then return end
 apl.report { result.dir }
 print("plots: " .. result.plots.winrate .. "  " .. result.plots.bt)

@@ -7,10 +7,12 @@
 -- on the corpus (apl.sft). Later runs reuse them. Each run writes build/demo/runs/<time>/.
 --   apl recipes/demo.lua [--seeds N] [--out DIR] [--online] [--budget N] [--waypoints LIST]
 --       [--max-new-tokens N|A-B] [--n-test N] [--print-config]
+--   apl --nproc 2 recipes/demo.lua                 # the same runs, as 2 processes (apl.dist)
 local data = require "apl.data"
 local demo_data = require "recipes.lib.demo_data"
 local sentiment = require "apl.sentiment"
 local recipe = require "apl.recipe"
+local dist = require "apl.dist"
 
 local spec = {
     { "seeds", "N", "seeds per acquisition function", default = 3, integer = true, min = 1 },
@@ -39,12 +41,14 @@ knobs.budget = knobs.budget or 128   -- B: 8 steps of M
 recipe.print_config(a, knobs)
 recipe.check_lengths(a, 4, demo_data.MODEL.n_positions) -- prompts are 2-4 tokens (data.imdb below)
 
-local cache = demo_data.prepare((package.apl_root or ".") .. "/build/demo")
+-- Rank 0 prepares the cached folders (the others wait for it), then every rank reads them.
+local cache = dist.from_root(demo_data.prepare, (package.apl_root or ".") .. "/build/demo")
 local tok = apl.tokenizer.load(cache.tok)
 -- Prompts: review openings of 2–4 tokens, through the IMDB loader.
 local pool = data.imdb(cache.data, { split = "train", tok = tok, seed = 1, min_tokens = 2, max_tokens = 4 })
 local test = data.imdb(cache.data, { split = "test", tok = tok, seed = 1, min_tokens = 2, max_tokens = 4 })
-local out = a.out or ((package.apl_root or ".") .. "/build/demo/runs/" .. os.date("%Y%m%d-%H%M%S"))
+-- rank 0's clock names the folder for all
+local out = a.out or dist.broadcast_object((package.apl_root or ".") .. "/build/demo/runs/" .. os.date("%Y%m%d-%H%M%S"), 0)
 
 -- The loop, once per acquisition function and seed ---------------------------------------------
 local dirs, t0 = {}, os.time()
@@ -60,7 +64,8 @@ for _, acquisition in ipairs(acquisitions) do
     end
 end
 
--- Results -------------------------------------------------------------------------------------
+-- Results (rank 0 prints them) ----------------------------------------------------------------
+if not dist.is_root() then return end
 print(string.format("\nwin-rate against the initial model (%d test prompts), after %d s:",
     math.min(knobs.n_test, #test), os.time() - t0))
 apl.report(dirs)

@@ -25,6 +25,7 @@
 -- active-preference-learning, sh/run-tldr2.sh and direct/), and say so.
 local data = require "apl.data"
 local recipe = require "apl.recipe"
+local dist = require "apl.dist"
 
 -- §5.6 Table 2 / Figure 2: win-rates at 128, 256, 384 and 512 labels; the budget ends there.
 local WAYPOINTS = { 128, 256, 384, 512 }
@@ -81,6 +82,7 @@ knobs.out = a.out or string.format("runs/tldr-%s-s%d", a.acquisition, a.seed)
 knobs.resume, knobs.args = a.resume, a
 local result = apl.loop.run(knobs)
 
--- Results -------------------------------------------------------------------------------------
+-- Results (rank 0 prints them) ----------------------------------------------------------------
+if not dist.is_root() then return end
 apl.report { result.dir }
 print("plots: " .. result.plots.winrate .. "  " .. result.plots.bt)

@@ -15,6 +15,7 @@
 local cjson = require "cjson"
 local fs = require "apl.fs"
 local lengths = require "apl.lengths"
+local dist = require "apl.dist"
 local loop = require "apl.loop"
 
 local M = {}
@@ -177,15 +178,16 @@ end
 
 -- One small request to the judge with the run's URL, key and model (apl.oracle's preflight), so a
 -- judge that is down, a wrong key or an unknown model stops the recipe before any model work,
--- with a message naming the URL and what failed (exit 1).
+-- with a message naming the URL and what failed (exit 1). With several processes rank 0 alone
+-- asks, and every rank stops when it fails (rank 0 says why).
 function M.preflight(a, template)
-    local ok, err = pcall(function()
+    local ok, err = pcall(dist.from_root, function()
         local o <close> = require("apl.oracle").openai { base_url = a.judge_url, model = a.judge_model,
             api_key_env = a.api_key_env, template = template, progress = false }
         o:preflight()
     end)
     if not ok then
-        io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", tostring(err), "\n")
+        if dist.is_root() then io.stderr:write("apl ", arg and arg[0] or "recipe", ": ", tostring(err), "\n") end
         os.exit(1)
     end
 end

@@ -153,14 +153,15 @@ end
 
 -- A GPT-2 of config o.model (seed 1) SFT-trained on examples {prompt=, completion=} with the
 -- tokenizer in tok_dir (o.lr, o.batch_size, o.epochs), saved in tmp with the tokenizer's files;
--- o.who prefixes the progress lines.
+-- o.who prefixes the progress lines. One process trains it, also in a run of several (the
+-- trainer's dist = false): a cached folder is made once, by rank 0 (see prepare).
 function M.train_sft(tmp, tok_dir, examples, o)
     local tok = tokenizer.load(tok_dir)
     local cfg = {}
     for k, v in pairs(o.model) do cfg[k] = v end
     cfg.vocab_size = tok:vocab_size()
     local model = apl_model.init(cfg, { seed = 1 })
-    local tr = sft.new { model = model, tok = tok, lr = o.lr, batch_size = o.batch_size }
+    local tr = sft.new { model = model, tok = tok, lr = o.lr, batch_size = o.batch_size, dist = false }
     for e = 1, o.epochs do
         local m = tr:epoch(examples, { shuffle_seed = e })
         say("%s: SFT epoch %d/%d  loss %.3f", o.who, e, o.epochs, m.loss)
@@ -174,7 +175,9 @@ function M.train_sft(tmp, tok_dir, examples, o)
 end
 
 -- Makes (or finds) under dir: tok/ (vocab.json + merges.txt), aclImdb/ (prompt folders) and
--- sft/ (the tiny GPT-2 fine-tuned on the corpus). Returns their paths {tok=, data=, model=}.
+-- sft/ (the tiny GPT-2 fine-tuned on the corpus). Returns their paths {tok=, data=, model=}. In a
+-- run of several processes call it through apl.dist's from_root: rank 0 makes the folders (the
+-- same files one process makes) while the others wait, then all read them.
 function M.prepare(dir)
     runfolder.mkdir(dir)
     local reviews = M.reviews { n = M.SFT.reviews, seed = 1 }
