@@ -21,6 +21,13 @@
 -- step, so `resume = dir` continues a crashed run and acquires exactly what the uninterrupted
 -- run would have. Engine calls go through `loop.engine` (override with cfg.engine), which is
 -- what lets tests run the loop on fake models.
+--
+-- Several processes (apl.dist, `apl --nproc N`) run one loop: every rank runs it with the same
+-- cfg, each generates and scores a block of the step's prompts (gathered back in order), and all
+-- train together (the trainer all-reduces gradients). Rank 0 alone asks the oracle, writes the run
+-- folder and the ledger; labels, win-rates and a resume's state come to the others from it. Since
+-- every random choice is a function of (seed, step), N processes acquire what one does, up to
+-- float noise (a forward's floats depend on the batch it is in; see `sharded` below).
 local rng = require "apl.rng"
 local eval = require "apl.eval"
 local runfolder = require "apl.runfolder"
@@ -33,6 +40,7 @@ local dpo = require "apl.dpo"
 local apl_model = require "apl.model"
 local oracle = require "apl.oracle"
 local lora = require "apl.lora"
+local dist = require "apl.dist"
 local C = require "apl.core.compute"
 
 local M = {}
@@ -94,6 +102,51 @@ M.engine = {
     oracle_lua = function(fn, opts) return oracle.lua(fn, opts) end,
     oracle_openai = function(spec) return oracle.openai(spec) end,
 }
+
+-- The engine's generate, entropy and rewards, each rank doing a contiguous block of the list
+-- (dist.map); the others as they are. A generation forward runs batch_size rows of n samples, so
+-- blocks cut at lcm(batch_size, n) rows batch the rows one process batches, and give the same
+-- floats. Without a batch_size (generate's default), and for rewards (scored longest first over
+-- the whole list, core/score.h), the blocks batch differently: the same up to float noise.
+local function gen_align(o)
+    local rows, n = o.batch_size, o.n or 1
+    if not rows then return 1 end
+    local lcm = rows
+    while lcm % n ~= 0 do lcm = lcm + rows end
+    return lcm // n
+end
+
+local function sharded(engine)
+    local e = setmetatable({}, { __index = engine })
+    function e.generate(model, tok, prompts, o)
+        o = o or {}
+        local align = gen_align(o)
+        return dist.map(prompts, function(block)
+            if #block == 0 then return {} end
+            local mine = {}
+            for k, v in pairs(o) do mine[k] = v end
+            mine.index_offset = dist.shard(#prompts, align) - 1 -- lengths are drawn by index
+            return engine.generate(model, tok, block, mine)
+        end, align)
+    end
+    function e.entropy(model, tok, prompts, o)
+        return dist.map(prompts, function(block)
+            if #block == 0 then return {} end
+            return engine.entropy(model, tok, block, o)
+        end, gen_align(o))
+    end
+    function e.rewards(policy, ref, tok, prompts, a, b, beta)
+        local idx = {}
+        for i = 1, #prompts do idx[i] = i end
+        return dist.map(idx, function(block)
+            if #block == 0 then return {}, {} end
+            local p, x, y = {}, {}, {}
+            for j, i in ipairs(block) do p[j], x[j], y[j] = prompts[i], a[i], b[i] end
+            return engine.rewards(policy, ref, tok, p, x, y, beta)
+        end)
+    end
+    return e
+end
 
 ------------------------------------------------------------------------------------------------
 -- The context an acquisition function sees (see acquisition/random.lua for the interface).
@@ -310,7 +363,14 @@ local function check_labelled(s, t, labels)
     for _, l in ipairs(labels) do if l.preferred then return end end
     error(string.format("apl.loop: step %d: the oracle labelled none of the %d pairs (%s); stopping. Answers "
         .. "already paid for are kept in %s; fix the judge and continue with --resume %s", t, #labels,
-        tostring(labels[1].rationale), s.run:path("oracle.jsonl"), s.run.dir), 0)
+        tostring(labels[1].rationale), s.dir .. "/oracle.jsonl", s.dir), 0)
+end
+
+-- Appends records to the run folder's <name>.jsonl. Rank 0 alone holds the folder (s.run is nil
+-- on the others) and writes it, through dist.from_root: a write that fails there (a full disk)
+-- stops every rank with its error instead of leaving them waiting for it.
+local function record(s, name, records)
+    dist.from_root(function() for _, r in ipairs(records) do s.run:append(name, r) end end)
 end
 
 -- Acquires step t's pairs: select, label, record. Returns the new records.
@@ -323,7 +383,7 @@ local function acquire(s, acq, t)
     local chosen = {}
     for i, k in ipairs(M.top(scores, c.batch)) do chosen[i] = batch[k]; batch[k].score = scores[k] end
     ctx:implicit_rewards(chosen)
-    local labels = eval.judge(s.oracle, chosen)
+    local labels = dist.from_root(eval.judge, s.oracle, chosen)
     check_labelled(s, t, labels)
     local records = {}
     for i, p in ipairs(chosen) do
@@ -337,8 +397,8 @@ local function acquire(s, acq, t)
         records[i] = { step = t, prompt = p.prompt, a = p.a, b = p.b, score = p.score,
             reward_a = p.r_a, reward_b = p.r_b, bt_prob = prob, label = l.preferred,
             rationale = l.rationale, correct = correct }
-        s.run:append("acquired", records[i])
     end
+    record(s, "acquired", records)
     return records
 end
 
@@ -439,15 +499,15 @@ local function evaluate(s, t, labels)
     local prompts = texts_of(rows)
     local base = baselines(s, rows, prompts)
     local texts = one_completion(s, s.policy, prompts, "eval")
-    local w = eval.winrate(s.oracle, prompts, texts, base)
+    local w = dist.from_root(eval.winrate, s.oracle, prompts, texts, base)
     if w.n == 0 then -- no win-rate: a failure, never a win-rate of 0 in eval.jsonl
         error(string.format("apl.loop: evaluation at step %d: the oracle judged none of the %d test pairs (%s); "
-            .. "fix the judge and continue with --resume %s", t, #prompts, tostring(w.reason), s.run.dir), 0)
+            .. "fix the judge and continue with --resume %s", t, #prompts, tostring(w.reason), s.dir), 0)
     end
     -- labels: what the judge labelled; pairs: what was acquired (the waypoint's count when every
     -- label came back).
     w.step, w.labels, w.pairs, w.acquisition, w.seed = t, labels, #s.acquired, s.c.acquisition, s.c.seed
-    s.run:append("eval", w)
+    record(s, "eval", { w })
     return w
 end
 
@@ -470,8 +530,9 @@ end
 ------------------------------------------------------------------------------------------------
 -- Resume: keep the finished steps, drop the rest, rebuild the policy of the last finished step.
 
-local function resume_state(s)
-    local train = s.run:read("train")
+-- Rank 0 reads and trims the folder; every rank gets the finished steps and their records.
+local function read_finished(run)
+    local train = run:read("train")
     local done = 0
     for _, r in ipairs(train) do done = math.max(done, math.tointeger(r.step)) end
     local function upto(list)
@@ -479,10 +540,16 @@ local function resume_state(s)
         for _, r in ipairs(list) do if r.step <= done then out[#out + 1] = r end end
         return out
     end
-    s.acquired = upto(s.run:read("acquired"))
-    s.run:rewrite("acquired", s.acquired)
-    s.run:rewrite("eval", upto(s.run:read("eval")))
-    s.run:rewrite("train", upto(train))
+    local acquired = upto(run:read("acquired"))
+    run:rewrite("acquired", acquired)
+    run:rewrite("eval", upto(run:read("eval")))
+    run:rewrite("train", upto(train))
+    return done, acquired
+end
+
+local function resume_state(s)
+    local done
+    done, s.acquired = dist.from_root(read_finished, s.run)
     if done > 0 then
         if s.c.online then replay_online(s, done) else train_offline(s, done) end
     end
@@ -490,7 +557,7 @@ local function resume_state(s)
 end
 
 local function say(s, fmt, ...)
-    if not s.c.quiet then io.write(string.format(fmt, ...), "\n"); io.flush() end
+    if not s.c.quiet and dist.is_root() then io.write(string.format(fmt, ...), "\n"); io.flush() end
 end
 
 local function summary(m, w)
@@ -509,31 +576,38 @@ end
 -- object would otherwise take part-trained weights as its θ0 and acquire another set.
 local function release(s)
     if s.ref and not s.finished then s.engine.reset(s.policy) end
-    s.run:close()
+    if s.run then s.run:close() end
     if s.own_oracle and s.oracle and s.oracle.close then s.oracle:close() end
     if s.ref then s.engine.free(s.ref); s.ref = nil end
 end
 
 -- Runs the loop; returns {dir=, evals=, acquired=, config=, plots=}. cfg.policy is trained in
 -- place (θ0 is its reference, model.h); when the run stops early (an error, Ctrl-C) it holds θ0 again.
+-- With several processes every rank calls it with the same cfg and gets the same result (rank 0's
+-- evals, and the paths of the plots it wrote).
 function M.run(cfg)
     local c = merge_defaults(cfg)
     check(c)
     local engine = setmetatable(cfg.engine or {}, { __index = M.engine })
     local acq = require("acquisition." .. c.acquisition)
     local knobs = knobs_of(c)
-    local run
-    if cfg.resume then
-        run = runfolder.open(cfg.resume)
-        check_resume(run.config, knobs)
-    else
-        run = runfolder.create(c.out or string.format("runs/%s-s%d-%s", c.acquisition, c.seed, os.date("%Y%m%d-%H%M%S")), knobs)
-    end
-    local s = { c = c, engine = engine, run = run, policy = c.policy, acquired = {},
+    local run -- rank 0's alone
+    local dir, saved = dist.from_root(function()
+        if cfg.resume then
+            run = runfolder.open(cfg.resume)
+        else
+            run = runfolder.create(c.out or string.format("runs/%s-s%d-%s", c.acquisition, c.seed, os.date("%Y%m%d-%H%M%S")), knobs)
+        end
+        return run.dir, run.config
+    end)
+    if cfg.resume then check_resume(saved, knobs) end
+    local s = { c = c, engine = sharded(engine), run = run, dir = dir, policy = c.policy, acquired = {},
                 own_oracle = type(c.oracle) ~= "table" or not c.oracle.label }
     local _ <close> = setmetatable({}, { __close = function() release(s) end })
-    s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
-    if s.oracle.preflight then s.oracle:preflight() end -- a judge that is down fails before model work
+    dist.from_root(function() -- rank 0 alone opens the oracle: it holds the ledger's lock
+        s.oracle = make_oracle(c, engine, run:path("oracle.jsonl"))
+        if s.oracle.preflight then s.oracle:preflight() end -- a judge that is down fails before model work
+    end)
     if c.lora then
         local o = {}
         for k, v in pairs(c.lora) do o[k] = v end
@@ -542,30 +616,32 @@ function M.run(cfg)
     end
     s.ref = engine.reference(c.policy)
     s.trainer = engine.trainer { policy = s.policy, ref = s.ref, tok = c.tok, beta = c.beta, lr = c.lr,
-                                 batch_size = c.minibatch, cache_file = run:path("ref_logps.jsonl") }
+                                 batch_size = c.minibatch, cache_file = dir .. "/ref_logps.jsonl" }
     s.test_rows = c.test and M.test_rows(c)
     local steps = M.steps(c)
     local done = cfg.resume and resume_state(s) or 0
-    if done > 0 then say(s, "resuming %s after step %d (%d labels)", run.dir, done, #M.training_pairs(s.acquired)) end
+    if done > 0 then say(s, "resuming %s after step %d (%d labels)", dir, done, #M.training_pairs(s.acquired)) end
     for t = done + 1, steps do
         local t0 = os.time()
         local before = #s.acquired
         local new = acquire(s, acq, t)
         table.move(new, 1, #new, #s.acquired + 1, s.acquired)
         local metrics = c.online and train_online(s, new) or train_offline(s, t)
-        if c.online then save_online_policy(s, t) end
+        if c.online then dist.from_root(save_online_policy, s, t) end
         local labelled = #M.training_pairs(s.acquired) -- what the judge really labelled
         local w = is_waypoint(c, before, #s.acquired) and evaluate(s, t, labelled) or nil
         local rec = { step = t, labels = labelled, pairs = #s.acquired, seconds = os.time() - t0 }
         for k, v in pairs(metrics) do rec[k] = v end
-        if s.oracle.stats then rec.oracle = s.oracle:stats() end   -- requests, labels, cached, cost
-        run:append("train", rec)   -- written last: a step is finished once its train line exists
+        if s.oracle and s.oracle.stats then rec.oracle = s.oracle:stats() end -- requests, labels, cached, cost
+        record(s, "train", { rec }) -- written last: a step is finished once its train line exists
         say(s, "%s step %d/%d  labels %d  %s", c.acquisition, t, steps, rec.labels, summary(metrics, w))
     end
     s.finished = true
-    run:close()
-    return { dir = run.dir, evals = run:read("eval"), acquired = s.acquired, config = knobs,
-             plots = report.run_plots(run.dir) }
+    local evals, plots = dist.from_root(function()
+        run:close()
+        return run:read("eval"), report.run_plots(dir)
+    end)
+    return { dir = dir, evals = evals, acquired = s.acquired, config = knobs, plots = plots }
 end
 
 return M

@@ -3,6 +3,7 @@
 --
 --   local FE = dofile(root .. "/tests/lua/fake_engine.lua")
 --   local e = FE.new { crash_at = 2 }      -- loop.run{ engine = e, ... }
+--   local e = FE.crashing(2)               -- the real engine, its trainer raising at step 2
 local rng = require "apl.rng"
 
 local POS, NEG = { "good", "great", "lovely" }, { "bad", "awful", "dull" }
@@ -121,4 +122,25 @@ local function new(opts)
     return e
 end
 
-return { new = new, npos = npos, sigmoid = sigmoid }
+-- The real DPO trainer, raising during the training of step `at` (offline training resets once
+-- per step; online training takes one step per step).
+local function crashing(at)
+    local resets, steps = 0, 0
+    return { trainer = function(o)
+        local tr = apl.dpo.new(o)
+        return {
+            reset = function() resets = resets + 1; tr:reset() end,
+            epoch = function(_, pairs, eo)
+                if resets == at then error("simulated crash") end
+                return tr:epoch(pairs, eo)
+            end,
+            step = function(_, pairs)
+                steps = steps + 1
+                if steps == at then error("simulated crash") end
+                return tr:step(pairs)
+            end,
+        }
+    end }
+end
+
+return { new = new, crashing = crashing, npos = npos, sigmoid = sigmoid }

@@ -352,27 +352,6 @@ local function tiny_config(tok, model, over)
     return c
 end
 
--- The real DPO trainer, raising during the training of step `at` (offline training resets once
--- per step; online training takes one step per step).
-local function crashing_engine(at)
-    local resets, steps = 0, 0
-    return { trainer = function(o)
-        local tr = apl.dpo.new(o)
-        return {
-            reset = function() resets = resets + 1; tr:reset() end,
-            epoch = function(_, pairs, eo)
-                if resets == at then error("simulated crash") end
-                return tr:epoch(pairs, eo)
-            end,
-            step = function(_, pairs)
-                steps = steps + 1
-                if steps == at then error("simulated crash") end
-                return tr:step(pairs)
-            end,
-        }
-    end }
-end
-
 T.case("real tiny model: 2 steps of certainty with a Lua oracle", function()
     local tok, theta0, dir = tiny_setup()
     local res = loop.run(tiny_config(tok, theta0(), { out = dir .. "/run" }))
@@ -398,7 +377,7 @@ local function real_resume_case(online)
     loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, out = dir .. "/full" }))
     T.assert_error_match(function()
         loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, out = dir .. "/crash",
-                                              engine = crashing_engine(2) }))
+                                              engine = FE.crashing(2) }))
     end, "simulated crash")
     T.eq(#read_run(dir .. "/crash"), 8, "step 2 labelled before the crash")
     loop.run(tiny_config(tok, theta0(), { budget = 12, online = online, resume = dir .. "/crash" }))
