@@ -27,7 +27,8 @@
 -- train together (the trainer all-reduces gradients). Rank 0 alone asks the oracle, writes the run
 -- folder and the ledger; labels, win-rates and a resume's state come to the others from it. Since
 -- every random choice is a function of (seed, step), N processes acquire what one does, up to
--- float noise (a forward's floats depend on the batch it is in; see `sharded` below).
+-- float noise (a forward's floats depend on the batch it is in and on the threads it runs on; see
+-- `sharded` below).
 local rng = require "apl.rng"
 local eval = require "apl.eval"
 local runfolder = require "apl.runfolder"
@@ -106,8 +107,9 @@ M.engine = {
 -- The engine's generate, entropy and rewards, each rank doing a contiguous block of the list
 -- (dist.map); the others as they are. A generation forward runs batch_size rows of n samples, so
 -- blocks cut at lcm(batch_size, n) rows batch the rows one process batches, and give the same
--- floats. Without a batch_size (generate's default), and for rewards (scored longest first over
--- the whole list, core/score.h), the blocks batch differently: the same up to float noise.
+-- floats at the same thread count. Without a batch_size (generate's default), and for rewards
+-- (scored longest first over the whole list, core/score.h), the blocks batch differently: the
+-- same up to float noise.
 local function gen_align(o)
     local rows, n = o.batch_size, o.n or 1
     if not rows then return 1 end
