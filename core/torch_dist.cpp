@@ -199,12 +199,12 @@ c10d::ReduceOp reduce_op(apl_dist_op op)
     }
 }
 
-apl_status all_reduce_tensor(at::Tensor &x, apl_dist_op op, bool grads)
+apl_status all_reduce_tensor(at::Tensor &x, apl_dist_op op, bool grads, const char *name = "all_reduce")
 {
     c10d::AllreduceOptions ao;
     ao.reduceOp = reduce_op(op);
     std::vector<at::Tensor> v{x};
-    return collective("all_reduce", nbytes(x), grads, [&] { return G->pg->allreduce(v, ao); });
+    return collective(name, nbytes(x), grads, [&] { return G->pg->allreduce(v, ao); });
 }
 
 // Rank 0's address as this machine reaches it, for Gloo to listen on: the local end of a UDP
@@ -352,7 +352,7 @@ apl_status apl_dist_barrier(void)
 {
     // an all-reduce of one number: a barrier that goes through the same checks as the rest
     at::Tensor one = at::ones({1}, at::TensorOptions().device(G ? G->dev : at::Device(at::kCPU)));
-    return G ? all_reduce_tensor(one, APL_DIST_SUM, false)
+    return G ? all_reduce_tensor(one, APL_DIST_SUM, false, "barrier")
              : apl_fail(APL_EINVAL, "apl.dist: barrier outside a process group");
 }
 

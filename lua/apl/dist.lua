@@ -197,13 +197,14 @@ end
 
 -- This rank's block of 1..n: first, last (last < first when it has none). Blocks are contiguous,
 -- in rank order, and cut at multiples of `align` (default 1), so that work done in batches of
--- `align` items batches the same items whatever the number of ranks.
-function M.shard(n, align)
+-- `align` items batches the same items whatever the number of ranks. rank and world_size
+-- default to this process's.
+function M.shard(n, align, rank, world_size)
     local p = where()
-    align = align or 1
+    rank, world_size, align = rank or p.rank, world_size or p.world_size, align or 1
     local units = -(-n // align)
-    local lo = units * p.rank // p.world_size
-    local hi = units * (p.rank + 1) // p.world_size
+    local lo = units * rank // world_size
+    local hi = units * (rank + 1) // world_size
     return lo * align + 1, math.min(hi * align, n)
 end
 
