@@ -9,16 +9,17 @@ release=unknown
 
 if [ -n "$CUDA" ]; then
     # contrib's CUDA build of libtorch; its nvidia-cudnn is an installer that downloads cuDNN
-    # from NVIDIA on installation. python3-torch-cuda is the benchmark's baseline; libnccl-dev
-    # gives the headers of the NCCL that libtorch-cuda links, for apl.dist's NCCL process group.
+    # from NVIDIA on installation. python3-torch-cuda is the benchmark's baseline. apl.dist's
+    # process groups need the headers of the Gloo and NCCL that libtorch-cuda links: its Gloo is
+    # libgloo-cuda (which conflicts with the CPU build's libgloo-dev).
     if [ "$release" != trixie ]; then
         echo "apl deps: CUDA=1 needs Debian 13 (trixie), whose contrib has libtorch-cuda-dev 2.6;" \
              "this is '$release' (on other systems build with make LIBTORCH=<a CUDA libtorch>)" >&2
         exit 1
     fi
-    TORCH="libtorch-cuda-dev python3-torch-cuda libnccl-dev"
+    TORCH="libtorch-cuda-dev python3-torch-cuda libgloo-cuda-dev libnccl-dev"
 else
-    TORCH="libtorch-dev python3-torch"
+    TORCH="libtorch-dev python3-torch libgloo-dev"
 fi
 case "$release" in
     bookworm) echo "apl deps: Debian 12 (bookworm), libtorch 1.13" ;;
@@ -27,8 +28,7 @@ case "$release" in
 esac
 
 PKGS="build-essential pkg-config $TORCH liblua5.4-dev lua5.4 lua-cjson libcjson-dev
-libcurl4-openssl-dev libpcre2-dev libicu-dev libreadline-dev libopenblas0-pthread python3-numpy
-libgloo-dev"
+libcurl4-openssl-dev libpcre2-dev libicu-dev libreadline-dev libopenblas0-pthread python3-numpy"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
