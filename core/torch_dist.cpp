@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -75,17 +76,32 @@ std::string message_of(std::exception_ptr e)
     return m.size() > 300 ? m.substr(0, 300) + "..." : m;
 }
 
+// torchrun's agent already serves a TCPStore on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True):
+// then every rank is its client, and apl's keys live under a prefix of their own, one per
+// restart of the agent's workers, so a restarted round never reads the last one's keys.
+bool agent_store()
+{
+    const char *v = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    return v && std::strcmp(v, "True") == 0;
+}
+
+// A connection to rank 0's store: served by this process when `server` (rank 0, without
+// torchrun's agent), waiting for `world` ranks to arrive when world > 0.
 c10::intrusive_ptr<c10d::Store> connect_store(const std::string &addr, int port, bool server,
                                               int world, ms timeout)
 {
+    bool agent = agent_store();
     c10d::TCPStoreOptions so;
     so.port = (uint16_t)port;
-    so.isServer = server;
-    so.waitWorkers = world > 0;
-    if (world > 0) so.numWorkers = (size_t)world;
+    so.isServer = server && !agent;
+    so.waitWorkers = world > 0 && !agent;
+    if (so.waitWorkers) so.numWorkers = (size_t)world;
     so.timeout = timeout;
     apl_compat::plain_tcp_store(so);
-    return c10::make_intrusive<c10d::TCPStore>(addr, so);
+    c10::intrusive_ptr<c10d::Store> s = c10::make_intrusive<c10d::TCPStore>(addr, so);
+    if (!agent) return s;
+    const char *restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    return c10::make_intrusive<c10d::PrefixStore>(std::string("apl/") + (restart ? restart : "0"), s);
 }
 
 std::string beat_key(int rank) { return "apl/heartbeat/" + std::to_string(rank); }

@@ -256,3 +256,32 @@ T.case("two machines (network namespaces): the same collectives across a veth li
     T.eq(r1.broadcast, { 11, 12 })
     T.eq(r1.map_a, { 1, 4, 9, 16, 25, 36, 49 })
 end)
+
+-- torchrun's agent serves the store on MASTER_PORT itself and tells its workers so
+-- (TORCHELASTIC_USE_AGENT_STORE=True): every rank must then be a client. A Python TCPStore plays
+-- the agent (Debian 12's own torchrun does not start on its Python 3.11).
+T.case("under torchrun's agent store every rank is a client of it", function()
+    need_gloo()
+    if not os.execute(T.PYTHON .. " -c 'import torch.distributed' 2>/dev/null") then
+        T.skip(T.PYTHON .. " has no torch.distributed (python3-torch) to play torchrun's agent")
+    end
+    local dir, port = T.tmpdir(), free_port()
+    os.execute(string.format("%s -c \"import datetime, time, torch.distributed as d; " ..
+        "s = d.TCPStore('127.0.0.1', %d, 3, True, datetime.timedelta(seconds=30), wait_for_workers=False); " ..
+        "open('%s/agent','w').close(); time.sleep(20)\" >%s/agent.log 2>&1 &", T.PYTHON, port, dir, dir))
+    for _ = 1, 200 do
+        if io.open(dir .. "/agent") then break end
+        os.execute("sleep 0.05")
+    end
+    local env = string.format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d APL_DIST_TIMEOUT=20 " ..
+        "TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0", port)
+    os.execute(string.format("env %s RANK=1 LOCAL_RANK=1 %s %s collectives %s >%s/r1.log 2>&1 &", env, APL, WORKER, dir, dir))
+    local out, code = run(env .. " RANK=0 LOCAL_RANK=0", string.format("%s %s collectives %s", APL, WORKER, dir))
+    T.eq(code, 0, out)
+    for _ = 1, 200 do
+        if io.open(dir .. "/1.json") then break end
+        os.execute("sleep 0.05")
+    end
+    T.eq(read_json(dir .. "/0.json").sum, { 4, -6, 0.5 })
+    T.eq(read_json(dir .. "/1.json").sum, { 4, -6, 0.5 })
+end)
