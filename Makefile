@@ -1,7 +1,7 @@
 # apl — build, test, demo, bench, install.
 #   make                         ./apl against Debian's libtorch (CPU)
 #   make LIBTORCH=/opt/libtorch  against another libtorch (CUDA zip or a pip wheel's torch/ folder)
-#   make deps | test | demo | bench [QUICK=1] | install PREFIX=/usr/local
+#   make deps | test | demo | bench [QUICK=1] [ONLY=dist,lora] | install PREFIX=/usr/local
 # New .c/.cpp files in core/ and lua/ are picked up by the globs below: nobody edits a file list.
 
 PREFIX   ?= /usr/local
@@ -118,7 +118,7 @@ study: apl
 	./apl recipes/study.lua
 
 bench: apl
-	./apl bench/run.lua $(if $(QUICK),--quick)
+	./apl bench/run.lua $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 install: apl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/apl

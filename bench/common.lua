@@ -17,11 +17,11 @@ function B.quick()
     return false
 end
 
--- Timed repetitions: 3 (2 with --quick); APL_BENCH_REPS overrides both.
-function B.reps()
+-- Timed repetitions: `full` (default 3), 2 with --quick; APL_BENCH_REPS overrides both.
+function B.reps(full)
     local n = tonumber(os.getenv("APL_BENCH_REPS") or "")
     if n and n >= 1 then return math.floor(n) end
-    return B.quick() and 2 or 3
+    return B.quick() and 2 or full or 3
 end
 
 local sys = require "apl.core.sys"

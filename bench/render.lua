@@ -77,6 +77,55 @@ function R.derived_rows(d, by)
     }
 end
 
+-- 497759824 -> "497,759,824"
+function R.thousands(n)
+    local s = string.format("%d", math.floor(n + 0.5))
+    local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+    return (out:gsub("^(-?),", "%1"))
+end
+
+-- Several processes (bench/dist.lua's details, d): one row per side, the collectives' time split
+-- out of the 2-process step.
+function R.dist_rows(d)
+    local st = d.step_s or {}
+    local function vs(x) return x and st.full and st.full > 0 and string.format("%.2fx", x / st.full) or "-" end
+    local function s(x) return R.fmt(x, "s") end
+    local wait = d.grad_allreduce_waiting_s and string.format(" (%s on the rank that waited)",
+        s(d.grad_allreduce_waiting_s)) or ""
+    return {
+        { "configuration", "DPO step, s", string.format("vs 1 process, %s threads", R.int(d.threads)),
+          "gradient all-reduce, s", "other collectives, s", "compute and waiting, s" },
+        { string.format("1 process, %s threads", R.int(d.threads)), s(st.full), vs(st.full), "-", "-", s(st.full) },
+        { "1 process, 1 thread", s(st.one_thread), vs(st.one_thread), "-", "-", s(st.one_thread) },
+        { string.format("2 processes, %s thread%s each", R.int(d.threads_per_rank), d.threads_per_rank == 1 and "" or "s"),
+          s(st.two), vs(st.two), s(d.grad_allreduce_s) .. wait, s(d.other_collectives_s), s(d.compute_s) },
+    }
+end
+
+-- The facts under that table: the bytes (checked against the model), the ranks' weights, the
+-- 2-process metrics against one process's, memory.
+function R.dist_facts(d)
+    local out = {}
+    local bytes = d.grad_bytes and R.thousands(d.grad_bytes) or "?"
+    local expected = string.format("4 × %s parameters (f32) + 4 × %s (the flags that say which parameter tensors have a gradient)",
+        d.n_params and R.thousands(d.n_params) or "?", R.int(d.n_tensors))
+    out[#out + 1] = string.format("gradient bytes all-reduced per step, per rank: %s %s %s%s. Gloo's ring " ..
+        "all-reduce between 2 ranks sends and receives about as much per rank.", bytes,
+        d.grad_bytes_as_expected and "=" or "≠ the expected", expected,
+        d.grad_bytes_as_expected and "" or string.format(" = %s", d.expected_grad_bytes and R.thousands(d.expected_grad_bytes) or "?"))
+    out[#out + 1] = string.format("other collectives per step (the reference log-probs each rank scored, " ..
+        "the metrics summed): %s bytes; %s collectives per step in all.",
+        d.other_bytes and R.thousands(d.other_bytes) or "?", R.int(d.collectives))
+    out[#out + 1] = d.ranks_equal and "both ranks' weights after the steps: the same bit for bit."
+        or string.format("both ranks' weights after the steps: **%s values differ**.", R.int(d.differing_params))
+    out[#out + 1] = string.format("the 2-process steps' loss and gradient norm against one process's (1 thread), " ..
+        "step by step: largest relative difference %.1e and %.1e.", d.loss_rel_diff or 0 / 0, d.grad_norm_rel_diff or 0 / 0)
+    local rss = d.peak_rss_mb or {}
+    out[#out + 1] = string.format("peak RSS: %s MB for the process on %s threads, %s and %s MB for the ranks.",
+        R.fmt(rss.full), R.int(d.threads), R.fmt(rss.rank0), R.fmt(rss.rank1))
+    return out
+end
+
 function R.render_text(t)
     local w = {}
     for _, row in ipairs(t) do
@@ -140,6 +189,10 @@ function R.markdown(res)
     w("- apl: libtorch ", tostring(m.torch), ", BLAS ", tostring(m.blas), ", ", tostring(m.lua),
       "; baseline: Python ", py_version or tostring(m.python), ", torch ", torch_version or "?", "\n")
     if res.note and res.note ~= "" then w("- note: ", res.note, "\n") end
+    for _, u in ipairs(res.updates or {}) do
+        w("- updated: the ", table.concat(u.areas or {}, ", "), " rows by `", tostring(u.command), "` on ",
+          tostring(u.date), string.format(" (%.0f s)", u.wall_s or 0), u.note and u.note ~= "" and ": " .. u.note or "", "\n")
+    end
     if res.partial then w("- this run was cut short: the figures below are the ones that finished\n") end
     if res.quick then
         w("- QUICK run: scoring, DPO and SFT use the smaller shapes listed at the end; the full ",
@@ -175,6 +228,27 @@ function R.markdown(res)
       string.format("%.1f M", F.n_params(c) / 1e6), " fp32 parameters (", string.format("%.0f MB", (d.weight_bytes or 0) / 1e6),
       ") once; bandwidth from a 256 MiB tensor copy (read + write) in the same run: ", fmt(d.bandwidth_gbs), " GB/s. ",
       "The measured time includes the prompt's prefill.\n\n")
+    local dd = by.dist_step and by.dist_step.details
+    if dd then
+        w("## Several processes (apl.dist)\n\n")
+        w("`bench/dist.lua`: a DPO step (", tostring(dd.model), ", ", R.int(dd.pairs), " pairs of T = ", R.int(dd.T),
+          ", policy and reference forwards, Adam lr ", string.format("%g", dd.lr or 0), ") in one process and in ",
+          "`apl --nproc 2` (Gloo on 127.0.0.1): every rank steps with the same ", R.int(dd.pairs), " pairs and computes ", R.int(dd.pairs and dd.pairs / 2), " of them, ",
+          "and the optimizer sums the gradients over the ranks, in buckets, before its update. Each side is a ",
+          "process of its own, run one after the other; each figure is the median of ", R.int(dd.steps),
+          " steps after a warm-up step.", dd.load_avg_1min and string.format(" Load average (1 min) when it started: %.2f.", dd.load_avg_1min) or "",
+          "\n\n")
+        w(R.render_md(R.dist_rows(dd)), "\n")
+        w("- ", table.concat(R.dist_facts(dd), "\n- "), "\n\n")
+        w("The collectives' time is the faster rank's, step by step: the rank that arrives last waits for no ",
+          "one, so it is the transfer; the other rank's (in brackets) also holds its wait for the slower one. ",
+          "The flattening of the gradients into buckets and the copy back are counted with the compute. ",
+          "On ", R.int(dd.threads), " cores a 2-process step cannot be faster than one process using all of them: the ",
+          "two ranks share the cores that the single process's threads share, and add the all-reduce. What ",
+          "these rows measure is the overhead of data parallelism (the all-reduce's share of the step, the ",
+          "bytes) and, against one process on 1 thread, the scaling per core. On several GPUs each rank has ",
+          "its own device, so the compute is divided rather than shared, and the gradients go over NCCL.\n\n")
+    end
     w("## Targets\n\n")
     w("| target (from the issues) | measured | status |\n|---|---|---|\n")
     local function trow(label, r, measured)
@@ -223,6 +297,7 @@ RSS is that benchmark's own.
 | DPO step vs TRL-style peer | apl's DPO step, as above | TRL's own way: the head and a full-vocabulary `log_softmax` at every position, the default (for-loop) Adam |
 | DPO step, LoRA vs full | GPT-2 124M, LoRA r = 16 on `c_attn`, `c_proj`, `c_fc` (attention and MLP), B = 4 pairs, T = 128: step time and the peak RSS of a process that does only that | apl's full DPO step in a process of its own (the policy, its θ0 copy, Adam over every weight) |
 | SFT step | cross-entropy on response tokens, Adam | the same in plain torch, the head at response positions only, `Adam(foreach=True)` |
+| DPO step, 2 processes vs 1 | the DPO step above in `apl --nproc 2` (each rank 2 of the 4 pairs, gradients all-reduced by Gloo), half the threads per rank (1 on 2 cores): step time, the all-reduce's time and bytes (section "Several processes") | apl's DPO step in one process on all the threads (same cores), and on 1 thread (per core) |
 | oracle | 128 pairs to a local HTTP judge that answers after 1 s, 16 in flight | `bench/oracle_baseline.py`: urllib requests from a ThreadPoolExecutor of 16 workers, against the same server in the same run (no ledger, no retries) |
 | matmul peak, bandwidth | 2048³ fp32 matmul, 256 MiB copy | the same in torch |
 
@@ -232,8 +307,11 @@ the heap settings apl makes with `mallopt` (`bench/baseline.py` restarts itself 
 `make bench QUICK=1` (`./apl bench/run.lua --quick`) changes: 2 timed repetitions instead of 3
 (after the same one warm-up), a 1024³ matmul instead of 2048³, log-prob scoring on B = 4, T = 64,
 the DPO step on 1 pair of T = 64, the SFT step on B = 2, T = 64, 32 oracle pairs instead of 128
-(the 128-label time is then scaled from the measured rate), one js-tiktoken pass. Generation stays
-GPT-2 124M, batch 8, 16-token prompts, 64 new tokens. Its figures are for smoke-testing.
+(the 128-label time is then scaled from the measured rate), one js-tiktoken pass, and the
+several-process DPO step on a 2-layer GPT-2 (C = 64, V = 512, 4 pairs of T = 32, lr 1e-3). Generation
+stays GPT-2 124M, batch 8, 16-token prompts, 64 new tokens. Its figures are for smoke-testing.
+`make bench ONLY=dist` (`--only dist`, a list of areas) runs those areas alone and replaces their
+rows in `bench/results.json`, keeping the others from the last run (the header says so).
 ]]
 
 return R

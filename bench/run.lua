@@ -2,7 +2,10 @@
 -- the same libtorch), each area in its own process so peak RSS is per benchmark.
 --
 --   ./apl bench/run.lua [--quick] [--note TEXT]   run everything, print the table, write bench/results.json
---   ./apl bench/run.lua --write-md                 BENCHMARKS.md from bench/results.json (runs nothing)
+--   ./apl bench/run.lua --only dist[,lora]         those areas alone: their rows replace theirs in
+--                                                  bench/results.json, the others' are kept (M.merge)
+--   ./apl bench/run.lua --write-md [--note TEXT]   BENCHMARKS.md from bench/results.json (runs nothing;
+--                                                  the note is kept in it for the next --write-md)
 --
 -- Each bench/<area>.lua prints JSON lines {"name":..,"apl":..,"unit":..[,"samples":[..]]}; the
 -- baseline prints the same names with "baseline". A missing or failing area becomes a row that
@@ -29,6 +32,7 @@ M.AREAS = {
     { key = "tokenizer", script = "tokenizer.lua" },
     { key = "compute", script = "compute.lua", rounds = 3 },
     { key = "lora", script = "lora.lua" },
+    { key = "dist", script = "dist.lua" },
     { key = "oracle", script = "oracle.lua" },
 }
 
@@ -57,6 +61,10 @@ M.ROWS = {
     { name = "dpo_step_lora", label = "DPO step, LoRA vs full", area = "lora", better = "lower" },
     { name = "dpo_step_lora_rss", label = "DPO step peak RSS, LoRA vs full", area = "lora",
       better = "lower", target = 0.6, target_text = "<= 0.6x the full step" },
+    -- 2 data-parallel processes (apl --nproc 2) against one, both apl's (bench/dist.lua); the
+    -- all-reduce's time and bytes are in dist_step's details (BENCHMARKS.md's own section)
+    { name = "dist_step", label = "DPO step, 2 processes vs 1 (same cores)", area = "dist", better = "lower" },
+    { name = "dist_step_1t", label = "DPO step, 2 processes vs 1 on 1 thread", area = "dist", better = "lower" },
     { name = "oracle_labels_per_s", label = "oracle labels", area = "oracle", better = "higher" },
     -- peak: measured in every compute round; the figure is the best repetition of all rounds
     { name = "matmul_peak", label = "fp32 matmul peak", area = "machine", better = "higher", peak = true },
@@ -165,6 +173,7 @@ function M.collect(apl_objs, base_objs, errors)
             r.baseline_spread = r.baseline_samples and B.spread(r.baseline_samples)
             r.config = (a and a.config) or (p and p.config)
             r.baseline_name = a and a.baseline_name
+            r.details = a and a.details
         end
         if r.apl and r.baseline and r.baseline ~= 0 then r.ratio = r.apl / r.baseline end
         if spec.target and r.ratio then
@@ -192,7 +201,7 @@ end
 for _, k in ipairs({ "GPT2", "matmul_params", "n_params", "forward_flops", "dpo_flops", "apl_dpo_flops",
     "sft_flops", "shape_of", "derive" }) do M[k] = F[k] end
 for _, k in ipairs({ "table_rows", "missing", "derived_rows", "render_text", "render_md", "markdown",
-    "hand_written", "HAND_WRITTEN", "METHOD" }) do M[k] = R[k] end
+    "hand_written", "HAND_WRITTEN", "METHOD", "dist_rows", "dist_facts", "thousands" }) do M[k] = R[k] end
 
 -- ---------------------------------------------------------------------------------------------
 -- Running
@@ -294,9 +303,9 @@ local function baseline_args(apl_objs, quick, threads)
     return table.concat(args, " ")
 end
 
--- Runs every area and its baseline, in the order apl machine, model load, tokenizer, oracle,
--- compute (the longest last). After each process, the results so far are written to
--- opts.json_path (partial = true until the end), so a run cut short still leaves its figures.
+-- Runs every area (opts.only: those named) and its baseline, in M.AREAS's order. After each
+-- process, the results so far are written to opts.json_path (partial = true until the end), so a
+-- run cut short still leaves its figures.
 function M.run(opts)
     local quick = opts.quick
     local threads = B.threads()
@@ -319,7 +328,8 @@ function M.run(opts)
         end
         return {
             date = os.date("!%Y-%m-%d %H:%M UTC"),
-            command = quick and "make bench QUICK=1" or "make bench",
+            command = (quick and "make bench QUICK=1" or "make bench") ..
+                (opts.only and " ONLY=" .. table.concat(opts.only, ",") or ""),
             quick = quick, threads = threads, machine = machine, note = opts.note, partial = partial,
             rows = rows, derived = M.derive(rows, quick), errors = errors,
             wall_s = B.clock() - t_start,
@@ -378,12 +388,79 @@ function M.run(opts)
         end
     end
 
+    local only = {}
+    for _, k in ipairs(opts.only or {}) do only[k] = true end
     for _, area in ipairs(M.AREAS) do
-        for _ = 1, quick and 1 or (area.rounds or 1) do run_area(area) end
+        if not opts.only or only[area.key] then
+            for _ = 1, quick and 1 or (area.rounds or 1) do run_area(area) end
+        end
     end
     local res = results(false)
     if opts.json_path then M.write_json(opts.json_path, res) end
     return res
+end
+
+-- Checks a --only list against the areas: their keys, or an error that names them.
+function M.only_areas(list)
+    local known, out = {}, {}
+    for _, a in ipairs(M.AREAS) do known[a.key] = true end
+    for k in tostring(list):gmatch("[^,%s]+") do
+        if not known[k] then
+            local names = {}
+            for _, a in ipairs(M.AREAS) do names[#names + 1] = a.key end
+            error(string.format("bench/run.lua: --only: no area '%s' (the areas: %s)", k, table.concat(names, ", ")), 0)
+        end
+        out[#out + 1] = k
+    end
+    if #out == 0 then error("bench/run.lua: --only needs an area (e.g. --only dist)", 0) end
+    return out
+end
+
+-- The results of a run of some areas (--only) merged into the previous results: those areas'
+-- rows and errors from the new run (the machine's peaks go with compute), every other row, the
+-- header (date, total time, note) from the previous one; the new run is added to `updates`
+-- (replacing an earlier update of the same areas), and the derived figures are recomputed. With
+-- no previous results, or previous ones of the other kind (quick or not), the new ones stand alone.
+function M.merge(prev, new, only)
+    if not prev or not prev.rows or (prev.quick or false) ~= (new.quick or false) then return new end
+    local ran = {}
+    for _, k in ipairs(only) do ran[k] = true end
+    if ran.compute then ran.machine = true end
+    local out = {}
+    for k, v in pairs(prev) do out[k] = v end
+    local old, got = {}, {}
+    for _, r in ipairs(prev.rows) do old[r.name] = r end
+    for _, r in ipairs(new.rows) do got[r.name] = r end
+    out.rows = {}
+    for _, spec in ipairs(M.ROWS) do
+        local r = (ran[spec.area] and got[spec.name]) or old[spec.name] or got[spec.name]
+        if r then out.rows[#out.rows + 1] = r end
+    end
+    out.errors = {}
+    for k, v in pairs(prev.errors or {}) do
+        if not ran[k] and not ran[k:gsub("^baseline_", "")] then out.errors[k] = v end
+    end
+    for k, v in pairs(new.errors or {}) do
+        if ran[k] or ran[k:gsub("^baseline_", "")] then out.errors[k] = v end
+    end
+    out.updates = {}
+    for _, u in ipairs(prev.updates or {}) do
+        local covered = true
+        for _, k in ipairs(u.areas or {}) do covered = covered and ran[k] == true end
+        if not covered then out.updates[#out.updates + 1] = u end
+    end
+    out.updates[#out.updates + 1] = { command = new.command, date = new.date, wall_s = new.wall_s,
+                                      areas = only, note = new.note }
+    out.derived = M.derive(out.rows, out.quick)
+    return out
+end
+
+local function read_json(path)
+    local f = io.open(path)
+    if not f then return nil end
+    local ok, res = pcall(cjson.decode, f:read("a"))
+    f:close()
+    return ok and res or nil
 end
 
 function M.write_json(path, res)
@@ -392,15 +469,23 @@ function M.write_json(path, res)
     f:close()
 end
 
-function M.print(results)
-    local by = {}
-    for _, r in ipairs(results.rows) do by[r.name] = r end
+-- The table, and the derived figures; with `only` (a list of areas), only those areas' rows, and
+-- the derived figures when compute is among them.
+function M.print(results, only)
+    local by, rows, ran = {}, {}, {}
+    for _, k in ipairs(only or {}) do ran[k] = true end
+    if ran.compute then ran.machine = true end
+    for _, r in ipairs(results.rows) do
+        by[r.name] = r
+        if not only or ran[r.area] then rows[#rows + 1] = r end
+    end
     io.write(string.format("\napl bench — %s, %d threads (apl and baseline), %s\n",
         results.command, results.threads, results.machine.cpu or "unknown CPU"))
-    io.write(M.render_text(M.table_rows(results.rows)))
-    local missing = M.missing(results.rows)
+    io.write(M.render_text(M.table_rows(rows)))
+    local missing = M.missing(rows)
     if #missing > 0 then io.write("* ", table.concat(missing, "\n* "), "\n") end
-    io.write("\n", M.render_text(M.derived_rows(results.derived, by)))
+    if by.dist_step and by.dist_step.details then io.write("\n", M.render_text(M.dist_rows(by.dist_step.details))) end
+    if not only or ran.compute then io.write("\n", M.render_text(M.derived_rows(results.derived, by))) end
     io.write(string.format("\nspread: half the range of the repetitions, as a share of the median. %.0f s in all.\n",
         results.wall_s or 0))
 end
@@ -416,25 +501,34 @@ local function main(argv)
         if a == "--quick" then opts.quick = true
         elseif a == "--write-md" then opts.write_md = true
         elseif a == "--note" then opts.note = argv[i + 1]; i = i + 1
-        else error("bench/run.lua: unknown argument '" .. a .. "' (want --quick, --write-md, --note TEXT)", 0) end
+        elseif a == "--only" then opts.only = M.only_areas(argv[i + 1]); i = i + 1
+        else error("bench/run.lua: unknown argument '" .. a .. "' (want --quick, --only AREAS, --write-md, --note TEXT)", 0) end
         i = i + 1
     end
     local json_path = root .. "/bench/results.json"
     if opts.write_md then
-        local f = assert(io.open(json_path))
-        local res = cjson.decode(f:read("a"))
-        f:close()
-        if opts.note then res.note = opts.note end
+        local res = read_json(json_path) or error("bench/run.lua: " .. json_path .. ": no results (make bench first)", 0)
+        if opts.note then
+            res.note = opts.note
+            M.write_json(json_path, res)
+        end
         local md = M.markdown(res) .. M.hand_written(root .. "/BENCHMARKS.md")
-        f = assert(io.open(root .. "/BENCHMARKS.md", "w"))
+        local f = assert(io.open(root .. "/BENCHMARKS.md", "w"))
         f:write(md)
         f:close()
         io.write("wrote BENCHMARKS.md from ", json_path, "\n")
         return
     end
-    opts.json_path = json_path
-    M.print(M.run(opts))
-    io.write("wrote ", json_path, "\n")
+    -- a run of some areas touches bench/results.json only at its end, when it is merged there
+    if not opts.only then opts.json_path = json_path end
+    local res = M.run(opts)
+    M.print(res, opts.only)
+    if opts.only then
+        M.write_json(json_path, M.merge(read_json(json_path), res, opts.only))
+        io.write("merged the rows of ", table.concat(opts.only, ", "), " into ", json_path, "\n")
+    else
+        io.write("wrote ", json_path, "\n")
+    end
 end
 
 -- Run as the script (not loaded by dofile from a test): the chunk's source is arg[0].

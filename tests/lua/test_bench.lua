@@ -1,5 +1,7 @@
--- bench/run.lua's bookkeeping on canned output: parsing, ratios, targets, medians, FLOPs, tables.
--- No timing is asserted; nothing is benchmarked.
+-- bench/run.lua's bookkeeping on canned output: parsing, ratios, targets, medians, FLOPs, tables,
+-- runs of some areas merged into the last full run. No timing is asserted; one case runs
+-- bench/dist.lua --quick (a few seconds) for what must hold whatever the times: the bytes
+-- all-reduced, both ranks' weights, the 2-process steps against one process's.
 local T = require "tests.lib.test"
 local root = T.root()
 local R = dofile(root .. "/bench/run.lua")
@@ -164,4 +166,122 @@ T.case("--write-md keeps the hand-written sections of BENCHMARKS.md (the GPU fig
     local kept = R.hand_written(path)
     T.eq(kept, "\n## GPU\n\n" .. R.HAND_WRITTEN .. " -->\n\nH100 figures\n\n## Notes\n\nmore\n")
     T.ok(not kept:find("old table", 1, true), "the generated part is not kept")
+end)
+
+-- ---------------------------------------------------------------------------------------------
+-- Several processes (bench/dist.lua) and runs of some areas (--only)
+
+local DIST_OUT = [[
+{"name":"dist_step","apl":6,"baseline":5,"unit":"s","samples":[6,6,7],"baseline_samples":[5,5,5],"config":"GPT-2 124M","details":{"model":"GPT-2 124M","pairs":4,"T":128,"lr":1e-06,"steps":5,"threads":2,"threads_per_rank":1,"load_avg_1min":0.5,"step_s":{"full":5,"one_thread":9,"two":6},"grad_allreduce_s":0.5,"grad_allreduce_waiting_s":0.75,"other_collectives_s":0.01,"compute_s":5.49,"grad_bytes":497759824,"grad_bytes_as_expected":true,"expected_grad_bytes":497759824,"n_params":124439808,"n_tensors":148,"other_bytes":900,"collectives":12,"ranks_equal":true,"differing_params":0,"loss_rel_diff":2e-07,"grad_norm_rel_diff":3e-07,"peak_rss_mb":{"full":3800,"rank0":3900,"rank1":3900}}}
+{"name":"dist_step_1t","apl":6,"baseline":9,"unit":"s","samples":[6,6,7],"baseline_samples":[9,9,9]}
+]]
+
+local function by_name_of(rows)
+    local by = {}
+    for _, r in ipairs(rows) do by[r.name] = r end
+    return by
+end
+
+T.case("bench: the several-process rows: ratios against one process, the details kept", function()
+    local a = R.parse_lines(APL_OUT)
+    for _, o in ipairs(R.parse_lines(DIST_OUT)) do a[#a + 1] = o end
+    local by = by_name_of(R.collect(a, R.parse_lines(BASE_OUT), {}))
+    T.eq(by.dist_step.ratio, 1.2, 1e-12)
+    T.eq(by.dist_step_1t.ratio, 6 / 9, 1e-12)
+    T.eq(by.dist_step.baseline_spread, 0)
+    T.eq(by.dist_step.details.grad_bytes, 497759824)
+    T.eq(R.thousands(497759824), "497,759,824")
+    T.eq(R.thousands(12), "12")
+    T.eq(R.thousands(123456), "123,456")
+    local t = R.dist_rows(by.dist_step.details)
+    T.eq(t[4], { "2 processes, 1 thread each", "6.00", "1.20x", "0.500 (0.750 on the rank that waited)", "0.010", "5.49" })
+    T.eq(t[3][3], "1.80x")
+    local res = { rows = R.collect(a, R.parse_lines(BASE_OUT), {}), command = "make bench", date = "d", threads = 2,
+                  machine = { cpu = "cpu", cores = 2 } }
+    res.derived = R.derive(res.rows, false)
+    local md = R.markdown(res)
+    T.ok(md:find("| DPO step, 2 processes vs 1 (same cores) | s | 6.00 | 5.00 | 1.20x |", 1, true), md)
+    T.ok(md:find("## Several processes (apl.dist)", 1, true), md)
+    T.ok(md:find("per rank: 497,759,824 = 4 × 124,439,808 parameters (f32) + 4 × 148 (the flags", 1, true), md)
+    T.ok(md:find("the same bit for bit", 1, true), md)
+    T.ok(md:find("Load average (1 min) when it started: 0.50.", 1, true), md)
+    -- what does not hold is said so
+    local d = by.dist_step.details
+    d.grad_bytes, d.grad_bytes_as_expected, d.ranks_equal, d.differing_params = 497759820, false, false, 3
+    local facts = table.concat(R.dist_facts(d), "\n")
+    T.ok(facts:find("497,759,820 ≠ the expected 4 × 124,439,808", 1, true), facts)
+    T.ok(facts:find("= 497,759,824.", 1, true), facts)
+    T.ok(facts:find("**3 values differ**", 1, true), facts)
+end)
+
+T.case("bench --only: the areas checked; their rows replace the previous run's, the others are kept", function()
+    T.eq(R.only_areas("dist"), { "dist" })
+    T.eq(R.only_areas("dist,lora"), { "dist", "lora" })
+    T.assert_error_match(function() R.only_areas("dist,gpu") end,
+        "^bench/run%.lua: %-%-only: no area 'gpu' %(the areas: model_load, tokenizer, compute, lora, dist, oracle%)$")
+    T.assert_error_match(function() R.only_areas("") end, "needs an area")
+
+    local _, full = rows_by_name()
+    local prev = { rows = full, command = "make bench", date = "then", wall_s = 700, note = "full run", threads = 2,
+                   machine = { cpu = "cpu", cores = 2 },
+                   quick = false, errors = { oracle = "old failure", dist = "dist not there yet" },
+                   derived = R.derive(full, false) }
+    local got = R.collect(R.parse_lines(DIST_OUT), {}, { compute = "not run" })
+    local new = { rows = got, command = "make bench ONLY=dist", date = "now", wall_s = 90, note = "load 0.5",
+                  quick = false, errors = { compute = "not run" } }
+    local m = R.merge(prev, new, { "dist" })
+    local by = by_name_of(m.rows)
+    T.eq(by.dist_step.apl, 6)
+    T.eq(by.generation.apl, 300, nil, "the other rows are the previous run's")
+    T.eq(by.dpo_step.baseline, 10)
+    T.eq(m.errors, { oracle = "old failure" })
+    T.eq({ m.date, m.wall_s, m.note, m.command }, { "then", 700, "full run", "make bench" })
+    T.eq(m.updates, { { command = "make bench ONLY=dist", date = "now", wall_s = 90, areas = { "dist" }, note = "load 0.5" } })
+    T.eq(m.derived.dpo_mfu_apl, prev.derived.dpo_mfu_apl)
+    local names = {}
+    for _, r in ipairs(m.rows) do names[#names + 1] = r.name end
+    T.eq(#names, #R.ROWS, "every row, in the table's order")
+    T.eq(names[12], "dist_step")
+    local md = R.markdown(m)
+    T.ok(md:find("- updated: the dist rows by `make bench ONLY=dist` on now (90 s): load 0.5\n", 1, true), md)
+    -- a second run of the same area replaces the first update
+    local again = R.merge(m, { rows = got, command = "make bench ONLY=dist", date = "later", wall_s = 80, errors = {} },
+        { "dist" })
+    T.eq(#again.updates, 1)
+    T.eq(again.updates[1].date, "later")
+    -- quick results are not merged into a full run's, nor into nothing
+    local q = { rows = got, quick = true, errors = {} }
+    T.ok(R.merge(prev, q, { "dist" }) == q)
+    T.ok(R.merge(nil, new, { "dist" }) == new)
+end)
+
+T.case("bench/dist.lua --quick: 2 processes against one, the bytes all-reduced, the ranks' weights", function()
+    if not require("apl.core.dist").has_gloo then
+        T.skip("apl.core.dist was built without Gloo (libgloo-dev): no process group between CPUs")
+    end
+    local out = T.sh(string.format("cd %s && APL_DIST_TIMEOUT=60 timeout 300 ./apl bench/dist.lua --quick", root))
+    local by = {}
+    for _, o in ipairs(R.parse_lines(out)) do by[o.name] = o end
+    local row, d = by.dist_step, by.dist_step and by.dist_step.details
+    T.ok(d and by.dist_step_1t, out)
+    T.eq(by.dist_step_1t.apl, row.apl)
+    T.eq(#row.samples, 2)
+    for _, k in ipairs({ "full", "one_thread", "two" }) do T.ok(d.step_s[k] > 0, k) end
+    -- the gradients of every parameter, f32, once per step, and the flag per parameter tensor;
+    -- counted here from the config, not from the model the bench built
+    local c = { n_layer = 2, n_embd = 64, vocab = 512, n_positions = 128 }
+    local n_tensors = 2 + 12 * c.n_layer + 2 -- wte, wpe; 12 per block; ln_f
+    T.eq(d.grad_bytes, 4 * R.n_params(c) + 4 * n_tensors)
+    T.eq(d.grad_bytes_rank1, d.grad_bytes)
+    T.eq(d.grad_bytes_as_expected, true)
+    T.eq(d.one_process_grad_bytes, 0, nil, "one process all-reduces nothing")
+    T.ok(d.other_bytes > 0, "the reference log-probs crossed between the ranks")
+    T.ok(d.grad_allreduce_s > 0 and d.grad_allreduce_s <= d.grad_allreduce_waiting_s, "the faster rank's time")
+    -- the same weights on both ranks, and the steps one process takes
+    T.eq(d.ranks_equal, true)
+    T.eq(d.differing_params, 0)
+    T.eq(d.losses.two_rank1, d.losses.two, 0)
+    T.eq(d.losses.two, d.losses.one_thread, 1e-5)
+    T.ok(d.loss_rel_diff <= 1e-5, d.loss_rel_diff)
+    T.ok(math.abs(d.losses.two[2] - d.losses.two[1]) > 1e-3, "the steps moved the weights")
 end)
