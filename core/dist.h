@@ -79,7 +79,10 @@ apl_status apl_dist_broadcast_bytes(const void *data, size_t n, int root, char *
 /* Sums the gradients of params over the ranks (see above); bucket_bytes 0: 25 MiB, DDP's. */
 apl_status apl_dist_all_reduce_grads(apl_tensor *const *params, int n, size_t bucket_bytes);
 apl_dist_stats apl_dist_get_stats(void);
-/* Leaves the process group (joins its threads); the process may join again. */
+/* The end of a run that went well: every rank waits for the others, then all leave together
+ * (apl calls it when a script ends without an error; an error leaves at once). */
+apl_status apl_dist_finish(void);
+/* Leaves the process group now (joins its threads); the process may join again. */
 void apl_dist_shutdown(void);
 
 #ifdef __cplusplus

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <string>
@@ -296,6 +297,24 @@ std::string rendezvous_error(const apl_dist_opts *o, const std::string &what)
 
 void at_exit() { apl_dist_shutdown(); }
 
+// libtorch 1.13's store client listens for its server on a thread of its own, which lets an
+// exception escape when the connection is reset: the server's process (rank 0) died. That ends
+// the process; the message at least says what happened instead of "terminate called ...".
+std::terminate_handler previous_terminate;
+
+void on_terminate()
+{
+    if (G && std::current_exception()) {
+        std::string what = message_of(std::current_exception());
+        std::fprintf(stderr, "apl [rank %d]: apl.dist: the connection to rank 0's store at %s:%d broke (%s): "
+                             "rank 0 has stopped\n", G->o.rank, G->addr.c_str(), G->o.master_port, what.c_str());
+        std::fflush(stderr);
+        std::_Exit(1);
+    }
+    if (previous_terminate) previous_terminate();
+    std::abort();
+}
+
 } // namespace
 
 extern "C" {
@@ -354,7 +373,10 @@ apl_status apl_dist_init(const apl_dist_opts *o)
     }
     G = g.release();
     static bool registered = false;
-    if (!registered) registered = std::atexit(at_exit) == 0;
+    if (!registered) {
+        registered = std::atexit(at_exit) == 0;
+        previous_terminate = std::set_terminate(on_terminate);
+    }
     return APL_OK;
 }
 
@@ -547,6 +569,22 @@ apl_status apl_dist_all_reduce_grads(apl_tensor *const *params, int n, size_t bu
 }
 
 apl_dist_stats apl_dist_get_stats(void) { return G ? G->stats : apl_dist_stats{}; }
+
+// Every rank meets, stops its heartbeat (so no store request is in flight), meets again, and
+// only then leaves: rank 0's store then closes on idle connections, which libtorch 1.13's clients
+// take quietly (a request left unread would reset them, see on_terminate).
+apl_status apl_dist_finish(void)
+{
+    if (!G) return APL_OK;
+    apl_status st = apl_dist_barrier();
+    if (st == APL_OK) {
+        G->stop = true;
+        if (G->beat.joinable()) G->beat.join();
+        st = apl_dist_barrier();
+    }
+    apl_dist_shutdown();
+    return st;
+}
 
 void apl_dist_shutdown(void)
 {

@@ -28,6 +28,7 @@
 
 #include "apl_lua.h"
 #include "blas.h"
+#include "dist.h"
 #include "launch.h"
 #include "repl.h"
 
@@ -504,5 +505,10 @@ int main(int argc, char **argv)
     open_engine(L);
     rc = run(L, argc, argv, &o);
     lua_close(L);
+    /* one of several ranks that ended well waits for the others before leaving (dist.h) */
+    if (rc == 0 && apl_dist_finish() != APL_OK) {
+        fprintf(stderr, "apl: %s\n", apl_last_error());
+        rc = 1;
+    }
     return rc;
 }
