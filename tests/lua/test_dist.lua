@@ -138,7 +138,8 @@ T.case("a killed rank: the launcher names it and stops the others at once", func
     T.eq(code, 137, "the killed rank's status, as a shell gives it\n" .. out)
     T.ok(out:find("rank 1 %(pid %d+%) was killed by signal 9"), out)
     T.ok(out:find("stopping the other ranks"), out)
-    T.ok(took < 30, string.format("stopped in %.1f s, well within the 60 s timeout", took))
+    -- the issue's bound, not a speed check: within the stated timeout (the launcher acts at once)
+    T.ok(took < 60, string.format("stopped in %.1f s, within the 60 s timeout", took))
     T.eq(pids_alive(dir), {}, "no rank left running")
 end)
 
@@ -163,7 +164,9 @@ T.case("without the launcher, a hung rank is named by the others within the time
     T.eq(code, 1, out)
     T.ok(out:find("apl %[rank 0%]: .*barrier.*failed after %d"), out)
     T.ok(out:find("rank 1 is alive but has not reached collective #2 (barrier)", 1, true), out)
-    T.ok(took < 4 + 15, string.format("%.1f s: the 4 s timeout and the heartbeat check", took))
+    -- the stated timeout (4 s) and the heartbeat check (2 s), with room for a loaded machine; a
+    -- rank that waited for the hung one would take its 60 s sleep
+    T.ok(took < 45, string.format("%.1f s: the 4 s timeout and the heartbeat check", took))
 end)
 
 T.case("without the launcher, a killed rank is named by its silent heartbeat", function()
