@@ -39,8 +39,7 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A port the kernel says is free now, on addr (IPv4 or the loopback). */
-static int free_port(const char *addr)
+int apl_free_port(const char *addr)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return 0;
@@ -112,7 +111,7 @@ static int shared_env(int nproc)
     if (!addr || !*addr) setenv("MASTER_ADDR", addr = "127.0.0.1", 1);
     const char *port = getenv("MASTER_PORT");
     if (!port || !*port) {
-        int p = free_port(addr);
+        int p = apl_free_port(addr);
         if (!p) {
             fprintf(stderr, "apl --nproc: found no free port on %s; set MASTER_PORT\n", addr);
             return 2;

@@ -6,12 +6,14 @@
  *   core.all_gather_bytes(s) -> {s0, s1, ...}     core.broadcast_bytes(s or nil, root) -> s
  *   core.all_reduce_numbers({...}, op) -> {...}   core.stats()   core.backend()
  *   core.has_gloo, core.has_nccl                  what this build can join
+ *   core.free_port(addr) -> port                  a port free now (what apl --nproc picks)
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "apl_lua.h"
 #include "dist.h"
+#include "launch.h"
 
 static const char *const OPS[] = {"sum", "avg", "max", "min", NULL};
 static const char *const BACKENDS[] = {"gloo", "nccl", NULL};
@@ -146,13 +148,21 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+static int l_free_port(lua_State *L)
+{
+    int port = apl_free_port(luaL_optstring(L, 1, "127.0.0.1"));
+    if (!port) return apl_lua_error(L, "apl.dist", "free_port: the kernel gave no free port");
+    lua_pushinteger(L, port);
+    return 1;
+}
+
 int luaopen_apl_core_dist(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"init", l_init}, {"backend", l_backend}, {"barrier", l_barrier},
         {"all_reduce", l_all_reduce}, {"broadcast", l_broadcast},
         {"all_gather_bytes", l_all_gather_bytes}, {"broadcast_bytes", l_broadcast_bytes},
-        {"all_reduce_numbers", l_all_reduce_numbers}, {"stats", l_stats},
+        {"all_reduce_numbers", l_all_reduce_numbers}, {"stats", l_stats}, {"free_port", l_free_port},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

@@ -33,11 +33,8 @@ local function run(env, cmd)
     return out, code, sys.time() - t0
 end
 
-local function free_port()
-    -- the launcher picks one itself; tests that start ranks by hand ask the kernel the same way
-    local out = T.python("-c \"import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])\"")
-    return tonumber(out:match("%d+"))
-end
+-- the launcher picks one itself; tests that start ranks by hand ask the kernel the same way
+local free_port = core.free_port
 
 T.case("a single process: rank 0 of 1, and every collective gives back its input", function()
     T.eq(dist.rank(), 0)
@@ -185,15 +182,32 @@ end)
 
 T.case("a port in use is reported as such", function()
     need_gloo()
-    local dir = T.tmpdir()
-    -- a listener holds the port for a few seconds
-    local port = free_port()
-    os.execute(string.format("%s -c \"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',%d)); s.listen(); " ..
-        "open('%s/listening','w').close(); time.sleep(15)\" >/dev/null 2>&1 &", T.PYTHON, port, dir))
-    for _ = 1, 100 do
-        if io.open(dir .. "/listening") then break end
+    local dir, port = T.tmpdir(), free_port()
+    -- a rank 0 of another run holds the port while it waits for its rank 1 (which never comes)
+    local holder = string.format("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d APL_DIST_TIMEOUT=30", port)
+    os.execute(string.format("env %s %s %s collectives %s/holder >/dev/null 2>&1 & echo $! >%s/holder.pid",
+        holder, APL, WORKER, dir, dir))
+    local _ <close> = setmetatable({}, { __close = function()
+        os.execute("kill -9 $(cat " .. dir .. "/holder.pid) 2>/dev/null")
+    end })
+    os.execute("mkdir -p " .. dir .. "/holder")
+    -- wait until the port is in LISTEN state (0A) in the kernel's tables
+    local hex = string.format(":%04X 00000000:0000 0A", port)
+    local function listening()
+        for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+            local h = io.open(f)
+            local all = h and h:read("a") or ""
+            if h then h:close() end
+            if all:find(hex, 1, true) or all:find(hex:gsub("00000000:0000", string.rep("0", 32) .. ":0000"), 1, true) then
+                return true
+            end
+        end
+    end
+    for _ = 1, 400 do
+        if listening() then break end
         os.execute("sleep 0.05")
     end
+    T.ok(listening(), "the other run's rank 0 listens on the port")
     local out, code = run("APL_DIST_TIMEOUT=5 MASTER_PORT=" .. port,
         string.format("%s --nproc 2 %s collectives %s", APL, WORKER, dir))
     T.ok(code ~= 0, out)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/platform/arm64_tests.sh — run inside the arm64 root under qemu-user by
 # `tools/platform.sh arm64`: the C unit tests (the AVX-512 kernel tests skip: no kernels off x86),
-# then the smoke test against the x86 results in build/smoke. Ends with one "N passed, N failed".
+# the smoke test against the x86 results in build/smoke, and apl.dist's tests (2 Gloo ranks,
+# the launcher, faults; the cases that need Python or iproute2 skip). Ends with one
+# "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 passed=0 failed=0
@@ -24,5 +26,6 @@ run() {
 ./apl --version
 for t in build/tests/test_*; do run "$t" "$t"; done
 run smoke ./apl tests/platform/arm64_smoke.lua check build/smoke
+run dist ./apl tests/run.lua tests/lua/test_dist.lua
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
