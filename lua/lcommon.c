@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "apl_lua.h"
@@ -173,6 +174,17 @@ apl_dtype apl_lua_check_dtype(lua_State *L, const char *s, int float_only, const
     return dt;
 }
 
+/* "cuda" alone is this process's GPU: cuda:LOCAL_RANK when it is one rank of several (apl.dist;
+ * Slurm's SLURM_LOCALID when that is what is set), as torch.cuda.set_device(local_rank) makes
+ * it in PyTorch scripts; cuda:0 in a single process. */
+static int own_cuda_index(void)
+{
+    const char *world = getenv("WORLD_SIZE") ? getenv("WORLD_SIZE") : getenv("SLURM_NTASKS");
+    const char *local = getenv("LOCAL_RANK") ? getenv("LOCAL_RANK") : getenv("SLURM_LOCALID");
+    if (!world || atoi(world) <= 1 || !local) return 0;
+    return atoi(local) > 0 ? atoi(local) : 0;
+}
+
 int apl_lua_parse_device(lua_State *L, const char *s, apl_device *out, const char *fname)
 {
     int k = 0, n = 0;
@@ -183,8 +195,9 @@ int apl_lua_parse_device(lua_State *L, const char *s, apl_device *out, const cha
     if (strcmp(s, "cuda") != 0 && !(sscanf(s, "cuda:%d%n", &k, &n) == 1 && s[n] == 0 && k >= 0))
         return 0;
     if (!apl_cuda_available()) apl_lua_error(L, fname, "CUDA is not available in this libtorch build");
+    if (strcmp(s, "cuda") == 0) k = own_cuda_index();
     if (k >= apl_cuda_device_count())
-        apl_lua_error(L, fname, "device '%s': only %d CUDA device(s)", s, apl_cuda_device_count());
+        apl_lua_error(L, fname, "device '%s' (cuda:%d): only %d CUDA device(s)", s, k, apl_cuda_device_count());
     *out = k;
     return 1;
 }
