@@ -205,6 +205,10 @@ template <class F> apl_status collective(const char *op, double bytes, bool grad
     return APL_OK;
 }
 
+// t as the process group takes it: on its device, contiguous (t itself when it already is, so
+// the collective writes into t).
+at::Tensor for_collective(const at::Tensor &t) { return t.to(G->dev).contiguous(); }
+
 double nbytes(const at::Tensor &t) { return (double)t.numel() * (double)t.element_size(); }
 
 c10d::ReduceOp reduce_op(apl_dist_op op)
@@ -400,13 +404,8 @@ apl_status apl_dist_all_reduce(apl_tensor *t, apl_dist_op op)
     if (op == APL_DIST_AVG && !at::isFloatingType(t->t.scalar_type()))
         return apl_fail(APL_EINVAL, "apl.dist: all_reduce avg needs a floating-point tensor");
     at::Tensor x;
-    try {
-        x = t->t.to(G->dev).contiguous();
-    } catch (...) {
-        apl_shim::record_exception("apl.dist: all_reduce");
-        return APL_ETORCH;
-    }
-    apl_status st = all_reduce_tensor(x, op, false);
+    apl_status st = apl_shim::status_op("apl.dist: all_reduce", [&] { x = for_collective(t->t); });
+    if (st == APL_OK) st = all_reduce_tensor(x, op, false);
     if (st != APL_OK) return st;
     return apl_shim::status_op("apl.dist: all_reduce", [&] {
         if (op == APL_DIST_AVG) x.div_(G->o.world_size);
@@ -420,16 +419,11 @@ apl_status apl_dist_broadcast(apl_tensor *t, int root)
     if (root < 0 || root >= G->o.world_size)
         return apl_fail(APL_EINVAL, "apl.dist: broadcast from rank %d, which is not in 0..%d", root, G->o.world_size - 1);
     at::Tensor x;
-    try {
-        x = t->t.to(G->dev).contiguous();
-    } catch (...) {
-        apl_shim::record_exception("apl.dist: broadcast");
-        return APL_ETORCH;
-    }
+    apl_status st = apl_shim::status_op("apl.dist: broadcast", [&] { x = for_collective(t->t); });
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
     std::vector<at::Tensor> v{x};
-    apl_status st = collective("broadcast", nbytes(x), false, [&] { return G->pg->broadcast(v, bo); });
+    if (st == APL_OK) st = collective("broadcast", nbytes(x), false, [&] { return G->pg->broadcast(v, bo); });
     if (st != APL_OK) return st;
     return apl_shim::status_op("apl.dist: broadcast", [&] {
         if (!x.is_same(t->t)) t->t.copy_(x);
