@@ -34,12 +34,16 @@ TORCH_LIBS += $(if $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),$(TORCH_CUDA))
 
 # apl.dist (core/torch_dist.cpp): the c10d headers declare the Gloo process group only with
 # USE_C10D_GLOO, and it needs Gloo's own headers (Debian: libgloo-dev, which make deps installs);
-# the NCCL one only with USE_C10D_NCCL, on a CUDA libtorch with NCCL's headers (libnccl-dev with
-# make deps CUDA=1). A build without them runs single-process and says why when asked for more.
+# the NCCL one only with USE_C10D_NCCL, on a CUDA libtorch with the headers of NCCL and of the
+# CUDA toolkit (make deps CUDA=1: libnccl-dev, nvidia-cuda-dev; elsewhere CUDA_HOME). A build
+# without them runs single-process and says why when asked for more.
+CUDA_HOME ?= /usr/local/cuda
 GLOO_H   := $(wildcard $(SYSROOT)/usr/include/gloo/algorithm.h $(if $(LIBTORCH),$(LIBTORCH)/include/gloo/algorithm.h))
-NCCL_H   := $(wildcard $(SYSROOT)/usr/include/nccl.h $(if $(LIBTORCH),$(LIBTORCH)/include/nccl.h))
+NCCL_H   := $(wildcard $(SYSROOT)/usr/include/nccl.h $(if $(LIBTORCH),$(LIBTORCH)/include/nccl.h) $(CUDA_HOME)/include/nccl.h)
+CUDA_H   := $(wildcard $(SYSROOT)/usr/include/cuda.h $(CUDA_HOME)/include/cuda.h)
 DIST_DEFS := $(if $(GLOO_H),-DUSE_C10D_GLOO) \
-             $(if $(and $(NCCL_H),$(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so)),-DUSE_C10D_NCCL)
+             $(if $(and $(NCCL_H),$(CUDA_H),$(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so)),-DUSE_C10D_NCCL \
+                $(if $(filter $(CUDA_HOME)/%,$(CUDA_H)),-isystem $(CUDA_HOME)/include))
 
 # Evaluated once, when first used (not for `make deps`, which runs before pkg-config exists).
 PKG_ENV  := $(if $(SYSROOT),PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/$(TRIPLET)/pkgconfig:$(SYSROOT)/usr/share/pkgconfig)

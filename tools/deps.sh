@@ -10,14 +10,15 @@ release=unknown
 if [ -n "$CUDA" ]; then
     # contrib's CUDA build of libtorch; its nvidia-cudnn is an installer that downloads cuDNN
     # from NVIDIA on installation. python3-torch-cuda is the benchmark's baseline. apl.dist's
-    # process groups need the headers of the Gloo and NCCL that libtorch-cuda links: its Gloo is
-    # libgloo-cuda (which conflicts with the CPU build's libgloo-dev).
+    # process groups need the headers of the Gloo and NCCL that libtorch-cuda links (its Gloo is
+    # libgloo-cuda, which conflicts with the CPU build's libgloo-dev), and the NCCL one the CUDA
+    # toolkit's headers too (nvidia-cuda-dev, ~1 GB: c10d's NCCL header includes CUDA's).
     if [ "$release" != trixie ]; then
         echo "apl deps: CUDA=1 needs Debian 13 (trixie), whose contrib has libtorch-cuda-dev 2.6;" \
              "this is '$release' (on other systems build with make LIBTORCH=<a CUDA libtorch>)" >&2
         exit 1
     fi
-    TORCH="libtorch-cuda-dev python3-torch-cuda libgloo-cuda-dev libnccl-dev"
+    TORCH="libtorch-cuda-dev python3-torch-cuda libgloo-cuda-dev libnccl-dev nvidia-cuda-dev"
 else
     TORCH="libtorch-dev python3-torch libgloo-dev"
 fi
