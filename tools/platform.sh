@@ -28,12 +28,18 @@ die() { printf 'platform: %s\n' "$*" >&2; exit 1; }
 
 MOUNTS=()
 unmount_all() {
-    local i
+    local i m
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
         umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true
     done
+    # and what the tests mounted inside a root (ip netns binds its /run/netns), deepest first
+    for m in "${ROOTS_USED[@]}"; do
+        awk -v r="$m/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
+            while read -r i; do umount -l "$i" 2>/dev/null || true; done
+    done
     MOUNTS=()
 }
+ROOTS_USED=()
 trap unmount_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -50,6 +56,7 @@ trust_host_cas() {
 
 mount_into() {
     local root=$1
+    ROOTS_USED+=("$root")
     mount -t proc proc "$root/proc" && MOUNTS+=("$root/proc")
     mount -t sysfs sysfs "$root/sys" && MOUNTS+=("$root/sys")
     mount --bind /dev "$root/dev" && MOUNTS+=("$root/dev")
