@@ -2,7 +2,8 @@
 -- 4 pairs of T = 128, policy and reference forwards, Adam) in one process and in two data-parallel
 -- ranks (`apl --nproc 2`, apl.dist over Gloo on 127.0.0.1: each rank computes 2 of the 4 pairs and
 -- the optimizer sums the gradients over the ranks before its update). Each side is a process of
--- its own, run one after the other:
+-- its own; the three take turns, in 3 rounds (1 with --quick) whose order rotates, and each figure is
+-- the median over all their timed steps (a slow spell of a shared machine then weighs on every side):
 --   one process, the bench's threads (APL_THREADS, all the cores)
 --   one process, 1 thread                       (the scaling per core)
 --   two processes, threads / 2 each (1 on 2 cores, what `apl --nproc 2` gives them)
@@ -33,7 +34,8 @@ local CFG = quick
 local NP, T = 4, quick and 32 or 128
 local LR = quick and 1e-3 or 1e-6
 local TOK = { eos_id = CFG.vocab_size - 1, pad_id = CFG.vocab_size - 1 }
-local STEPS = B.reps(5) -- timed, after one warm-up step
+local STEPS = B.reps() -- timed in each process, after one warm-up step
+local ROUNDS = quick and 1 or 3
 
 local function pairs_of()
     local r, out = rng.new(4, "bench-dist"), {}
@@ -155,15 +157,34 @@ local function main()
     local dir = mk:read("l")
     mk:close()
     local load = load_avg()
-    local ok, res = pcall(function()
-        return { full = run_side(dir, "one", threads), one = run_side(dir, "one_1t", 1),
-                 two = run_side(dir, "two", per_rank, 2) }
+    local sides = { { "full", threads }, { "one_thread", 1 }, { "two", per_rank, 2 } }
+    local got = { full = {}, one_thread = {}, two = {} } -- each round's ranks, per side
+    local ok, err = pcall(function()
+        for round = 1, ROUNDS do
+            for k = 1, #sides do
+                local side = sides[(k + round - 2) % #sides + 1]
+                local r = run_side(dir, side[1] .. round, side[2], side[3])
+                table.insert(got[side[1]], r.ranks)
+            end
+        end
     end)
     os.execute("rm -rf " .. sh_quote(dir))
-    if not ok then error(res, 0) end
-
-    local full, one1, two = res.full.ranks[1], res.one.ranks[1], res.two.ranks
-    local r0, r1 = two[1], two[2]
+    if not ok then error(err, 0) end
+    -- One rank's figures over all rounds: the steps in round order, the differing values summed,
+    -- the highest peak RSS.
+    local function over_rounds(side, rank)
+        local out = { steps = {}, differing = 0, peak_rss_mb = 0 }
+        for _, ranks in ipairs(got[side]) do
+            local r = ranks[rank + 1]
+            table.move(r.steps, 1, #r.steps, #out.steps + 1, out.steps)
+            out.differing = out.differing + r.differing
+            out.peak_rss_mb = math.max(out.peak_rss_mb, r.peak_rss_mb or 0)
+            out.threads, out.n_params, out.n_tensors = r.threads, r.n_params, r.n_tensors
+        end
+        return out
+    end
+    local full, one1 = over_rounds("full", 0), over_rounds("one_thread", 0)
+    local r0, r1 = over_rounds("two", 0), over_rounds("two", 1)
     local sfull, sone, stwo = field(full.steps, "secs"), field(one1.steps, "secs"), field(r0.steps, "secs")
     -- Per step, the faster rank's time in the collectives: the rank that arrives last waits for
     -- no one, so this is the transfer; the other rank's also holds its wait for the slower one.
@@ -177,7 +198,7 @@ local function main()
     local details = {
         model = quick and string.format("GPT-2 L=%d C=%d V=%d", CFG.n_layer, CFG.n_embd, CFG.vocab_size)
             or "GPT-2 124M",
-        pairs = NP, T = T, lr = LR, steps = STEPS, threads = threads, threads_per_rank = r0.threads,
+        pairs = NP, T = T, lr = LR, steps = STEPS * ROUNDS, rounds = ROUNDS, threads = threads, threads_per_rank = r0.threads,
         load_avg_1min = load,
         step_s = { full = B.median(sfull), one_thread = B.median(sone), two = B.median(stwo) },
         step_samples = { full = sfull, one_thread = sone, two = stwo },

@@ -235,8 +235,10 @@ function R.markdown(res)
           ", policy and reference forwards, Adam lr ", string.format("%g", dd.lr or 0), ") in one process and in ",
           "`apl --nproc 2` (Gloo on 127.0.0.1): every rank steps with the same ", R.int(dd.pairs), " pairs and computes ", R.int(dd.pairs and dd.pairs / 2), " of them, ",
           "and the optimizer sums the gradients over the ranks, in buckets, before its update. Each side is a ",
-          "process of its own, run one after the other; each figure is the median of ", R.int(dd.steps),
-          " steps after a warm-up step.", dd.load_avg_1min and string.format(" Load average (1 min) when it started: %.2f.", dd.load_avg_1min) or "",
+          "process of its own; the three take turns in ", R.int(dd.rounds or 1), (dd.rounds or 1) == 1 and " round" or " rounds",
+          ", their order rotating, ",
+          "and each figure is the median of all ", R.int(dd.steps), " timed steps of a side (each process times ",
+          R.int(dd.steps and dd.steps / (dd.rounds or 1)), " after a warm-up step).", dd.load_avg_1min and string.format(" Load average (1 min) when it started: %.2f.", dd.load_avg_1min) or "",
           "\n\n")
         w(R.render_md(R.dist_rows(dd)), "\n")
         w("- ", table.concat(R.dist_facts(dd), "\n- "), "\n\n")
