@@ -57,6 +57,9 @@ trust_host_cas() {
 mount_into() {
     local root=$1
     ROOTS_USED+=("$root")
+    # the root as a mount point of its own: `ip netns exec` (the two-machine test) remounts / as a
+    # slave, which a plain folder cannot be
+    mount --bind "$root" "$root" && MOUNTS+=("$root")
     mount -t proc proc "$root/proc" && MOUNTS+=("$root/proc")
     mount -t sysfs sysfs "$root/sys" && MOUNTS+=("$root/sys")
     mount --bind /dev "$root/dev" && MOUNTS+=("$root/dev")

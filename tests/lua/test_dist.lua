@@ -254,7 +254,13 @@ T.case("two machines (network namespaces): the same collectives across a veth li
     local _ <close> = setmetatable({}, { __close = function()
         os.execute(string.format("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", a, b))
     end })
-    if not os.execute(setup .. " 2>/dev/null") then T.skip("cannot make network namespaces here (needs root)") end
+    local log = T.tmpdir() .. "/ip.log"
+    if not os.execute(setup .. " 2>" .. log) then
+        local f = io.open(log)
+        local why = f and f:read("l") or "?"
+        if f then f:close() end
+        T.skip("cannot make network namespaces here (root and a mountable / are needed): " .. why)
+    end
     local dir = T.tmpdir()
     local env = "WORLD_SIZE=2 MASTER_ADDR=10.231.77.1 MASTER_PORT=29571 APL_DIST_TIMEOUT=30"
     os.execute(string.format("ip netns exec %s env %s RANK=1 LOCAL_RANK=0 %s %s collectives %s >%s/b.log 2>&1 &",
