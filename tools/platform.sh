@@ -6,7 +6,8 @@
 #   tools/platform.sh tools           install debootstrap, qemu-user and the arm64 cross compiler
 #   tools/platform.sh debian13        Debian 13, libtorch 2.6: the README's commands, then make test
 #   tools/platform.sh debian13-cuda   Debian 13, libtorch-cuda 2.6: links, loads, says "CUDA: not
-#                                     available" here, passes the CPU suite
+#                                     available" here, has apl.dist's NCCL and Gloo built in,
+#                                     passes the CPU suite
 #   tools/platform.sh arm64           Debian 12 arm64, libtorch 1.13: the tree cross-compiled, then
 #                                     a smoke test under qemu-user against the x86 results
 #
@@ -182,6 +183,8 @@ leg_debian13_cuda() {
         grep -q "libtorch_cuda.so" /tmp/ldd || { echo "apl is not linked against libtorch_cuda.so" >&2; exit 1; }
         ./apl --version | tee /tmp/version
         grep -qx "CUDA: not available" /tmp/version || { echo "expected \"CUDA: not available\"" >&2; exit 1; }
+        # apl.dist: NCCL compiled and linked in (it runs only where several GPUs are)
+        ./apl -e "local d = require \"apl.core.dist\"; assert(d.has_nccl and d.has_gloo, \"apl.dist: NCCL or Gloo not built in\")"
         # tools/gpu-check.sh as on a GPU machine, with this libtorch-cuda standing in for a
         # wheel: the bundle made, unpacked into a prefix, apl built from it, the CUDA tests run
         make gpu-bundle
