@@ -289,13 +289,24 @@ T.case("under torchrun's agent store every rank is a client of it", function()
         T.skip(T.PYTHON .. " has no torch.distributed (python3-torch) to play torchrun's agent")
     end
     local dir, port = T.tmpdir(), free_port()
-    os.execute(string.format("%s -c \"import datetime, time, torch.distributed as d; " ..
-        "s = d.TCPStore('127.0.0.1', %d, 3, True, datetime.timedelta(seconds=30), wait_for_workers=False); " ..
-        "open('%s/agent','w').close(); time.sleep(20)\" >%s/agent.log 2>&1 &", T.PYTHON, port, dir, dir))
-    for _ = 1, 200 do
+    -- Debian 13's torch is built without libuv, which its Python TCPStore asks for by default
+    local agent = table.concat({
+        "import datetime, time, torch.distributed as d",
+        "args = ('127.0.0.1', %d, 3, True, datetime.timedelta(seconds=30))",
+        "try: s = d.TCPStore(*args, wait_for_workers=False, use_libuv=False)",
+        "except TypeError: s = d.TCPStore(*args, wait_for_workers=False)",
+        "open('%s/agent', 'w').close()",
+        "time.sleep(20)" }, "\n")
+    local f = assert(io.open(dir .. "/agent.py", "w"))
+    f:write(string.format(agent, port, dir))
+    f:close()
+    os.execute(string.format("%s %s/agent.py >%s/agent.log 2>&1 &", T.PYTHON, dir, dir))
+    for _ = 1, 600 do
         if io.open(dir .. "/agent") then break end
         os.execute("sleep 0.05")
     end
+    local log = io.open(dir .. "/agent.log")
+    T.ok(io.open(dir .. "/agent"), "the stand-in agent started: " .. (log and log:read("a") or ""))
     local env = string.format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d APL_DIST_TIMEOUT=20 " ..
         "TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0", port)
     os.execute(string.format("env %s RANK=1 LOCAL_RANK=1 %s %s collectives %s >%s/r1.log 2>&1 &", env, APL, WORKER, dir, dir))
