@@ -7,6 +7,9 @@
 --   one process, the bench's threads (APL_THREADS, all the cores)
 --   one process, 1 thread                       (the scaling per core)
 --   two processes, threads / 2 each (1 on 2 cores, what `apl --nproc 2` gives them)
+-- APL_THREADS sets libtorch's threads, not the pool of a pthread OpenBLAS (Debian's
+-- libopenblas0-pthread), which runs its matmuls on every core whatever it says: each side sets
+-- OPENBLAS_NUM_THREADS to its thread count as well, so that "1 thread" is one core's work.
 -- Rows (bench/run.lua's table; "baseline" is the one-process step):
 --   dist_step     2 processes vs 1 process on the same cores                              s
 --   dist_step_1t  2 processes vs 1 process on 1 thread                                    s
@@ -108,7 +111,8 @@ local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" e
 -- Runs one side in its own process(es) with `threads` threads each; rank 0's file, decoded.
 local function run_side(dir, name, threads, nproc)
     local out = dir .. "/" .. name
-    local cmd = string.format("APL_THREADS=%d timeout 1800 %s %s%s --one %s%s 2>&1", threads,
+    local cmd = string.format("APL_THREADS=%d OPENBLAS_NUM_THREADS=%d timeout 1800 %s %s%s --one %s%s 2>&1",
+        threads, threads,
         sh_quote(root .. "/apl"), nproc and string.format("--nproc %d ", nproc) or "",
         sh_quote(root .. "/bench/dist.lua"), sh_quote(out), quick and " --quick" or "")
     local p = assert(io.popen(cmd))
