@@ -232,7 +232,7 @@ function R.markdown(res)
     if dd then
         w("## Several processes (apl.dist)\n\n")
         w("`bench/dist.lua`: a DPO step (", tostring(dd.model), ", ", R.int(dd.pairs), " pairs of T = ", R.int(dd.T),
-          ", policy and reference forwards, Adam lr ", string.format("%g", dd.lr or 0), ") in one process and in ",
+          ", policy and reference forwards, Adam lr ", (string.format("%g", dd.lr or 0):gsub("e%-0", "e-")), ") in one process and in ",
           "`apl --nproc 2` (Gloo on 127.0.0.1): every rank steps with the same ", R.int(dd.pairs), " pairs and computes ", R.int(dd.pairs and dd.pairs / 2), " of them, ",
           "and the optimizer sums the gradients over the ranks, in buckets, before its update. Each side is a ",
           "process of its own; the three take turns in ", R.int(dd.rounds or 1), (dd.rounds or 1) == 1 and " round" or " rounds",
