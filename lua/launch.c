@@ -3,8 +3,8 @@
  * MASTER_ADDR, MASTER_PORT), for apl.dist to join.
  *
  * MASTER_ADDR defaults to 127.0.0.1 and MASTER_PORT to a port free at launch. Each rank gets
- * APL_THREADS = cores / N unless APL_THREADS (or --threads) says otherwise, so that N ranks do not
- * fight over the cores. The launcher waits for all of them: when one fails (an error, a signal),
+ * APL_THREADS and OPENBLAS_NUM_THREADS = cores / N unless they are set (or --threads says
+ * otherwise), so that N ranks do not fight over the cores. The launcher waits for all of them: when one fails (an error, a signal),
  * it names it and stops the others (SIGTERM, then SIGKILL after 10 s), and exits with the failed
  * rank's status; Ctrl-C (or a SIGTERM to the launcher) is passed to every rank, escalated the
  * same way. A rank outlives no launcher: each is sent SIGTERM if the launcher dies.
@@ -120,11 +120,13 @@ static int shared_env(int nproc)
     }
     set_int_env("WORLD_SIZE", nproc);
     set_int_env("LOCAL_WORLD_SIZE", nproc);
-    if (!getenv("APL_THREADS")) {
-        cpu_set_t set;
-        int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-        set_int_env("APL_THREADS", cores / nproc > 1 ? cores / nproc : 1);
-    }
+    /* libtorch's threads and OpenBLAS's own pool (the pthread build ignores libtorch's setting
+     * and reads its variable in its constructor, before main) */
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    int share = cores / nproc > 1 ? cores / nproc : 1;
+    if (!getenv("APL_THREADS")) set_int_env("APL_THREADS", share);
+    if (!getenv("OPENBLAS_NUM_THREADS")) set_int_env("OPENBLAS_NUM_THREADS", share);
     return 0;
 }
 
