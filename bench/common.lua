@@ -1,5 +1,6 @@
 -- bench/common.lua — what every bench/<area>.lua script shares: the --quick flag, the thread
--- count, a wall clock, peak RSS, timing with warm-up, medians and spreads, and JSON-line output.
+-- count, a wall clock, peak RSS, timing with warm-up, medians and spreads, JSON-line output, and
+-- the shell words and scratch folders of the benches that start processes.
 --
 --   local B = dofile((package.apl_root or ".") .. "/bench/common.lua")
 --   local secs = B.time(function() model:forward(x) end)      -- 1 warm-up, then B.reps() runs
@@ -10,6 +11,18 @@
 local cjson = require "cjson"
 
 local B = {}
+
+-- One shell word: single quotes, each ' written as '\''.
+function B.sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- A new empty folder /tmp/<name>.XXXXXX (mktemp); the caller removes it.
+function B.tmpdir(name)
+    local p = assert(io.popen("mktemp -d /tmp/" .. name .. ".XXXXXX"))
+    local dir = p:read("l")
+    p:close()
+    assert(dir and dir ~= "", "mktemp -d failed")
+    return dir
+end
 
 -- --quick in the script's arguments (make bench QUICK=1).
 function B.quick()

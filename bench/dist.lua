@@ -106,15 +106,14 @@ end
 
 local root = package.apl_root or "."
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Runs one side in its own process(es) with `threads` threads each; rank 0's file, decoded.
 local function run_side(dir, name, threads, nproc)
     local out = dir .. "/" .. name
     local cmd = string.format("APL_THREADS=%d OPENBLAS_NUM_THREADS=%d timeout 1800 %s %s%s --one %s%s 2>&1",
         threads, threads,
-        sh_quote(root .. "/apl"), nproc and string.format("--nproc %d ", nproc) or "",
-        sh_quote(root .. "/bench/dist.lua"), sh_quote(out), quick and " --quick" or "")
+        B.sh_quote(root .. "/apl"), nproc and string.format("--nproc %d ", nproc) or "",
+        B.sh_quote(root .. "/bench/dist.lua"), B.sh_quote(out), quick and " --quick" or "")
     local p = assert(io.popen(cmd))
     local text = p:read("a")
     local ok = p:close()
@@ -157,9 +156,7 @@ end
 local function main()
     local threads = B.threads()
     local per_rank = math.max(1, threads // 2)
-    local mk = assert(io.popen("mktemp -d /tmp/apl-bench-dist.XXXXXX"))
-    local dir = mk:read("l")
-    mk:close()
+    local dir = B.tmpdir("apl-bench-dist")
     local load = load_avg()
     local sides = { { "full", threads }, { "one_thread", 1 }, { "two", per_rank, 2 } }
     local got = { full = {}, one_thread = {}, two = {} } -- each round's ranks, per side
@@ -172,7 +169,7 @@ local function main()
             end
         end
     end)
-    os.execute("rm -rf " .. sh_quote(dir))
+    os.execute("rm -rf " .. B.sh_quote(dir))
     if not ok then error(err, 0) end
     -- One rank's figures over all rounds: the steps in round order, the differing values summed,
     -- the highest peak RSS.

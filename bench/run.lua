@@ -206,7 +206,7 @@ for _, k in ipairs({ "table_rows", "missing", "derived_rows", "render_text", "re
 -- ---------------------------------------------------------------------------------------------
 -- Running
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local sh_quote = B.sh_quote
 
 local exists = require("apl.fs").exists
 
@@ -375,7 +375,7 @@ function M.run(opts)
             end
             local tmp
             if not ckpt then
-                tmp = (readall("mktemp -d /tmp/apl-bench.XXXXXX")):gsub("%s+$", "")
+                tmp = B.tmpdir("apl-bench")
                 ckpt = (readall(py .. " write-ckpt " .. sh_quote(tmp))):gsub("%s+$", "")
             end
             baseline("baseline model load", "load " .. sh_quote(ckpt) .. " --threads " .. threads,
