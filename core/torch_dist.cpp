@@ -507,20 +507,21 @@ apl_status apl_dist_all_reduce_grads(apl_tensor *const *params, int n, size_t bu
     if (!bucket_bytes) bucket_bytes = kBucketBytes;
     at::NoGradGuard ng;
     std::vector<int> any;
+    std::vector<float> flags((size_t)n);
+    for (int i = 0; i < n; i++) flags[i] = params[i]->t.grad().defined() ? 1.0f : 0.0f;
     at::Tensor has;
-    try {
-        has = at::zeros({n}, at::kFloat);
-        for (int i = 0; i < n; i++) has[i] = params[i]->t.grad().defined() ? 1.0 : 0.0;
-        has = has.to(G->dev);
-    } catch (...) {
-        apl_shim::record_exception("apl.dist: all_reduce_grads");
-        return APL_ETORCH;
-    }
-    apl_status st = all_reduce_tensor(has, APL_DIST_SUM, true);
+    apl_status st = apl_shim::status_op("apl.dist: all_reduce_grads", [&] {
+        has = at::from_blob(flags.data(), {n}, at::kFloat).to(G->dev, false, true);
+    });
+    if (st == APL_OK) st = all_reduce_tensor(has, APL_DIST_SUM, true);
+    if (st == APL_OK)
+        st = apl_shim::status_op("apl.dist: all_reduce_grads", [&] {
+            at::Tensor back = has.cpu().contiguous();
+            std::memcpy(flags.data(), back.data_ptr<float>(), sizeof(float) * (size_t)n);
+        });
     if (st != APL_OK) return st;
-    at::Tensor has_cpu = has.cpu();
     for (int i = 0; i < n; i++)
-        if (has_cpu[i].item<float>() > 0) any.push_back(i);
+        if (flags[i] > 0) any.push_back(i);
     size_t k = 0;
     while (k < any.size()) {
         std::vector<int> bucket;
