@@ -183,8 +183,11 @@ end)
 T.case("a port in use is reported as such", function()
     need_gloo()
     local dir, port = T.tmpdir(), free_port()
-    -- a rank 0 of another run holds the port while it waits for its rank 1 (which never comes)
-    local holder = string.format("WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d APL_DIST_TIMEOUT=30", port)
+    -- A rank 0 of another run holds the port while it waits for its ranks 1 and 2. Its world is
+    -- 3, not 2: the new run's rank 1 connects to whatever listens on the port, and with a world
+    -- of 2 it would complete the holder's run, which would then end and free the port before a
+    -- slow rank 0 tries it.
+    local holder = string.format("WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=%d APL_DIST_TIMEOUT=60", port)
     os.execute(string.format("env %s %s %s collectives %s/holder >/dev/null 2>&1 & echo $! >%s/holder.pid",
         holder, APL, WORKER, dir, dir))
     local _ <close> = setmetatable({}, { __close = function()
