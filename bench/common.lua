@@ -15,6 +15,23 @@ local B = {}
 -- One shell word: single quotes, each ' written as '\''.
 function B.sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- n token ids drawn uniformly from 0 .. vocab - 1 with r (an apl.rng).
+function B.random_ids(r, n, vocab)
+    local ids = {}
+    for i = 1, n do ids[i] = r:int(0, vocab - 1) end
+    return ids
+end
+
+-- np DPO pairs of random ids of length T in all: a prompt of T // 2, chosen and rejected of the rest.
+function B.random_pairs(r, np, T, vocab)
+    local out = {}
+    for i = 1, np do
+        out[i] = { prompt_ids = B.random_ids(r, T // 2, vocab), chosen_ids = B.random_ids(r, T - T // 2, vocab),
+                   rejected_ids = B.random_ids(r, T - T // 2, vocab) }
+    end
+    return out
+end
+
 -- A new empty folder /tmp/<name>.XXXXXX (mktemp); the caller removes it.
 function B.tmpdir(name)
     local p = assert(io.popen("mktemp -d /tmp/" .. name .. ".XXXXXX"))

@@ -19,15 +19,9 @@ local CFG = { model_type = "gpt2", n_layer = 12, n_embd = 768, n_head = 12, voca
 local quick = B.quick()
 local TOK = { eos_id = 50256, pad_id = 50256 } -- ids are made here; nothing is encoded
 
-local function random_ids(r, n)
-    local ids = {}
-    for i = 1, n do ids[i] = r:int(0, CFG.vocab_size - 1) end
-    return ids
-end
-
 local function rows(seed, n, len)
     local r, out = rng.new(seed, "bench-compute"), {}
-    for i = 1, n do out[i] = random_ids(r, len) end
+    for i = 1, n do out[i] = B.random_ids(r, len, CFG.vocab_size) end
     return out
 end
 

@@ -40,19 +40,6 @@ local TOK = { eos_id = CFG.vocab_size - 1, pad_id = CFG.vocab_size - 1 }
 local STEPS = B.reps() -- timed in each process, after one warm-up step
 local ROUNDS = quick and 1 or 3
 
-local function pairs_of()
-    local r, out = rng.new(4, "bench-dist"), {}
-    local function ids(n)
-        local t = {}
-        for i = 1, n do t[i] = r:int(0, CFG.vocab_size - 1) end
-        return t
-    end
-    for i = 1, NP do
-        out[i] = { prompt_ids = ids(T // 2), chosen_ids = ids(T - T // 2), rejected_ids = ids(T - T // 2) }
-    end
-    return out
-end
-
 -- ---------------------------------------------------------------------------------------------
 -- One side: every rank steps with the same whole minibatch (apl.dpo splits it).
 
@@ -72,7 +59,7 @@ end
 local function one(out)
     local model = apl.model.init(CFG, { seed = 0 })
     local tr = apl.dpo.new { policy = model, ref = model, tok = TOK, beta = 0.1, lr = LR, batch_size = NP }
-    local batch = pairs_of()
+    local batch = B.random_pairs(rng.new(4, "bench-dist"), NP, T, CFG.vocab_size)
     local function step()
         tr.ref_cache = {} -- the reference forward every step, as bench/compute.lua times it
         return tr:step(batch)

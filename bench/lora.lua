@@ -16,17 +16,6 @@ local CFG = { model_type = "gpt2", n_layer = 12, n_embd = 768, n_head = 12, voca
 local LORA = { r = 16, alpha = 32, targets = { "c_attn", "c_proj", "c_fc" }, seed = 1 }
 local TOK = { eos_id = 50256, pad_id = 50256 }
 
-local function pairs_of(np, T)
-    local r, out = rng.new(4, "bench-lora"), {}
-    local function ids(n)
-        local t = {}
-        for i = 1, n do t[i] = r:int(0, CFG.vocab_size - 1) end
-        return t
-    end
-    for i = 1, np do out[i] = { prompt_ids = ids(T // 2), chosen_ids = ids(T - T // 2), rejected_ids = ids(T - T // 2) } end
-    return out
-end
-
 -- One side: the model, its reference (the adapters off, or a copy of the weights), Adam, and the
 -- step timed as bench/compute.lua times the full one (the reference cache cleared each run).
 local function one(kind)
@@ -35,7 +24,7 @@ local function one(kind)
     local model = apl.model.init(CFG, { seed = 0 })
     if kind == "lora" then apl.lora.attach(model, LORA) end
     local tr = apl.dpo.new { policy = model, ref = model, tok = TOK, beta = 0.1, lr = 1e-6, batch_size = np }
-    local batch = pairs_of(np, T)
+    local batch = B.random_pairs(rng.new(4, "bench-lora"), np, T, CFG.vocab_size)
     local samples = B.time(function()
         tr.ref_cache = {}
         tr:step(batch)
